@@ -1,0 +1,90 @@
+//! CPU backend: one file per op family; `run` dispatches a graph op to its kernel.
+
+pub mod attention;
+pub mod binary;
+pub mod cast;
+pub mod common;
+pub mod conv;
+pub mod index;
+pub mod matmul;
+pub mod movement;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod rope;
+pub mod sample;
+pub mod softmax;
+pub mod timestep;
+pub mod topk;
+pub mod unary;
+pub mod vq;
+
+use crate::error::{KernelError, Result};
+use crate::tensor::{TensorMut, TensorRef};
+use focus_graph::Op;
+
+/// Run one non-leaf op. `ins` are the node's inputs in order; `out` has the node's inferred
+/// dtype and shape. Every element of `out` is written.
+pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()> {
+    let opt = |i: usize| ins.get(i).copied();
+    match op {
+        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } => Err(KernelError::Invalid {
+            op: "leaf",
+            detail: "leaf nodes hold data and have no kernel".into(),
+        }),
+        Op::MatMul { trans_a, trans_b } => matmul::matmul(&ins[0], &ins[1], out, *trans_a, *trans_b),
+        Op::Linear => matmul::linear(&ins[0], &ins[1], opt(2).as_ref(), out),
+        Op::Conv2d(p) => conv::conv2d(&ins[0], &ins[1], opt(2).as_ref(), out, p),
+        Op::Unary(u) => unary::unary(*u, &ins[0], out),
+        Op::Binary(b) => binary::binary(*b, &ins[0], &ins[1], out),
+        Op::Compare(c) => binary::compare(*c, &ins[0], &ins[1], out),
+        Op::Where => binary::where_(&ins[0], &ins[1], &ins[2], out),
+        Op::Cast { .. } => cast::cast(&ins[0], out),
+        Op::Reduce { op, axes, .. } => reduce::reduce(*op, axes, &ins[0], out),
+        Op::ArgReduce { op, axis, .. } => reduce::arg_reduce(*op, *axis, &ins[0], out),
+        Op::Softmax { axis } => softmax::softmax(*axis, &ins[0], out),
+        Op::LayerNorm { eps } => norm::layer_norm(*eps, &ins[0], opt(1).as_ref(), opt(2).as_ref(), out),
+        Op::RmsNorm { eps } => norm::rms_norm(*eps, &ins[0], opt(1).as_ref(), out),
+        Op::GroupNorm { groups, eps } => {
+            norm::group_norm(*groups, *eps, &ins[0], opt(1).as_ref(), opt(2).as_ref(), out)
+        }
+        Op::Rope { kind, theta } => rope::rope(*kind, *theta, &ins[0], &ins[1], out),
+        Op::Attention { causal, scale } => {
+            attention::attention(*causal, *scale, &ins[0], &ins[1], &ins[2], opt(3).as_ref(), out)
+        }
+        Op::IndexSelect { axis } => index::index_select(*axis, &ins[0], &ins[1], out),
+        Op::TakeAlongAxis { axis } => index::take_along_axis(*axis, &ins[0], &ins[1], out),
+        Op::Concat { axis } => movement::concat(*axis, ins, out),
+        Op::Slice {
+            axis, start, step, ..
+        } => movement::slice(*axis, *start, *step, &ins[0], out),
+        Op::Reshape { .. } => movement::copy(&ins[0], out),
+        Op::Permute { perm } => movement::permute(perm, &ins[0], out),
+        Op::Pad { pads, value } => movement::pad(pads, *value, &ins[0], out),
+        Op::Resize {
+            mode,
+            align_corners,
+            antialias,
+            ..
+        } => resize::resize(*mode, *align_corners, *antialias, &ins[0], out),
+        Op::AvgPool2d {
+            kernel,
+            stride,
+            padding,
+            count_include_pad,
+        } => pool::avg_pool2d(*kernel, *stride, *padding, *count_include_pad, &ins[0], out),
+        Op::PixelShuffle { r } => movement::pixel_shuffle(*r, &ins[0], out),
+        Op::PixelUnshuffle { r } => movement::pixel_unshuffle(*r, &ins[0], out),
+        Op::VqNearest => vq::vq_nearest(&ins[0], &ins[1], out),
+        Op::GridSample { align_corners } => sample::grid_sample(*align_corners, &ins[0], &ins[1], out),
+        Op::MsDeformAttn { levels } => sample::ms_deform_attn(levels, &ins[0], &ins[1], &ins[2], out),
+        Op::TopK { axis, .. } => topk::top_k(*axis, &ins[0], out),
+        Op::TimestepEmbedding {
+            dim: _,
+            flip_sin_to_cos,
+            downscale_freq_shift,
+            max_period,
+        } => timestep::timestep_embedding(*flip_sin_to_cos, *downscale_freq_shift, *max_period, &ins[0], out),
+    }
+}

@@ -1,0 +1,12 @@
+use crate::error::{KernelError, Result};
+use crate::tensor::{TensorMut, TensorRef};
+#[allow(unused_imports)]
+use focus_graph::*;
+
+#[allow(unused_variables)]
+pub fn softmax(axis: usize, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
+    Err(KernelError::Invalid {
+        op: "softmax",
+        detail: "not implemented".into(),
+    })
+}
