@@ -1,1 +1,123 @@
-fn main() {}
+//! CPU op benchmarks (criterion). Throughput is reported in elements = FLOPs where the op is
+//! compute-bound, so criterion's "elem/s" reads as FLOP/s; bytes are given in the names' notes.
+//! `executor_overhead` compares a one-node plan against calling the GEMM crate directly.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use focus_engine::{compile, Device, MemoryWeights, Plan, Tensor};
+use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder};
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n).map(|_| r.gen_range(-1.0..1.0)).collect()
+}
+
+/// Compile `g` with random weights and random inputs set.
+fn prepared(g: &Graph) -> Plan {
+    let w = MemoryWeights::random_for(g, 1);
+    let mut p = compile(g, Some(Arc::new(w)), Device::Cpu).unwrap();
+    for (i, (name, id)) in g.inputs().into_iter().enumerate() {
+        let n = g.node(id);
+        let t = Tensor::from_f32(n.dtype, n.shape.clone(), &rand_vec(n.shape.numel(), i as u64)).unwrap();
+        p.set_input(name, &t.view()).unwrap();
+    }
+    p
+}
+
+fn bench_plan(c: &mut Criterion, group: &str, id: &str, g: Graph) {
+    let flops = g.total_cost().flops;
+    let mut p = prepared(&g);
+    let mut grp = c.benchmark_group(group);
+    grp.throughput(Throughput::Elements(flops));
+    grp.sample_size(10);
+    grp.bench_function(BenchmarkId::from_parameter(id), |b| b.iter(|| p.execute().unwrap()));
+    grp.finish();
+}
+
+fn matmul_graph(m: usize, k: usize, n: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("a", DType::F32, [m, k]).unwrap();
+    let y = b.input("b", DType::F32, [k, n]).unwrap();
+    let o = b.matmul(x, y).unwrap();
+    b.output("o", o).unwrap();
+    b.finish().unwrap()
+}
+
+fn conv_graph(c: usize, h: usize, k: usize, groups: usize, cout: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, [1, h, h, c]).unwrap();
+    let w = b.param("w", DType::F32, [cout, k, k, c / groups]).unwrap();
+    let bias = b.param("b", DType::F32, [cout]).unwrap();
+    let p = Conv2dParams { padding: [k / 2, k / 2], groups, ..Default::default() };
+    let o = b.conv2d(x, w, Some(bias), p).unwrap();
+    b.output("o", o).unwrap();
+    b.finish().unwrap()
+}
+
+fn ops(c: &mut Criterion) {
+    bench_plan(c, "matmul_f32", "1024x2048x2048", matmul_graph(1024, 2048, 2048));
+    bench_plan(c, "conv2d_f32", "dw7x7_192x56x56", conv_graph(192, 56, 7, 192, 192));
+    bench_plan(c, "conv2d_f32", "3x3_320x64x64", conv_graph(320, 64, 3, 1, 320));
+
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, [1, 64, 64, 320]).unwrap();
+    let w = b.param("w", DType::F32, [320]).unwrap();
+    let bb = b.param("b", DType::F32, [320]).unwrap();
+    let o = b.group_norm(x, w, bb, 32, 1e-5).unwrap();
+    b.output("o", o).unwrap();
+    bench_plan(c, "group_norm_f32", "32g_320x64x64", b.finish().unwrap());
+
+    let mut b = GraphBuilder::new();
+    let q = b.input("q", DType::F32, [1, 1024, 16, 64]).unwrap();
+    let k = b.input("k", DType::F32, [1, 1024, 16, 64]).unwrap();
+    let v = b.input("v", DType::F32, [1, 1024, 16, 64]).unwrap();
+    let o = b.attention(q, k, v, None, false, 0.125).unwrap();
+    b.output("o", o).unwrap();
+    bench_plan(c, "attention_f32", "seq1024_16x64", b.finish().unwrap());
+}
+
+/// The same GEMM through a plan and through the gemm crate directly.
+fn executor_overhead(c: &mut Criterion) {
+    let (m, k, n) = (256, 512, 512);
+    let a = rand_vec(m * k, 1);
+    let bm = rand_vec(k * n, 2);
+    let mut out = vec![0f32; m * n];
+    let mut grp = c.benchmark_group("executor_overhead");
+    grp.throughput(Throughput::Elements((2 * m * k * n) as u64));
+    grp.bench_function("gemm_direct_256x512x512", |bch| {
+        bch.iter(|| unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                bm.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon_threads()),
+            )
+        })
+    });
+    let mut p = prepared(&matmul_graph(m, k, n));
+    grp.bench_function("plan_256x512x512", |bch| bch.iter(|| p.execute().unwrap()));
+    grp.finish();
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+criterion_group!(benches, ops, executor_overhead);
+criterion_main!(benches);

@@ -1,1 +1,17 @@
+//! focus-engine: the runtime. Devices, host tensors, weight sources (memory-mapped safetensors
+//! or in memory), the executor that compiles a graph into a plan and runs it, and the profiler.
 
+pub mod buffer;
+pub mod device;
+pub mod error;
+pub mod executor;
+pub mod profiler;
+pub mod source;
+pub mod tensor;
+
+pub use device::Device;
+pub use error::{EngineError, Result};
+pub use executor::{compile, Plan, PlanStats};
+pub use profiler::Profile;
+pub use source::{MemoryWeights, WeightSource};
+pub use tensor::Tensor;

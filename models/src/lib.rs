@@ -1,1 +1,8 @@
+//! focus-models: one graph builder per FOCUS component, their configs, and a registry the CLI
+//! uses to build graphs by name.
 
+pub mod common;
+pub mod convnext;
+pub mod registry;
+
+pub use registry::{build_named, ModelSpec, MODELS};

@@ -1,1 +1,93 @@
-fn main() {}
+//! `focus`: inspect checkpoints, list ops, build and dump graphs, and run the demo.
+
+mod commands;
+mod image_io;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "focus", version, about = "focus-engine: FOCUS inference engine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List and validate the tensors of a safetensors file, sharded index or directory.
+    Inspect {
+        path: PathBuf,
+        /// Also print the file's __metadata__.
+        #[arg(long)]
+        metadata: bool,
+    },
+    /// The op table: which ops exist on which backend.
+    Ops,
+    /// Build a graph for a named model and print it with its memory plan and FLOPs.
+    Graph {
+        /// Model name (see `focus graph --list`).
+        #[arg(default_value = "convnext")]
+        model: String,
+        #[arg(long, default_value = "tiny")]
+        config: String,
+        /// Input resolution (square).
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// Print Graphviz DOT instead of the text listing.
+        #[arg(long)]
+        dot: bool,
+        /// Print only the summary.
+        #[arg(long)]
+        summary: bool,
+        /// List the models and configs.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Run the main job on the embedded default: the most complete model path the project has.
+    Demo {
+        /// Image to run on (PNG/JPEG); defaults to the bundled demo image.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Square input resolution of the encoder.
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Device: cpu or cuda[:N].
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Write a Chrome/Perfetto trace of the run here.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Write the outputs (safetensors) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Timed repetitions after the profiled run.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
+        Cmd::Ops => commands::ops::run(),
+        Cmd::Graph { model, config, size, dot, summary, list } => {
+            commands::graph::run(&model, &config, size, dot, summary, list)
+        }
+        Cmd::Demo { image, size, seed, device, profile, out, reps } => {
+            commands::demo::run(image.as_deref(), size, seed, &device, profile.as_deref(), out.as_deref(), reps)
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

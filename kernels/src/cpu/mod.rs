@@ -88,3 +88,23 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
         } => timestep::timestep_embedding(*flip_sin_to_cos, *downscale_freq_shift, *max_period, &ins[0], out),
     }
 }
+
+/// Input dtypes the CPU kernel of `op` accepts (for the op table).
+pub fn supported_dtypes(op: &Op) -> &'static str {
+    match op {
+        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } => "any (data)",
+        Op::Binary(_) | Op::Compare(_) => "f32 f16 bf16 i32 i64 u8",
+        Op::Where
+        | Op::Cast { .. }
+        | Op::IndexSelect { .. }
+        | Op::TakeAlongAxis { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::Pad { .. }
+        | Op::PixelShuffle { .. }
+        | Op::PixelUnshuffle { .. } => "any",
+        _ => "f32 f16 bf16",
+    }
+}

@@ -1,0 +1,317 @@
+//! compile(graph, weights, device) → Plan; Plan::execute runs it. Every intermediate lives at
+//! a planner-assigned offset in one arena, allocated at compile time; weights stay where the
+//! source holds them (zero-copy) unless they need a dtype or alignment fix; constant subgraphs
+//! (weight layout conversions) are computed once here, at compile time.
+
+use crate::buffer::AlignedBuf;
+use crate::device::Device;
+use crate::error::{EngineError, Result};
+use crate::profiler::{NodeProfile, Profile};
+use crate::source::WeightSource;
+use crate::tensor::Tensor;
+use focus_graph::passes::{eliminate_dead_code, fusion_groups, plan_memory, static_nodes, FusionGroup, MemoryPlan};
+use focus_graph::{Graph, NodeId, Op, Shape};
+use focus_kernels::{cpu, TensorMut, TensorRef};
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where a node's bytes live.
+enum Storage {
+    /// Offset into the plan's arena.
+    Arena(usize),
+    /// Computed or converted at compile time and kept.
+    Resident(AlignedBuf),
+    /// Borrowed from the weight source by name (zero-copy).
+    Weight(String),
+}
+
+/// Summary numbers of a compiled plan.
+#[derive(Clone, Debug)]
+pub struct PlanStats {
+    pub nodes: usize,
+    pub steps: usize,
+    pub arena_bytes: usize,
+    pub naive_bytes: usize,
+    /// Weights used in place from the source.
+    pub mapped_weight_bytes: usize,
+    /// Converted weights and precomputed constant subgraphs.
+    pub resident_bytes: usize,
+    pub flops: u64,
+    pub fusion_groups: usize,
+}
+
+pub struct Plan {
+    graph: Graph,
+    device: Device,
+    memory: MemoryPlan,
+    storage: Vec<Storage>,
+    arena: AlignedBuf,
+    steps: Vec<NodeId>,
+    weights: Option<Arc<dyn WeightSource>>,
+    fusion: Vec<FusionGroup>,
+    inputs: HashMap<String, NodeId>,
+    input_set: Vec<bool>,
+}
+
+fn check_params(g: &Graph, src: Option<&dyn WeightSource>) -> Result<()> {
+    let mut problems = Vec::new();
+    for (name, id) in g.params() {
+        let want = g.node(id);
+        match src.and_then(|s| s.tensor(name)) {
+            None => problems.push(format!("missing tensor '{name}' ({}{})", want.dtype, want.shape)),
+            Some((_, shape, _)) if shape != want.shape.dims() => problems.push(format!(
+                "tensor '{name}': graph expects shape {}, checkpoint has {}",
+                want.shape,
+                Shape::from(shape)
+            )),
+            Some((dt, shape, bytes_)) if bytes_.len() != Shape::from(shape).numel() * dt.size_in_bytes() => {
+                problems.push(format!("tensor '{name}': {} bytes for {dt}{}", bytes_.len(), Shape::from(shape)))
+            }
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Weights(format!(
+            "{} problem(s) loading weights:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )))
+    }
+}
+
+/// Compile `graph` for `device`, binding its parameters to `weights`.
+pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: Device) -> Result<Plan> {
+    let (g, _) = eliminate_dead_code(graph);
+    check_params(&g, weights.as_deref())?;
+    let is_static = static_nodes(&g);
+    let memory = plan_memory(&g, &is_static);
+    let mut storage: Vec<Storage> = Vec::with_capacity(g.len());
+    for id in g.ids() {
+        let n = g.node(id);
+        let s = match &n.op {
+            Op::Param { name } => {
+                let (dt, _, bytes) = weights.as_deref().and_then(|w| w.tensor(name)).expect("checked above");
+                let aligned = (bytes.as_ptr() as usize) % dt.size_in_bytes() == 0;
+                if dt == n.dtype && aligned {
+                    Storage::Weight(name.clone())
+                } else {
+                    // Convert once (dtype on load, or realign for typed access).
+                    let src = TensorRef::new(dt, n.shape.dims(), bytes);
+                    let mut buf = AlignedBuf::zeroed(n.bytes());
+                    let mut out = TensorMut::new(n.dtype, n.shape.dims(), buf.as_mut_slice());
+                    cpu::cast::cast(&src, &mut out).map_err(|e| EngineError::Kernel {
+                        node: id.0,
+                        name: name.clone(),
+                        source: e,
+                    })?;
+                    Storage::Resident(buf)
+                }
+            }
+            Op::Constant { data } => Storage::Resident(AlignedBuf::from_bytes(data)),
+            _ if is_static[id.0] => {
+                let mut buf = AlignedBuf::zeroed(n.bytes());
+                {
+                    let ins: Vec<TensorRef> =
+                        n.inputs.iter().map(|i| view_of(&g, &storage, &[], weights.as_deref(), *i)).collect();
+                    let mut out = TensorMut::new(n.dtype, n.shape.dims(), buf.as_mut_slice());
+                    cpu::run(&n.op, &ins, &mut out).map_err(|e| EngineError::Kernel {
+                        node: id.0,
+                        name: n.name.clone(),
+                        source: e,
+                    })?;
+                }
+                Storage::Resident(buf)
+            }
+            _ => Storage::Arena(memory.offsets[id.0].expect("non-static nodes are planned")),
+        };
+        storage.push(s);
+    }
+    let steps = g
+        .ids()
+        .filter(|id| {
+            let op = &g.node(*id).op;
+            !is_static[id.0] && !matches!(op, Op::Input { .. }) && !op.is_alias()
+        })
+        .collect();
+    let inputs: HashMap<String, NodeId> = g.inputs().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
+    let fusion = fusion_groups(&g);
+    Ok(Plan {
+        arena: AlignedBuf::zeroed(memory.arena_bytes),
+        input_set: vec![false; g.len()],
+        graph: g,
+        device,
+        memory,
+        storage,
+        steps,
+        weights,
+        fusion,
+        inputs,
+    })
+}
+
+/// View of a node's bytes outside `execute` (compile time and output reads).
+fn view_of<'a>(
+    g: &'a Graph,
+    storage: &'a [Storage],
+    arena: &'a [u8],
+    weights: Option<&'a dyn WeightSource>,
+    id: NodeId,
+) -> TensorRef<'a> {
+    let n = g.node(id);
+    let data: &[u8] = match &storage[g.storage_root(id).0] {
+        Storage::Arena(off) => &arena[*off..*off + n.bytes()],
+        Storage::Resident(b) => b.as_slice(),
+        Storage::Weight(name) => weights.and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[]),
+    };
+    TensorRef::new(n.dtype, n.shape.dims(), data)
+}
+
+impl Plan {
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
+    }
+
+    pub fn fusion_groups(&self) -> &[FusionGroup] {
+        &self.fusion
+    }
+
+    pub fn stats(&self) -> PlanStats {
+        let (mut mapped, mut resident) = (0, 0);
+        for (i, s) in self.storage.iter().enumerate() {
+            match s {
+                Storage::Weight(_) => mapped += self.graph.nodes[i].bytes(),
+                Storage::Resident(b) => resident += b.len(),
+                Storage::Arena(_) => {}
+            }
+        }
+        PlanStats {
+            nodes: self.graph.len(),
+            steps: self.steps.len(),
+            arena_bytes: self.memory.arena_bytes,
+            naive_bytes: self.memory.naive_bytes,
+            mapped_weight_bytes: mapped,
+            resident_bytes: resident,
+            flops: self.steps.iter().map(|id| self.graph.node_cost(*id).flops).sum(),
+            fusion_groups: self.fusion.len(),
+        }
+    }
+
+    /// Copy one input into its arena slot (validated against the graph's declaration).
+    pub fn set_input(&mut self, name: &str, t: &TensorRef<'_>) -> Result<()> {
+        let id = *self.inputs.get(name).ok_or_else(|| {
+            let mut known: Vec<&str> = self.inputs.keys().map(|s| s.as_str()).collect();
+            known.sort_unstable();
+            EngineError::UnknownInput { name: name.into(), known: known.join(", ") }
+        })?;
+        let n = self.graph.node(id);
+        if n.dtype != t.dtype || n.shape.dims() != t.shape {
+            return Err(EngineError::InputMismatch {
+                name: name.into(),
+                want_dtype: n.dtype,
+                want_shape: n.shape.clone(),
+                got_dtype: t.dtype,
+                got_shape: Shape::from(t.shape),
+            });
+        }
+        let want = n.bytes();
+        if t.data.len() != want {
+            return Err(EngineError::DataSize { dtype: t.dtype, shape: Shape::from(t.shape), got: t.data.len(), want });
+        }
+        let Storage::Arena(off) = self.storage[id.0] else { unreachable!("inputs live in the arena") };
+        self.arena.as_mut_slice()[off..off + want].copy_from_slice(t.data);
+        self.input_set[id.0] = true;
+        Ok(())
+    }
+
+    /// Run every step. Inputs must have been set; they stay set for later runs.
+    pub fn execute(&mut self) -> Result<()> {
+        self.execute_inner(None)
+    }
+
+    /// Run every step, timing each node.
+    pub fn execute_profiled(&mut self) -> Result<Profile> {
+        let mut p = Profile { device: self.device.to_string(), nodes: Vec::with_capacity(self.steps.len()), total_us: 0.0 };
+        self.execute_inner(Some(&mut p))?;
+        Ok(p)
+    }
+
+    fn execute_inner(&mut self, mut profile: Option<&mut Profile>) -> Result<()> {
+        for (name, id) in &self.inputs {
+            if !self.input_set[id.0] {
+                return Err(EngineError::MissingInput(name.clone()));
+            }
+        }
+        let base = self.arena.as_mut_ptr();
+        let t0 = Instant::now();
+        for &id in &self.steps {
+            let n = &self.graph.nodes[id.0];
+            let view = |i: NodeId| -> TensorRef<'_> {
+                let m = &self.graph.nodes[i.0];
+                let data: &[u8] = match &self.storage[self.graph.storage_root(i).0] {
+                    // SAFETY: the planner gives every value live at this step a disjoint range of
+                    // the arena, so this shared view never overlaps the output written below.
+                    Storage::Arena(off) => unsafe { std::slice::from_raw_parts(base.add(*off), m.bytes()) },
+                    Storage::Resident(b) => b.as_slice(),
+                    Storage::Weight(name) => self.weights.as_deref().and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[]),
+                };
+                TensorRef::new(m.dtype, m.shape.dims(), data)
+            };
+            let ins: SmallVec<[TensorRef; 4]> = n.inputs.iter().map(|i| view(*i)).collect();
+            let Storage::Arena(off) = self.storage[id.0] else { unreachable!("steps write to the arena") };
+            // SAFETY: `off..off+bytes` is this node's own arena range; no input aliases it
+            // (inputs are live at this step, so their ranges are disjoint from it).
+            let out_bytes = unsafe { std::slice::from_raw_parts_mut(base.add(off), n.bytes()) };
+            let mut out = TensorMut::new(n.dtype, n.shape.dims(), out_bytes);
+            let start = Instant::now();
+            cpu::run(&n.op, &ins, &mut out).map_err(|e| EngineError::Kernel { node: id.0, name: n.name.clone(), source: e })?;
+            if let Some(p) = profile.as_deref_mut() {
+                let c = self.graph.node_cost(id);
+                p.nodes.push(NodeProfile {
+                    node: id.0,
+                    name: n.name.clone(),
+                    kind: n.op.kind(),
+                    start_us: (start - t0).as_secs_f64() * 1e6,
+                    dur_us: start.elapsed().as_secs_f64() * 1e6,
+                    flops: c.flops,
+                    bytes: c.bytes,
+                });
+            }
+        }
+        if let Some(p) = profile {
+            p.total_us = t0.elapsed().as_secs_f64() * 1e6;
+        }
+        Ok(())
+    }
+
+    /// Borrow an output after `execute`.
+    pub fn output(&self, name: &str) -> Result<TensorRef<'_>> {
+        let id = self.graph.output(name).ok_or_else(|| EngineError::UnknownOutput(name.into()))?;
+        Ok(view_of(&self.graph, &self.storage, self.arena.as_slice(), self.weights.as_deref(), id))
+    }
+
+    /// Set inputs, execute, and copy every output out.
+    pub fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>> {
+        for (name, t) in inputs {
+            self.set_input(name, &t.view())?;
+        }
+        self.execute()?;
+        let mut out = HashMap::new();
+        for (name, _) in self.graph.outputs.clone() {
+            let v = self.output(&name)?;
+            out.insert(name, Tensor::from_bytes(v.dtype, v.shape, v.data)?);
+        }
+        Ok(out)
+    }
+}

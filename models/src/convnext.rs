@@ -1,0 +1,144 @@
+//! ConvNeXt (timm layout), the FOCUS hierarchical encoder (spec §4). Channels-last inside;
+//! checkpoint conv weights (OIHW) are permuted to OHWI by constant subgraphs, folded at load.
+
+use crate::common::{conv_weight, param};
+use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, NodeId, Result, UnaryOp};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvNextConfig {
+    pub depths: Vec<usize>,
+    pub dims: Vec<usize>,
+    pub in_chans: usize,
+    pub eps: f32,
+    /// Blocks carry a per-channel layer-scale `gamma`.
+    pub layer_scale: bool,
+    /// Weight-name prefix, e.g. "" for timm, "visual.trunk." for OpenCLIP.
+    pub prefix: String,
+    pub dtype: DType,
+}
+
+impl ConvNextConfig {
+    /// ConvNeXt-L as FOCUS uses it (spec §4.1).
+    pub fn large() -> Self {
+        ConvNextConfig {
+            depths: vec![3, 3, 27, 3],
+            dims: vec![192, 384, 768, 1536],
+            in_chans: 3,
+            eps: 1e-6,
+            layer_scale: true,
+            prefix: String::new(),
+            dtype: DType::F32,
+        }
+    }
+
+    /// A small network of the same structure, for the demo and tests.
+    pub fn tiny() -> Self {
+        ConvNextConfig { depths: vec![1, 1, 2, 1], dims: vec![16, 32, 64, 128], ..Self::large() }
+    }
+}
+
+fn block(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId, dim: usize, p: &str) -> Result<NodeId> {
+    let dt = c.dtype;
+    let w = conv_weight(b, &format!("{p}conv_dw.weight"), dt, [dim, 1, 7, 7])?;
+    let bias = param(b, &format!("{p}conv_dw.bias"), dt, [dim])?;
+    let cp = Conv2dParams { padding: [3, 3], groups: dim, ..Default::default() };
+    let y = b.scoped("conv_dw", |b| b.conv2d(x, w, Some(bias), cp))?;
+    let nw = param(b, &format!("{p}norm.weight"), dt, [dim])?;
+    let nb = param(b, &format!("{p}norm.bias"), dt, [dim])?;
+    let y = b.scoped("norm", |b| b.layer_norm(y, Some(nw), Some(nb), c.eps))?;
+    let w1 = param(b, &format!("{p}mlp.fc1.weight"), dt, [4 * dim, dim])?;
+    let b1 = param(b, &format!("{p}mlp.fc1.bias"), dt, [4 * dim])?;
+    let w2 = param(b, &format!("{p}mlp.fc2.weight"), dt, [dim, 4 * dim])?;
+    let b2 = param(b, &format!("{p}mlp.fc2.bias"), dt, [dim])?;
+    let y = b.scoped("mlp", |b| {
+        let h = b.linear(y, w1, Some(b1))?;
+        let h = b.unary(UnaryOp::Gelu, h)?;
+        b.linear(h, w2, Some(b2))
+    })?;
+    let y = if c.layer_scale {
+        let g = param(b, &format!("{p}gamma"), dt, [dim])?;
+        b.mul(y, g)?
+    } else {
+        y
+    };
+    b.add(x, y)
+}
+
+/// Add ConvNeXt to `b` on a channels-last image `x [N, H, W, in_chans]`; returns the stage
+/// outputs (strides 4, 8, 16, 32).
+pub fn build(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId) -> Result<Vec<NodeId>> {
+    let dt = c.dtype;
+    let pre = &c.prefix;
+    let d0 = c.dims[0];
+    let mut x = b.scoped("stem", |b| {
+        let w = conv_weight(b, &format!("{pre}stem.0.weight"), dt, [d0, c.in_chans, 4, 4])?;
+        let bias = param(b, &format!("{pre}stem.0.bias"), dt, [d0])?;
+        let y = b.conv2d(x, w, Some(bias), Conv2dParams { stride: [4, 4], ..Default::default() })?;
+        let nw = param(b, &format!("{pre}stem.1.weight"), dt, [d0])?;
+        let nb = param(b, &format!("{pre}stem.1.bias"), dt, [d0])?;
+        b.layer_norm(y, Some(nw), Some(nb), c.eps)
+    })?;
+    let mut outs = Vec::new();
+    for (s, (&depth, &dim)) in c.depths.iter().zip(&c.dims).enumerate() {
+        b.push_scope(format!("stages.{s}"));
+        if s > 0 {
+            let prev = c.dims[s - 1];
+            let p = format!("{pre}stages.{s}.downsample.");
+            x = b.scoped("downsample", |b| {
+                let nw = param(b, &format!("{p}0.weight"), dt, [prev])?;
+                let nb = param(b, &format!("{p}0.bias"), dt, [prev])?;
+                let y = b.layer_norm(x, Some(nw), Some(nb), c.eps)?;
+                let w = conv_weight(b, &format!("{p}1.weight"), dt, [dim, prev, 2, 2])?;
+                let bias = param(b, &format!("{p}1.bias"), dt, [dim])?;
+                b.conv2d(y, w, Some(bias), Conv2dParams { stride: [2, 2], ..Default::default() })
+            })?;
+        }
+        for j in 0..depth {
+            let p = format!("{pre}stages.{s}.blocks.{j}.");
+            x = b.scoped(format!("blocks.{j}"), |b| block(b, c, x, dim, &p))?;
+        }
+        b.pop_scope();
+        outs.push(x);
+    }
+    Ok(outs)
+}
+
+/// A graph with input `pixel_values [batch, h, w, in_chans]` and outputs `res2`..`res5`.
+pub fn graph(c: &ConvNextConfig, batch: usize, h: usize, w: usize) -> Result<Graph> {
+    let mut b = GraphBuilder::new();
+    let x = b.input("pixel_values", c.dtype, [batch, h, w, c.in_chans])?;
+    let outs = build(&mut b, c, x)?;
+    for (i, o) in outs.into_iter().enumerate() {
+        b.output(&format!("res{}", i + 2), o)?;
+    }
+    b.finish()
+}
+
+/// ImageNet normalisation used by the FB/timm ConvNeXt checkpoints.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// ConvNeXt with its pre-processing in the graph: input `image [1, src_h, src_w, 3]` in [0, 1]
+/// is resized (bicubic, antialias, as PyTorch) to `size`², normalised, and encoded.
+pub fn graph_with_preprocess(c: &ConvNextConfig, src_h: usize, src_w: usize, size: usize) -> Result<Graph> {
+    let mut b = GraphBuilder::new();
+    let img = b.input("image", DType::F32, [1, src_h, src_w, 3])?;
+    let x = b.scoped("preprocess", |b| {
+        let x = if (src_h, src_w) == (size, size) {
+            img
+        } else {
+            b.resize(img, focus_graph::ResizeMode::Bicubic, [size, size], false, true)?
+        };
+        let mean = b.constant_f32([3], &IMAGENET_MEAN)?;
+        let inv_std: Vec<f32> = IMAGENET_STD.iter().map(|s| 1.0 / s).collect();
+        let inv_std = b.constant_f32([3], &inv_std)?;
+        let x = b.sub(x, mean)?;
+        let x = b.mul(x, inv_std)?;
+        b.cast(x, c.dtype)
+    })?;
+    let outs = build(&mut b, c, x)?;
+    for (i, o) in outs.into_iter().enumerate() {
+        b.output(&format!("res{}", i + 2), o)?;
+    }
+    b.finish()
+}

@@ -1,0 +1,198 @@
+//! Executor: planned runs equal unplanned runs on random graphs; inputs, outputs and weights
+//! are validated with clear errors; constant subgraphs are folded at compile time.
+
+use focus_engine::{compile, Device, EngineError, MemoryWeights, Tensor};
+use focus_graph::{DType, Graph, GraphBuilder, NodeId, Op, UnaryOp};
+use focus_kernels::{cpu, TensorMut, TensorRef};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::sync::Arc;
+
+/// Run every node into its own buffer: no planning, no aliasing, no folding.
+fn run_unplanned(g: &Graph, inputs: &[(&str, &Tensor)], w: &MemoryWeights) -> Vec<Vec<u8>> {
+    use focus_engine::WeightSource;
+    let mut vals: Vec<Vec<u8>> = Vec::with_capacity(g.len());
+    for id in g.ids() {
+        let n = g.node(id);
+        let bytes = match &n.op {
+            Op::Input { name } => inputs.iter().find(|(k, _)| k == name).unwrap().1.bytes().to_vec(),
+            Op::Param { name } => w.tensor(name).unwrap().2.to_vec(),
+            Op::Constant { data } => data.to_vec(),
+            op => {
+                let mut out = vec![0u8; n.bytes()];
+                let ins: Vec<TensorRef> = n
+                    .inputs
+                    .iter()
+                    .map(|i| TensorRef::new(g.node(*i).dtype, g.node(*i).shape.dims(), &vals[i.0]))
+                    .collect();
+                cpu::run(op, &ins, &mut TensorMut::new(n.dtype, n.shape.dims(), &mut out)).unwrap();
+                out
+            }
+        };
+        vals.push(bytes);
+    }
+    vals
+}
+
+fn rand_tensor(rng: &mut StdRng, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    Tensor::from_f32(DType::F32, shape.to_vec(), &v).unwrap()
+}
+
+/// A random graph over [rows, cols] values mixing compute, aliases and data movement.
+fn random_graph(rng: &mut StdRng) -> (Graph, Vec<(String, Vec<usize>)>) {
+    let (r, c) = (rng.gen_range(1..6), rng.gen_range(1..9));
+    let mut b = GraphBuilder::new();
+    let mut vals: Vec<NodeId> = Vec::new();
+    let mut ins = Vec::new();
+    for i in 0..rng.gen_range(1..4) {
+        let name = format!("in{i}");
+        vals.push(b.input(&name, DType::F32, [r, c]).unwrap());
+        ins.push((name, vec![r, c]));
+    }
+    vals.push(b.param("w", DType::F32, [c, c]).unwrap());
+    vals.push(b.param("bias", DType::F32, [c]).unwrap());
+    let square = vals[vals.len() - 2];
+    let bias = vals[vals.len() - 1];
+    for _ in 0..rng.gen_range(2..30) {
+        let pick = |rng: &mut StdRng, v: &Vec<NodeId>, b: &GraphBuilder| loop {
+            let x = v[rng.gen_range(0..v.len())];
+            if b.shape(x) == [r, c] {
+                return x;
+            }
+        };
+        let x = pick(rng, &vals, &b);
+        let y = pick(rng, &vals, &b);
+        let v = match rng.gen_range(0..9) {
+            0 => b.unary(UnaryOp::Tanh, x).unwrap(),
+            1 => b.add(x, y).unwrap(),
+            2 => b.mul(x, bias).unwrap(),
+            3 => b.matmul(x, square).unwrap(),
+            4 => b.softmax(x, -1).unwrap(),
+            5 => {
+                let t = b.reshape(x, [r * c]).unwrap();
+                b.reshape(t, [r, c]).unwrap()
+            }
+            6 => {
+                let t = b.permute(x, &[1, 0]).unwrap();
+                b.permute(t, &[1, 0]).unwrap()
+            }
+            7 => {
+                let t = b.concat(&[x, y], 1).unwrap();
+                b.slice(t, 1, c, 2 * c).unwrap()
+            }
+            _ => b.linear(x, square, Some(bias)).unwrap(),
+        };
+        vals.push(v);
+    }
+    let n_out = rng.gen_range(1..4);
+    for (k, v) in vals.iter().rev().take(n_out).enumerate() {
+        b.output(&format!("out{k}"), *v).unwrap();
+    }
+    (b.finish().unwrap(), ins)
+}
+
+#[test]
+fn planned_equals_unplanned_on_random_graphs() {
+    let mut rng = StdRng::seed_from_u64(0xC0FFEE);
+    for case in 0..60 {
+        let (g, ins) = random_graph(&mut rng);
+        let w = MemoryWeights::random_for(&g, case);
+        let tensors: Vec<(String, Tensor)> =
+            ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
+        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let want = run_unplanned(&g, &refs, &w);
+        let mut plan = compile(&g, Some(Arc::new(w)), Device::Cpu).unwrap();
+        // Poison the arena contents from a previous run with other inputs first.
+        let other: Vec<(String, Tensor)> =
+            ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
+        let other_refs: Vec<(&str, &Tensor)> = other.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        plan.run(&other_refs).unwrap();
+        let got = plan.run(&refs).unwrap();
+        for (name, id) in &g.outputs {
+            assert_eq!(got[name].bytes(), want[id.0].as_slice(), "case {case} output {name}");
+        }
+        assert!(plan.memory().arena_bytes <= plan.memory().naive_bytes);
+    }
+}
+
+fn small_graph() -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, [2, 3]).unwrap();
+    let w = b.param("lin.weight", DType::F32, [4, 3]).unwrap();
+    let bias = b.param("lin.bias", DType::F32, [4]).unwrap();
+    let y = b.linear(x, w, Some(bias)).unwrap();
+    b.output("y", y).unwrap();
+    b.finish().unwrap()
+}
+
+#[test]
+fn input_errors_are_clear() {
+    let g = small_graph();
+    let w = MemoryWeights::random_for(&g, 1);
+    let mut plan = compile(&g, Some(Arc::new(w)), Device::Cpu).unwrap();
+    let e = plan.execute().unwrap_err();
+    assert!(matches!(e, EngineError::MissingInput(ref n) if n == "x"), "{e}");
+    let bad = Tensor::zeros(DType::F32, [3, 2]);
+    let e = plan.set_input("x", &bad.view()).unwrap_err().to_string();
+    assert!(e.contains("[2,3]") && e.contains("[3,2]"), "{e}");
+    let e = plan.set_input("nope", &bad.view()).unwrap_err().to_string();
+    assert!(e.contains("nope") && e.contains("x"), "{e}");
+    assert!(matches!(plan.output("zzz"), Err(EngineError::UnknownOutput(_))));
+}
+
+#[test]
+fn weight_problems_are_all_reported() {
+    let g = small_graph();
+    let mut w = MemoryWeights::new();
+    w.insert("lin.weight", DType::F32, vec![3, 4], vec![0; 48]);
+    let e = compile(&g, Some(Arc::new(w)), Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("lin.bias") && e.contains("missing"), "{e}");
+    assert!(e.contains("lin.weight") && e.contains("[4,3]") && e.contains("[3,4]"), "{e}");
+    let e = compile(&g, None, Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("2 problem"), "{e}");
+}
+
+#[test]
+fn weights_are_converted_on_load() {
+    // The graph wants bf16; the checkpoint holds f32.
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::BF16, [1, 2]).unwrap();
+    let w = b.param("w", DType::BF16, [2, 2]).unwrap();
+    let y = b.linear(x, w, None).unwrap();
+    b.output("y", y).unwrap();
+    let g = b.finish().unwrap();
+    let mut src = MemoryWeights::new();
+    let vals = [1.0f32, 2.0, 3.0, 4.0];
+    src.insert("w", DType::F32, vec![2, 2], vals.iter().flat_map(|v| v.to_le_bytes()).collect());
+    let mut plan = compile(&g, Some(Arc::new(src)), Device::Cpu).unwrap();
+    let xt = Tensor::from_f32(DType::BF16, [1, 2], &[0.5, -1.0]).unwrap();
+    let out = plan.run(&[("x", &xt)]).unwrap();
+    // y = x · wᵀ = [0.5·1 − 1·2, 0.5·3 − 1·4]
+    assert_eq!(out["y"].to_f32(), vec![-1.5, -2.5]);
+    assert_eq!(plan.stats().resident_bytes, 8);
+}
+
+#[test]
+fn constant_subgraphs_fold_at_compile_time() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, [1, 5, 5, 2]).unwrap();
+    let w = b.param("conv.weight", DType::F32, [3, 2, 3, 3]).unwrap();
+    let wt = b.permute(w, &[0, 2, 3, 1]).unwrap();
+    let y = b.conv2d(x, wt, None, Default::default()).unwrap();
+    b.output("y", y).unwrap();
+    let g = b.finish().unwrap();
+    let src = MemoryWeights::random_for(&g, 3);
+    let plan = compile(&g, Some(Arc::new(src)), Device::Cpu).unwrap();
+    let st = plan.stats();
+    assert_eq!(st.steps, 1, "only the conv runs per step");
+    assert_eq!(st.resident_bytes, 3 * 2 * 3 * 3 * 4);
+}
+
+#[test]
+fn cuda_request_is_a_clean_error() {
+    let e = Device::parse("cuda:0").unwrap_err().to_string();
+    assert!(e.contains("cuda:0") && e.contains("not available"), "{e}");
+    assert!(Device::parse("tpu").is_err());
+    assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+}

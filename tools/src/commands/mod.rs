@@ -1,0 +1,4 @@
+pub mod demo;
+pub mod graph;
+pub mod inspect;
+pub mod ops;
