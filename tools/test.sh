@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# All tests, on a fresh machine with only a Rust toolchain: every crate's unit and integration
-# tests, then the demo as a smoke test of the CLI path.
+# All tests, on a fresh machine with a Rust toolchain and python3/pip: every crate's unit and
+# integration tests, every CUDA kernel compiled by NVRTC for sm_80 and sm_90a (no GPU needed;
+# NVRTC comes from PyPI into .cuda/), and the demo as a smoke test of the CLI path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
+NVRTC_LIB="$(tools/setup-nvrtc.sh)"
+LD_LIBRARY_PATH="$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  cargo run -q -p focus-cli -- kernels --check --arch sm_80,sm_90a > target/kernels-check.txt
+echo "kernels --check: ok ($(grep -c . target/kernels-check.txt) lines in target/kernels-check.txt)"
 cargo run -q -p focus-cli -- demo --size 64 --reps 1 > /dev/null
 echo "demo: ok"

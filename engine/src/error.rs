@@ -36,7 +36,12 @@ pub enum EngineError {
     #[error("weights: {0}")]
     Weights(String),
     #[error("tensor data has {got} bytes, {dtype}{shape} needs {want}")]
-    DataSize { dtype: DType, shape: Shape, got: usize, want: usize },
+    DataSize {
+        dtype: DType,
+        shape: Shape,
+        got: usize,
+        want: usize,
+    },
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,

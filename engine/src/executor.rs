@@ -9,7 +9,9 @@ use crate::error::{EngineError, Result};
 use crate::profiler::{NodeProfile, Profile};
 use crate::source::WeightSource;
 use crate::tensor::Tensor;
-use focus_graph::passes::{eliminate_dead_code, fusion_groups, plan_memory, static_nodes, FusionGroup, MemoryPlan};
+use focus_graph::passes::{
+    eliminate_dead_code, fusion_groups, plan_memory, static_nodes, FusionGroup, MemoryPlan,
+};
 use focus_graph::{Graph, NodeId, Op, Shape};
 use focus_kernels::{cpu, TensorMut, TensorRef};
 use smallvec::SmallVec;
@@ -40,6 +42,8 @@ pub struct PlanStats {
     pub resident_bytes: usize,
     pub flops: u64,
     pub fusion_groups: usize,
+    /// Tensors in the weight source that the graph does not use (e.g. a classifier head).
+    pub unused_weights: usize,
 }
 
 pub struct Plan {
@@ -53,6 +57,7 @@ pub struct Plan {
     fusion: Vec<FusionGroup>,
     inputs: HashMap<String, NodeId>,
     input_set: Vec<bool>,
+    unused_weights: Vec<String>,
 }
 
 fn check_params(g: &Graph, src: Option<&dyn WeightSource>) -> Result<()> {
@@ -67,7 +72,11 @@ fn check_params(g: &Graph, src: Option<&dyn WeightSource>) -> Result<()> {
                 Shape::from(shape)
             )),
             Some((dt, shape, bytes_)) if bytes_.len() != Shape::from(shape).numel() * dt.size_in_bytes() => {
-                problems.push(format!("tensor '{name}': {} bytes for {dt}{}", bytes_.len(), Shape::from(shape)))
+                problems.push(format!(
+                    "tensor '{name}': {} bytes for {dt}{}",
+                    bytes_.len(),
+                    Shape::from(shape)
+                ))
             }
             Some(_) => {}
         }
@@ -94,8 +103,11 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         let n = g.node(id);
         let s = match &n.op {
             Op::Param { name } => {
-                let (dt, _, bytes) = weights.as_deref().and_then(|w| w.tensor(name)).expect("checked above");
-                let aligned = (bytes.as_ptr() as usize) % dt.size_in_bytes() == 0;
+                let (dt, _, bytes) = weights
+                    .as_deref()
+                    .and_then(|w| w.tensor(name))
+                    .expect("checked above");
+                let aligned = (bytes.as_ptr() as usize).is_multiple_of(dt.size_in_bytes());
                 if dt == n.dtype && aligned {
                     Storage::Weight(name.clone())
                 } else {
@@ -115,8 +127,11 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
             _ if is_static[id.0] => {
                 let mut buf = AlignedBuf::zeroed(n.bytes());
                 {
-                    let ins: Vec<TensorRef> =
-                        n.inputs.iter().map(|i| view_of(&g, &storage, &[], weights.as_deref(), *i)).collect();
+                    let ins: Vec<TensorRef> = n
+                        .inputs
+                        .iter()
+                        .map(|i| view_of(&g, &storage, &[], weights.as_deref(), *i))
+                        .collect();
                     let mut out = TensorMut::new(n.dtype, n.shape.dims(), buf.as_mut_slice());
                     cpu::run(&n.op, &ins, &mut out).map_err(|e| EngineError::Kernel {
                         node: id.0,
@@ -137,9 +152,25 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
             !is_static[id.0] && !matches!(op, Op::Input { .. }) && !op.is_alias()
         })
         .collect();
-    let inputs: HashMap<String, NodeId> = g.inputs().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
+    let inputs: HashMap<String, NodeId> = g
+        .inputs()
+        .into_iter()
+        .map(|(n, id)| (n.to_string(), id))
+        .collect();
     let fusion = fusion_groups(&g);
+    let used: std::collections::HashSet<&str> = g.params().into_iter().map(|(n, _)| n).collect();
+    let mut unused_weights: Vec<String> = weights
+        .as_deref()
+        .map(|w| {
+            w.names()
+                .into_iter()
+                .filter(|n| !used.contains(n.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    unused_weights.sort();
     Ok(Plan {
+        unused_weights,
         arena: AlignedBuf::zeroed(memory.arena_bytes),
         input_set: vec![false; g.len()],
         graph: g,
@@ -183,6 +214,11 @@ impl Plan {
         &self.memory
     }
 
+    /// Names of source tensors the graph does not use, sorted.
+    pub fn unused_weights(&self) -> &[String] {
+        &self.unused_weights
+    }
+
     pub fn fusion_groups(&self) -> &[FusionGroup] {
         &self.fusion
     }
@@ -205,6 +241,7 @@ impl Plan {
             resident_bytes: resident,
             flops: self.steps.iter().map(|id| self.graph.node_cost(*id).flops).sum(),
             fusion_groups: self.fusion.len(),
+            unused_weights: self.unused_weights.len(),
         }
     }
 
@@ -213,7 +250,10 @@ impl Plan {
         let id = *self.inputs.get(name).ok_or_else(|| {
             let mut known: Vec<&str> = self.inputs.keys().map(|s| s.as_str()).collect();
             known.sort_unstable();
-            EngineError::UnknownInput { name: name.into(), known: known.join(", ") }
+            EngineError::UnknownInput {
+                name: name.into(),
+                known: known.join(", "),
+            }
         })?;
         let n = self.graph.node(id);
         if n.dtype != t.dtype || n.shape.dims() != t.shape {
@@ -227,9 +267,16 @@ impl Plan {
         }
         let want = n.bytes();
         if t.data.len() != want {
-            return Err(EngineError::DataSize { dtype: t.dtype, shape: Shape::from(t.shape), got: t.data.len(), want });
+            return Err(EngineError::DataSize {
+                dtype: t.dtype,
+                shape: Shape::from(t.shape),
+                got: t.data.len(),
+                want,
+            });
         }
-        let Storage::Arena(off) = self.storage[id.0] else { unreachable!("inputs live in the arena") };
+        let Storage::Arena(off) = self.storage[id.0] else {
+            unreachable!("inputs live in the arena")
+        };
         self.arena.as_mut_slice()[off..off + want].copy_from_slice(t.data);
         self.input_set[id.0] = true;
         Ok(())
@@ -242,7 +289,11 @@ impl Plan {
 
     /// Run every step, timing each node.
     pub fn execute_profiled(&mut self) -> Result<Profile> {
-        let mut p = Profile { device: self.device.to_string(), nodes: Vec::with_capacity(self.steps.len()), total_us: 0.0 };
+        let mut p = Profile {
+            device: self.device.to_string(),
+            nodes: Vec::with_capacity(self.steps.len()),
+            total_us: 0.0,
+        };
         self.execute_inner(Some(&mut p))?;
         Ok(p)
     }
@@ -264,18 +315,29 @@ impl Plan {
                     // the arena, so this shared view never overlaps the output written below.
                     Storage::Arena(off) => unsafe { std::slice::from_raw_parts(base.add(*off), m.bytes()) },
                     Storage::Resident(b) => b.as_slice(),
-                    Storage::Weight(name) => self.weights.as_deref().and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[]),
+                    Storage::Weight(name) => self
+                        .weights
+                        .as_deref()
+                        .and_then(|w| w.tensor(name))
+                        .map(|t| t.2)
+                        .unwrap_or(&[]),
                 };
                 TensorRef::new(m.dtype, m.shape.dims(), data)
             };
             let ins: SmallVec<[TensorRef; 4]> = n.inputs.iter().map(|i| view(*i)).collect();
-            let Storage::Arena(off) = self.storage[id.0] else { unreachable!("steps write to the arena") };
+            let Storage::Arena(off) = self.storage[id.0] else {
+                unreachable!("steps write to the arena")
+            };
             // SAFETY: `off..off+bytes` is this node's own arena range; no input aliases it
             // (inputs are live at this step, so their ranges are disjoint from it).
             let out_bytes = unsafe { std::slice::from_raw_parts_mut(base.add(off), n.bytes()) };
             let mut out = TensorMut::new(n.dtype, n.shape.dims(), out_bytes);
             let start = Instant::now();
-            cpu::run(&n.op, &ins, &mut out).map_err(|e| EngineError::Kernel { node: id.0, name: n.name.clone(), source: e })?;
+            cpu::run(&n.op, &ins, &mut out).map_err(|e| EngineError::Kernel {
+                node: id.0,
+                name: n.name.clone(),
+                source: e,
+            })?;
             if let Some(p) = profile.as_deref_mut() {
                 let c = self.graph.node_cost(id);
                 p.nodes.push(NodeProfile {
@@ -297,8 +359,17 @@ impl Plan {
 
     /// Borrow an output after `execute`.
     pub fn output(&self, name: &str) -> Result<TensorRef<'_>> {
-        let id = self.graph.output(name).ok_or_else(|| EngineError::UnknownOutput(name.into()))?;
-        Ok(view_of(&self.graph, &self.storage, self.arena.as_slice(), self.weights.as_deref(), id))
+        let id = self
+            .graph
+            .output(name)
+            .ok_or_else(|| EngineError::UnknownOutput(name.into()))?;
+        Ok(view_of(
+            &self.graph,
+            &self.storage,
+            self.arena.as_slice(),
+            self.weights.as_deref(),
+            id,
+        ))
     }
 
     /// Set inputs, execute, and copy every output out.

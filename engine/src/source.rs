@@ -44,7 +44,9 @@ impl MemoryWeights {
 
 impl WeightSource for MemoryWeights {
     fn tensor(&self, name: &str) -> Option<(DType, &[usize], &[u8])> {
-        self.tensors.get(name).map(|(d, s, b)| (*d, s.as_slice(), b.as_slice()))
+        self.tensors
+            .get(name)
+            .map(|(d, s, b)| (*d, s.as_slice(), b.as_slice()))
     }
     fn names(&self) -> Vec<String> {
         self.tensors.keys().cloned().collect()

@@ -299,7 +299,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
                 return Err(format!("x must be [N, ..., C], got {}", sh(x.shape)));
             }
             let c = *x.shape.last().unwrap();
-            if *groups == 0 || c % groups != 0 {
+            if *groups == 0 || !c.is_multiple_of(*groups) {
                 return Err(format!("groups {groups} must divide channels {c}"));
             }
             for p in &ins[1..] {
@@ -545,7 +545,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             arity(ins, 1, 1)?;
             let x = ins[0];
             rank(x, 4, "x (NHWC)")?;
-            if *r == 0 || x.shape[3] % (r * r) != 0 {
+            if *r == 0 || !x.shape[3].is_multiple_of(r * r) {
                 return Err(format!(
                     "channels of {} not divisible by r²={}",
                     sh(x.shape),
@@ -561,7 +561,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             arity(ins, 1, 1)?;
             let x = ins[0];
             rank(x, 4, "x (NHWC)")?;
-            if *r == 0 || x.shape[1] % r != 0 || x.shape[2] % r != 0 {
+            if *r == 0 || !x.shape[1].is_multiple_of(*r) || !x.shape[2].is_multiple_of(*r) {
                 return Err(format!("spatial dims of {} not divisible by {r}", sh(x.shape)));
             }
             Ok((

@@ -5,6 +5,7 @@
 //! against and the fallback where no GPU is present. `../cuda/` holds the CUDA C++ sources.
 
 pub mod cpu;
+pub mod cuda;
 pub mod error;
 pub mod tensor;
 

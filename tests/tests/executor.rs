@@ -98,19 +98,27 @@ fn planned_equals_unplanned_on_random_graphs() {
     for case in 0..60 {
         let (g, ins) = random_graph(&mut rng);
         let w = MemoryWeights::random_for(&g, case);
-        let tensors: Vec<(String, Tensor)> =
-            ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
+        let tensors: Vec<(String, Tensor)> = ins
+            .iter()
+            .map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s)))
+            .collect();
         let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let want = run_unplanned(&g, &refs, &w);
         let mut plan = compile(&g, Some(Arc::new(w)), Device::Cpu).unwrap();
         // Poison the arena contents from a previous run with other inputs first.
-        let other: Vec<(String, Tensor)> =
-            ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
+        let other: Vec<(String, Tensor)> = ins
+            .iter()
+            .map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s)))
+            .collect();
         let other_refs: Vec<(&str, &Tensor)> = other.iter().map(|(n, t)| (n.as_str(), t)).collect();
         plan.run(&other_refs).unwrap();
         let got = plan.run(&refs).unwrap();
         for (name, id) in &g.outputs {
-            assert_eq!(got[name].bytes(), want[id.0].as_slice(), "case {case} output {name}");
+            assert_eq!(
+                got[name].bytes(),
+                want[id.0].as_slice(),
+                "case {case} output {name}"
+            );
         }
         assert!(plan.memory().arena_bytes <= plan.memory().naive_bytes);
     }
@@ -146,11 +154,22 @@ fn weight_problems_are_all_reported() {
     let g = small_graph();
     let mut w = MemoryWeights::new();
     w.insert("lin.weight", DType::F32, vec![3, 4], vec![0; 48]);
-    let e = compile(&g, Some(Arc::new(w)), Device::Cpu).err().unwrap().to_string();
+    let e = compile(&g, Some(Arc::new(w)), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("lin.bias") && e.contains("missing"), "{e}");
-    assert!(e.contains("lin.weight") && e.contains("[4,3]") && e.contains("[3,4]"), "{e}");
+    assert!(
+        e.contains("lin.weight") && e.contains("[4,3]") && e.contains("[3,4]"),
+        "{e}"
+    );
     let e = compile(&g, None, Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("2 problem"), "{e}");
+    // Extra tensors are not an error, but the plan names them.
+    let mut w = MemoryWeights::random_for(&g, 2);
+    w.insert("head.fc.weight", DType::F32, vec![1], vec![0; 4]);
+    let plan = compile(&g, Some(Arc::new(w)), Device::Cpu).unwrap();
+    assert_eq!(plan.unused_weights(), ["head.fc.weight".to_string()]);
 }
 
 #[test]
@@ -164,7 +183,12 @@ fn weights_are_converted_on_load() {
     let g = b.finish().unwrap();
     let mut src = MemoryWeights::new();
     let vals = [1.0f32, 2.0, 3.0, 4.0];
-    src.insert("w", DType::F32, vec![2, 2], vals.iter().flat_map(|v| v.to_le_bytes()).collect());
+    src.insert(
+        "w",
+        DType::F32,
+        vec![2, 2],
+        vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    );
     let mut plan = compile(&g, Some(Arc::new(src)), Device::Cpu).unwrap();
     let xt = Tensor::from_f32(DType::BF16, [1, 2], &[0.5, -1.0]).unwrap();
     let out = plan.run(&[("x", &xt)]).unwrap();

@@ -45,6 +45,15 @@ enum Cmd {
         #[arg(long)]
         list: bool,
     },
+    /// List the CUDA kernels; with --check, compile each with NVRTC and print registers,
+    /// shared memory and spills (needs libnvrtc: tools/setup-nvrtc.sh installs it locally).
+    Kernels {
+        #[arg(long)]
+        check: bool,
+        /// Target architectures.
+        #[arg(long, value_delimiter = ',', default_values_t = ["sm_80".to_string(), "sm_90a".to_string()])]
+        arch: Vec<String>,
+    },
     /// Run the main job on the embedded default: the most complete model path the project has.
     Demo {
         /// Image to run on (PNG/JPEG); defaults to the bundled demo image.
@@ -76,12 +85,32 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
-        Cmd::Graph { model, config, size, dot, summary, list } => {
-            commands::graph::run(&model, &config, size, dot, summary, list)
-        }
-        Cmd::Demo { image, size, seed, device, profile, out, reps } => {
-            commands::demo::run(image.as_deref(), size, seed, &device, profile.as_deref(), out.as_deref(), reps)
-        }
+        Cmd::Kernels { check, arch } => commands::kernels::run(check, &arch),
+        Cmd::Graph {
+            model,
+            config,
+            size,
+            dot,
+            summary,
+            list,
+        } => commands::graph::run(&model, &config, size, dot, summary, list),
+        Cmd::Demo {
+            image,
+            size,
+            seed,
+            device,
+            profile,
+            out,
+            reps,
+        } => commands::demo::run(
+            image.as_deref(),
+            size,
+            seed,
+            &device,
+            profile.as_deref(),
+            out.as_deref(),
+            reps,
+        ),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

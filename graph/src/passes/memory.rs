@@ -36,7 +36,11 @@ pub fn plan_memory(g: &Graph, is_static: &[bool]) -> MemoryPlan {
         if r == i {
             // Inputs are written before the run starts and kept for the whole run, so a plan
             // can be re-run without setting them again.
-            life[i] = Some(if matches!(node.op, Op::Input { .. }) { (0, n) } else { (i, i) });
+            life[i] = Some(if matches!(node.op, Op::Input { .. }) {
+                (0, n)
+            } else {
+                (i, i)
+            });
         }
         for inp in &node.inputs {
             let ri = root[inp.0].0;

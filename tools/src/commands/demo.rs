@@ -20,8 +20,10 @@ pub fn run(
     out: Option<&Path>,
     reps: usize,
 ) -> Result<(), String> {
-    if size < 32 || size % 32 != 0 || size > 2048 {
-        return Err(format!("--size must be a multiple of 32 in 32..=2048, got {size}"));
+    if size < 32 || !size.is_multiple_of(32) || size > 2048 {
+        return Err(format!(
+            "--size must be a multiple of 32 in 32..=2048, got {size}"
+        ));
     }
     let device = Device::parse(device).map_err(|e| e.to_string())?;
     let img = image_io::load(image)?;
@@ -52,7 +54,8 @@ pub fn run(
         mib(st.resident_bytes)
     );
     let input = Tensor::from_f32(DType::F32, [1, img.h, img.w, 3], &img.data).map_err(|e| e.to_string())?;
-    plan.set_input("image", &input.view()).map_err(|e| e.to_string())?;
+    plan.set_input("image", &input.view())
+        .map_err(|e| e.to_string())?;
     let prof = plan.execute_profiled().map_err(|e| e.to_string())?;
     println!("\n{}", prof.table(8));
     let mut times = Vec::new();

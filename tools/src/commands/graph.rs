@@ -8,7 +8,14 @@ pub fn mib(b: usize) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-pub fn run(model: &str, config: &str, size: usize, dot: bool, summary: bool, list: bool) -> Result<(), String> {
+pub fn run(
+    model: &str,
+    config: &str,
+    size: usize,
+    dot: bool,
+    summary: bool,
+    list: bool,
+) -> Result<(), String> {
     if list {
         for m in MODELS {
             println!("{:<12} configs: {:<16} {}", m.name, m.configs.join(", "), m.about);

@@ -1,4 +1,5 @@
 pub mod demo;
 pub mod graph;
 pub mod inspect;
+pub mod kernels;
 pub mod ops;
