@@ -31,9 +31,7 @@ fn bench_plan(c: &mut Criterion, group: &str, id: &str, g: Graph) {
     let mut grp = c.benchmark_group(group);
     grp.throughput(Throughput::Elements(flops));
     grp.sample_size(10);
-    grp.bench_function(BenchmarkId::from_parameter(id), |b| {
-        b.iter(|| p.execute().unwrap())
-    });
+    grp.bench_function(BenchmarkId::from_parameter(id), |b| b.iter(|| p.execute().unwrap()));
     grp.finish();
 }
 
@@ -51,11 +49,7 @@ fn conv_graph(c: usize, h: usize, k: usize, groups: usize, cout: usize) -> Graph
     let x = b.input("x", DType::F32, [1, h, h, c]).unwrap();
     let w = b.param("w", DType::F32, [cout, k, k, c / groups]).unwrap();
     let bias = b.param("b", DType::F32, [cout]).unwrap();
-    let p = Conv2dParams {
-        padding: [k / 2, k / 2],
-        groups,
-        ..Default::default()
-    };
+    let p = Conv2dParams { padding: [k / 2, k / 2], groups, ..Default::default() };
     let o = b.conv2d(x, w, Some(bias), p).unwrap();
     b.output("o", o).unwrap();
     b.finish().unwrap()
@@ -63,12 +57,7 @@ fn conv_graph(c: usize, h: usize, k: usize, groups: usize, cout: usize) -> Graph
 
 fn ops(c: &mut Criterion) {
     bench_plan(c, "matmul_f32", "1024x2048x2048", matmul_graph(1024, 2048, 2048));
-    bench_plan(
-        c,
-        "conv2d_f32",
-        "dw7x7_192x56x56",
-        conv_graph(192, 56, 7, 192, 192),
-    );
+    bench_plan(c, "conv2d_f32", "dw7x7_192x56x56", conv_graph(192, 56, 7, 192, 192));
     bench_plan(c, "conv2d_f32", "3x3_320x64x64", conv_graph(320, 64, 3, 1, 320));
 
     let mut b = GraphBuilder::new();

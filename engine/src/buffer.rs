@@ -15,10 +15,7 @@ pub struct AlignedBuf {
 
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> Self {
-        AlignedBuf {
-            blocks: vec![Block([0; ARENA_ALIGN]); len.div_ceil(ARENA_ALIGN)],
-            len,
-        }
+        AlignedBuf { blocks: vec![Block([0; ARENA_ALIGN]); len.div_ceil(ARENA_ALIGN)], len }
     }
 
     pub fn from_bytes(b: &[u8]) -> Self {

@@ -14,10 +14,7 @@ impl Device {
     pub fn parse(s: &str) -> Result<Device> {
         match s {
             "cpu" => Ok(Device::Cpu),
-            _ if s == "cuda"
-                || s.strip_prefix("cuda:")
-                    .is_some_and(|n| n.parse::<usize>().is_ok()) =>
-            {
+            _ if s == "cuda" || s.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok()) => {
                 Err(EngineError::DeviceUnavailable(
                     s.into(),
                     "this build has no CUDA backend yet; use cpu".into(),

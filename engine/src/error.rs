@@ -24,24 +24,15 @@ pub enum EngineError {
     #[error("unknown input '{name}' (graph inputs: {known})")]
     UnknownInput { name: String, known: String },
     #[error("input '{name}': expected {want_dtype}{want_shape}, got {got_dtype}{got_shape}")]
-    InputMismatch {
-        name: String,
-        want_dtype: DType,
-        want_shape: Shape,
-        got_dtype: DType,
-        got_shape: Shape,
-    },
+    InputMismatch { name: String, want_dtype: DType, want_shape: Shape, got_dtype: DType, got_shape: Shape },
+    #[error("unknown state buffer '{0}'")]
+    UnknownState(String),
     #[error("unknown output '{0}'")]
     UnknownOutput(String),
     #[error("weights: {0}")]
     Weights(String),
     #[error("tensor data has {got} bytes, {dtype}{shape} needs {want}")]
-    DataSize {
-        dtype: DType,
-        shape: Shape,
-        got: usize,
-        want: usize,
-    },
+    DataSize { dtype: DType, shape: Shape, got: usize, want: usize },
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,

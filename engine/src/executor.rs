@@ -27,6 +27,10 @@ enum Storage {
     Resident(AlignedBuf),
     /// Borrowed from the weight source by name (zero-copy).
     Weight(String),
+    /// A persistent buffer, kept across runs.
+    State(AlignedBuf),
+    /// Shares the storage of its root (see `Graph::storage_root`).
+    Alias,
 }
 
 /// Summary numbers of a compiled plan.
@@ -44,6 +48,8 @@ pub struct PlanStats {
     pub fusion_groups: usize,
     /// Tensors in the weight source that the graph does not use (e.g. a classifier head).
     pub unused_weights: usize,
+    /// Persistent buffers (KV caches, latents).
+    pub state_bytes: usize,
 }
 
 pub struct Plan {
@@ -103,10 +109,7 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         let n = g.node(id);
         let s = match &n.op {
             Op::Param { name } => {
-                let (dt, _, bytes) = weights
-                    .as_deref()
-                    .and_then(|w| w.tensor(name))
-                    .expect("checked above");
+                let (dt, _, bytes) = weights.as_deref().and_then(|w| w.tensor(name)).expect("checked above");
                 let aligned = (bytes.as_ptr() as usize).is_multiple_of(dt.size_in_bytes());
                 if dt == n.dtype && aligned {
                     Storage::Weight(name.clone())
@@ -124,14 +127,13 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
                 }
             }
             Op::Constant { data } => Storage::Resident(AlignedBuf::from_bytes(data)),
+            Op::State { .. } => Storage::State(AlignedBuf::zeroed(n.bytes())),
+            _ if n.op.is_alias() => Storage::Alias,
             _ if is_static[id.0] => {
                 let mut buf = AlignedBuf::zeroed(n.bytes());
                 {
-                    let ins: Vec<TensorRef> = n
-                        .inputs
-                        .iter()
-                        .map(|i| view_of(&g, &storage, &[], weights.as_deref(), *i))
-                        .collect();
+                    let ins: Vec<TensorRef> =
+                        n.inputs.iter().map(|i| view_of(&g, &storage, &[], weights.as_deref(), *i)).collect();
                     let mut out = TensorMut::new(n.dtype, n.shape.dims(), buf.as_mut_slice());
                     cpu::run(&n.op, &ins, &mut out).map_err(|e| EngineError::Kernel {
                         node: id.0,
@@ -149,24 +151,16 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         .ids()
         .filter(|id| {
             let op = &g.node(*id).op;
-            !is_static[id.0] && !matches!(op, Op::Input { .. }) && !op.is_alias()
+            let in_place = matches!(op, Op::WriteSlice { .. });
+            !is_static[id.0] && !op.is_leaf() && (!op.is_alias() || in_place)
         })
         .collect();
-    let inputs: HashMap<String, NodeId> = g
-        .inputs()
-        .into_iter()
-        .map(|(n, id)| (n.to_string(), id))
-        .collect();
+    let inputs: HashMap<String, NodeId> = g.inputs().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
     let fusion = fusion_groups(&g);
     let used: std::collections::HashSet<&str> = g.params().into_iter().map(|(n, _)| n).collect();
     let mut unused_weights: Vec<String> = weights
         .as_deref()
-        .map(|w| {
-            w.names()
-                .into_iter()
-                .filter(|n| !used.contains(n.as_str()))
-                .collect()
-        })
+        .map(|w| w.names().into_iter().filter(|n| !used.contains(n.as_str())).collect())
         .unwrap_or_default();
     unused_weights.sort();
     Ok(Plan {
@@ -197,6 +191,8 @@ fn view_of<'a>(
         Storage::Arena(off) => &arena[*off..*off + n.bytes()],
         Storage::Resident(b) => b.as_slice(),
         Storage::Weight(name) => weights.and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[]),
+        Storage::State(b) => b.as_slice(),
+        Storage::Alias => unreachable!("roots are never aliases"),
     };
     TensorRef::new(n.dtype, n.shape.dims(), data)
 }
@@ -224,12 +220,13 @@ impl Plan {
     }
 
     pub fn stats(&self) -> PlanStats {
-        let (mut mapped, mut resident) = (0, 0);
+        let (mut mapped, mut resident, mut state) = (0, 0, 0);
         for (i, s) in self.storage.iter().enumerate() {
             match s {
                 Storage::Weight(_) => mapped += self.graph.nodes[i].bytes(),
                 Storage::Resident(b) => resident += b.len(),
-                Storage::Arena(_) => {}
+                Storage::State(b) => state += b.len(),
+                Storage::Arena(_) | Storage::Alias => {}
             }
         }
         PlanStats {
@@ -242,6 +239,7 @@ impl Plan {
             flops: self.steps.iter().map(|id| self.graph.node_cost(*id).flops).sum(),
             fusion_groups: self.fusion.len(),
             unused_weights: self.unused_weights.len(),
+            state_bytes: state,
         }
     }
 
@@ -250,10 +248,7 @@ impl Plan {
         let id = *self.inputs.get(name).ok_or_else(|| {
             let mut known: Vec<&str> = self.inputs.keys().map(|s| s.as_str()).collect();
             known.sort_unstable();
-            EngineError::UnknownInput {
-                name: name.into(),
-                known: known.join(", "),
-            }
+            EngineError::UnknownInput { name: name.into(), known: known.join(", ") }
         })?;
         let n = self.graph.node(id);
         if n.dtype != t.dtype || n.shape.dims() != t.shape {
@@ -274,9 +269,7 @@ impl Plan {
                 want,
             });
         }
-        let Storage::Arena(off) = self.storage[id.0] else {
-            unreachable!("inputs live in the arena")
-        };
+        let Storage::Arena(off) = self.storage[id.0] else { unreachable!("inputs live in the arena") };
         self.arena.as_mut_slice()[off..off + want].copy_from_slice(t.data);
         self.input_set[id.0] = true;
         Ok(())
@@ -305,32 +298,51 @@ impl Plan {
             }
         }
         let base = self.arena.as_mut_ptr();
+        // Raw pointers to the state buffers, taken once: in-place writes go through them, and
+        // so do reads, so no shared borrow of a state is alive while it is written.
+        let states: Vec<*mut u8> = self
+            .storage
+            .iter_mut()
+            .map(|s| if let Storage::State(b) = s { b.as_mut_ptr() } else { std::ptr::null_mut() })
+            .collect();
         let t0 = Instant::now();
         for &id in &self.steps {
             let n = &self.graph.nodes[id.0];
+            let in_place = matches!(n.op, Op::WriteSlice { .. });
             let view = |i: NodeId| -> TensorRef<'_> {
                 let m = &self.graph.nodes[i.0];
-                let data: &[u8] = match &self.storage[self.graph.storage_root(i).0] {
+                let root = self.graph.storage_root(i).0;
+                let data: &[u8] = match &self.storage[root] {
                     // SAFETY: the planner gives every value live at this step a disjoint range of
                     // the arena, so this shared view never overlaps the output written below.
                     Storage::Arena(off) => unsafe { std::slice::from_raw_parts(base.add(*off), m.bytes()) },
+                    // SAFETY: a state is written only by WriteSlice steps, which never read it
+                    // (their destination input is replaced by an empty view below).
+                    Storage::State(_) => unsafe { std::slice::from_raw_parts(states[root], m.bytes()) },
+                    Storage::Alias => unreachable!("roots are never aliases"),
                     Storage::Resident(b) => b.as_slice(),
-                    Storage::Weight(name) => self
-                        .weights
-                        .as_deref()
-                        .and_then(|w| w.tensor(name))
-                        .map(|t| t.2)
-                        .unwrap_or(&[]),
+                    Storage::Weight(name) => {
+                        self.weights.as_deref().and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[])
+                    }
                 };
                 TensorRef::new(m.dtype, m.shape.dims(), data)
             };
-            let ins: SmallVec<[TensorRef; 4]> = n.inputs.iter().map(|i| view(*i)).collect();
-            let Storage::Arena(off) = self.storage[id.0] else {
-                unreachable!("steps write to the arena")
+            let ins: SmallVec<[TensorRef; 4]> = n
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(k, i)| if in_place && k == 0 { TensorRef::new(n.dtype, &[0], &[]) } else { view(*i) })
+                .collect();
+            let out_bytes = match self.storage[self.graph.storage_root(id).0] {
+                // SAFETY: `off..off+bytes` is this node's own arena range; no input aliases it
+                // (inputs are live at this step, so their ranges are disjoint from it).
+                Storage::Arena(off) => unsafe { std::slice::from_raw_parts_mut(base.add(off), n.bytes()) },
+                // SAFETY: the in-place destination; no view of it exists during this step.
+                Storage::State(_) => unsafe {
+                    std::slice::from_raw_parts_mut(states[self.graph.storage_root(id).0], n.bytes())
+                },
+                _ => unreachable!("steps write to the arena or a state"),
             };
-            // SAFETY: `off..off+bytes` is this node's own arena range; no input aliases it
-            // (inputs are live at this step, so their ranges are disjoint from it).
-            let out_bytes = unsafe { std::slice::from_raw_parts_mut(base.add(off), n.bytes()) };
             let mut out = TensorMut::new(n.dtype, n.shape.dims(), out_bytes);
             let start = Instant::now();
             cpu::run(&n.op, &ins, &mut out).map_err(|e| EngineError::Kernel {
@@ -357,19 +369,61 @@ impl Plan {
         Ok(())
     }
 
+    fn state_node(&self, name: &str) -> Result<NodeId> {
+        self.graph
+            .states()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, id)| id)
+            .ok_or_else(|| EngineError::UnknownState(name.into()))
+    }
+
+    /// Read a persistent buffer.
+    pub fn state(&self, name: &str) -> Result<TensorRef<'_>> {
+        let id = self.state_node(name)?;
+        Ok(view_of(&self.graph, &self.storage, self.arena.as_slice(), self.weights.as_deref(), id))
+    }
+
+    /// Overwrite a persistent buffer (validated like an input).
+    pub fn set_state(&mut self, name: &str, t: &TensorRef<'_>) -> Result<()> {
+        let id = self.state_node(name)?;
+        let n = self.graph.node(id);
+        if n.dtype != t.dtype || n.shape.dims() != t.shape || t.data.len() != n.bytes() {
+            return Err(EngineError::InputMismatch {
+                name: name.into(),
+                want_dtype: n.dtype,
+                want_shape: n.shape.clone(),
+                got_dtype: t.dtype,
+                got_shape: Shape::from(t.shape),
+            });
+        }
+        let Storage::State(b) = &mut self.storage[id.0] else { unreachable!("state nodes hold state") };
+        b.as_mut_slice().copy_from_slice(t.data);
+        Ok(())
+    }
+
+    /// Swap a persistent buffer with the same-named one of `other` (zero-copy), e.g. to hand
+    /// the KV cache from the prefill plan to the decode plan. Both must declare it alike.
+    pub fn swap_state(&mut self, other: &mut Plan, name: &str) -> Result<()> {
+        let (a, b) = (self.state_node(name)?, other.state_node(name)?);
+        let (na, nb) = (self.graph.node(a), other.graph.node(b));
+        if na.dtype != nb.dtype || na.shape != nb.shape {
+            return Err(EngineError::InputMismatch {
+                name: name.into(),
+                want_dtype: na.dtype,
+                want_shape: na.shape.clone(),
+                got_dtype: nb.dtype,
+                got_shape: nb.shape.clone(),
+            });
+        }
+        std::mem::swap(&mut self.storage[a.0], &mut other.storage[b.0]);
+        Ok(())
+    }
+
     /// Borrow an output after `execute`.
     pub fn output(&self, name: &str) -> Result<TensorRef<'_>> {
-        let id = self
-            .graph
-            .output(name)
-            .ok_or_else(|| EngineError::UnknownOutput(name.into()))?;
-        Ok(view_of(
-            &self.graph,
-            &self.storage,
-            self.arena.as_slice(),
-            self.weights.as_deref(),
-            id,
-        ))
+        let id = self.graph.output(name).ok_or_else(|| EngineError::UnknownOutput(name.into()))?;
+        Ok(view_of(&self.graph, &self.storage, self.arena.as_slice(), self.weights.as_deref(), id))
     }
 
     /// Set inputs, execute, and copy every output out.

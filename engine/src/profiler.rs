@@ -50,10 +50,7 @@ impl Profile {
     pub fn by_kind(&self) -> Vec<KindSummary> {
         let mut m: BTreeMap<&'static str, KindSummary> = BTreeMap::new();
         for n in &self.nodes {
-            let e = m.entry(n.kind).or_insert(KindSummary {
-                kind: n.kind,
-                ..Default::default()
-            });
+            let e = m.entry(n.kind).or_insert(KindSummary { kind: n.kind, ..Default::default() });
             e.count += 1;
             e.us += n.dur_us;
             e.flops += n.flops;

@@ -32,11 +32,8 @@ impl MemoryWeights {
     }
     /// Tensors sorted by name, for writing to a file.
     pub fn sorted(&self) -> Vec<(&str, DType, &[usize], &[u8])> {
-        let mut v: Vec<_> = self
-            .tensors
-            .iter()
-            .map(|(n, (d, s, b))| (n.as_str(), *d, s.as_slice(), b.as_slice()))
-            .collect();
+        let mut v: Vec<_> =
+            self.tensors.iter().map(|(n, (d, s, b))| (n.as_str(), *d, s.as_slice(), b.as_slice())).collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }
@@ -44,9 +41,7 @@ impl MemoryWeights {
 
 impl WeightSource for MemoryWeights {
     fn tensor(&self, name: &str) -> Option<(DType, &[usize], &[u8])> {
-        self.tensors
-            .get(name)
-            .map(|(d, s, b)| (*d, s.as_slice(), b.as_slice()))
+        self.tensors.get(name).map(|(d, s, b)| (*d, s.as_slice(), b.as_slice()))
     }
     fn names(&self) -> Vec<String> {
         self.tensors.keys().cloned().collect()

@@ -18,18 +18,9 @@ impl Tensor {
         let shape = shape.into();
         let want = shape.numel() * dtype.size_in_bytes();
         if bytes.len() != want {
-            return Err(EngineError::DataSize {
-                dtype,
-                shape,
-                got: bytes.len(),
-                want,
-            });
+            return Err(EngineError::DataSize { dtype, shape, got: bytes.len(), want });
         }
-        Ok(Tensor {
-            dtype,
-            shape,
-            data: AlignedBuf::from_bytes(bytes),
-        })
+        Ok(Tensor { dtype, shape, data: AlignedBuf::from_bytes(bytes) })
     }
 
     pub fn zeros(dtype: DType, shape: impl Into<Shape>) -> Self {

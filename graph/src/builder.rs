@@ -65,18 +65,13 @@ impl GraphBuilder {
         let mut ins = Vec::with_capacity(inputs.len());
         for &i in inputs {
             let n = self.check(i)?;
-            ins.push(In {
-                shape: n.shape.dims(),
-                dtype: n.dtype,
-            });
+            ins.push(In { shape: n.shape.dims(), dtype: n.dtype });
         }
         let node = self.graph.nodes.len();
         let name = self.scoped_name(op.kind());
         let (shape, dtype) = infer(&op, &ins).map_err(|detail| {
-            let shapes: Vec<String> = ins
-                .iter()
-                .map(|i| format!("{}{}", i.dtype, Shape::from(i.shape)))
-                .collect();
+            let shapes: Vec<String> =
+                ins.iter().map(|i| format!("{}{}", i.dtype, Shape::from(i.shape))).collect();
             GraphError::InvalidOp {
                 op: op.kind().to_string(),
                 node,
@@ -84,13 +79,7 @@ impl GraphBuilder {
                 detail: format!("{detail} (inputs: {})", shapes.join(", ")),
             }
         })?;
-        Ok(self.push(Node {
-            op,
-            inputs: inputs.to_vec(),
-            shape: Shape(shape),
-            dtype,
-            name,
-        }))
+        Ok(self.push(Node { op, inputs: inputs.to_vec(), shape: Shape(shape), dtype, name }))
     }
 
     fn push(&mut self, n: Node) -> NodeId {
@@ -100,10 +89,7 @@ impl GraphBuilder {
 
     pub fn input(&mut self, name: &str, dtype: DType, shape: impl Into<Shape>) -> Result<NodeId> {
         if !self.input_names.insert(name.to_string()) {
-            return Err(GraphError::DuplicateName {
-                kind: "input",
-                name: name.into(),
-            });
+            return Err(GraphError::DuplicateName { kind: "input", name: name.into() });
         }
         Ok(self.push(Node {
             op: Op::Input { name: name.into() },
@@ -126,10 +112,7 @@ impl GraphBuilder {
                     op: "param".into(),
                     node: id.0,
                     name: name.into(),
-                    detail: format!(
-                        "declared again as {dtype}{shape}, first as {}{}",
-                        n.dtype, n.shape
-                    ),
+                    detail: format!("declared again as {dtype}{shape}, first as {}{}", n.dtype, n.shape),
                 });
             }
             return Ok(id);
@@ -142,6 +125,38 @@ impl GraphBuilder {
             dtype,
             name: name.into(),
         }))
+    }
+
+    /// A persistent buffer (see [`Op::State`]).
+    pub fn state(&mut self, name: &str, dtype: DType, shape: impl Into<Shape>) -> Result<NodeId> {
+        if self.graph.states().iter().any(|(n, _)| *n == name) {
+            return Err(GraphError::DuplicateName { kind: "state", name: name.into() });
+        }
+        let shape = shape.into();
+        Ok(self.push(Node {
+            op: Op::State { name: name.into() },
+            inputs: vec![],
+            shape,
+            dtype,
+            name: name.into(),
+        }))
+    }
+
+    /// Write `src` into the state `dst` (a state node or an earlier write to one) along `axis`
+    /// at `offset [1]`; returns the updated state.
+    pub fn write_slice(&mut self, dst: NodeId, src: NodeId, offset: NodeId, axis: isize) -> Result<NodeId> {
+        self.check(dst)?;
+        let root = self.graph.storage_root(dst);
+        if !matches!(self.graph.node(root).op, Op::State { .. }) {
+            return Err(GraphError::InvalidOp {
+                op: "write_slice".into(),
+                node: self.graph.nodes.len(),
+                name: self.scoped_name("write_slice"),
+                detail: format!("destination {dst} is not a state buffer"),
+            });
+        }
+        let axis = self.axis(dst, axis)?;
+        self.op(Op::WriteSlice { axis }, &[dst, src, offset])
     }
 
     /// A constant from raw little-endian bytes.
@@ -157,15 +172,7 @@ impl GraphBuilder {
             });
         }
         let name = self.scoped_name("constant");
-        Ok(self.push(Node {
-            op: Op::Constant {
-                data: Arc::from(data),
-            },
-            inputs: vec![],
-            shape,
-            dtype,
-            name,
-        }))
+        Ok(self.push(Node { op: Op::Constant { data: Arc::from(data) }, inputs: vec![], shape, dtype, name }))
     }
 
     pub fn constant_f32(&mut self, shape: impl Into<Shape>, data: &[f32]) -> Result<NodeId> {
@@ -191,10 +198,7 @@ impl GraphBuilder {
     pub fn output(&mut self, name: &str, id: NodeId) -> Result<()> {
         self.check(id)?;
         if self.graph.outputs.iter().any(|(n, _)| n == name) {
-            return Err(GraphError::DuplicateName {
-                kind: "output",
-                name: name.into(),
-            });
+            return Err(GraphError::DuplicateName { kind: "output", name: name.into() });
         }
         self.graph.outputs.push((name.into(), id));
         Ok(())
@@ -224,13 +228,7 @@ impl GraphBuilder {
 
     // ---- contractions ----
     pub fn matmul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
-        self.op(
-            Op::MatMul {
-                trans_a: false,
-                trans_b: false,
-            },
-            &[a, b],
-        )
+        self.op(Op::MatMul { trans_a: false, trans_b: false }, &[a, b])
     }
     pub fn matmul_t(&mut self, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> Result<NodeId> {
         self.op(Op::MatMul { trans_a, trans_b }, &[a, b])
@@ -292,25 +290,11 @@ impl GraphBuilder {
     }
     pub fn argmax(&mut self, x: NodeId, axis: isize, keepdim: bool) -> Result<NodeId> {
         let axis = self.axis(x, axis)?;
-        self.op(
-            Op::ArgReduce {
-                op: ArgOp::ArgMax,
-                axis,
-                keepdim,
-            },
-            &[x],
-        )
+        self.op(Op::ArgReduce { op: ArgOp::ArgMax, axis, keepdim }, &[x])
     }
     pub fn argmin(&mut self, x: NodeId, axis: isize, keepdim: bool) -> Result<NodeId> {
         let axis = self.axis(x, axis)?;
-        self.op(
-            Op::ArgReduce {
-                op: ArgOp::ArgMin,
-                axis,
-                keepdim,
-            },
-            &[x],
-        )
+        self.op(Op::ArgReduce { op: ArgOp::ArgMin, axis, keepdim }, &[x])
     }
     pub fn softmax(&mut self, x: NodeId, axis: isize) -> Result<NodeId> {
         let axis = self.axis(x, axis)?;
@@ -396,15 +380,7 @@ impl GraphBuilder {
         step: usize,
     ) -> Result<NodeId> {
         let axis = self.axis(x, axis)?;
-        self.op(
-            Op::Slice {
-                axis,
-                start,
-                end,
-                step,
-            },
-            &[x],
-        )
+        self.op(Op::Slice { axis, start, end, step }, &[x])
     }
     /// Split into pieces of the given sizes along `axis`.
     pub fn split(&mut self, x: NodeId, axis: isize, sizes: &[usize]) -> Result<Vec<NodeId>> {
@@ -420,10 +396,7 @@ impl GraphBuilder {
                 op: "split".into(),
                 node: x.0,
                 name: self.graph.nodes[x.0].name.clone(),
-                detail: format!(
-                    "sizes {sizes:?} do not sum to axis {a} of {}",
-                    Shape::from(self.shape(x))
-                ),
+                detail: format!("sizes {sizes:?} do not sum to axis {a} of {}", Shape::from(self.shape(x))),
             });
         }
         Ok(out)
@@ -439,13 +412,7 @@ impl GraphBuilder {
         self.op(Op::Permute { perm: perm.to_vec() }, &[x])
     }
     pub fn pad(&mut self, x: NodeId, pads: &[(usize, usize)], value: f32) -> Result<NodeId> {
-        self.op(
-            Op::Pad {
-                pads: pads.to_vec(),
-                value,
-            },
-            &[x],
-        )
+        self.op(Op::Pad { pads: pads.to_vec(), value }, &[x])
     }
     pub fn resize(
         &mut self,
@@ -455,15 +422,7 @@ impl GraphBuilder {
         align_corners: bool,
         antialias: bool,
     ) -> Result<NodeId> {
-        self.op(
-            Op::Resize {
-                mode,
-                out,
-                align_corners,
-                antialias,
-            },
-            &[x],
-        )
+        self.op(Op::Resize { mode, out, align_corners, antialias }, &[x])
     }
     pub fn avg_pool2d(
         &mut self,
@@ -472,15 +431,7 @@ impl GraphBuilder {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> Result<NodeId> {
-        self.op(
-            Op::AvgPool2d {
-                kernel,
-                stride,
-                padding,
-                count_include_pad: true,
-            },
-            &[x],
-        )
+        self.op(Op::AvgPool2d { kernel, stride, padding, count_include_pad: true }, &[x])
     }
     pub fn pixel_shuffle(&mut self, x: NodeId, r: usize) -> Result<NodeId> {
         self.op(Op::PixelShuffle { r }, &[x])
@@ -501,12 +452,7 @@ impl GraphBuilder {
         w: NodeId,
         levels: &[[usize; 2]],
     ) -> Result<NodeId> {
-        self.op(
-            Op::MsDeformAttn {
-                levels: levels.to_vec(),
-            },
-            &[value, loc, w],
-        )
+        self.op(Op::MsDeformAttn { levels: levels.to_vec() }, &[value, loc, w])
     }
     pub fn top_k(&mut self, x: NodeId, k: usize, axis: isize) -> Result<NodeId> {
         let axis = self.axis(x, axis)?;
@@ -520,12 +466,7 @@ impl GraphBuilder {
         downscale_freq_shift: f32,
     ) -> Result<NodeId> {
         self.op(
-            Op::TimestepEmbedding {
-                dim,
-                flip_sin_to_cos,
-                downscale_freq_shift,
-                max_period: 10000.0,
-            },
+            Op::TimestepEmbedding { dim, flip_sin_to_cos, downscale_freq_shift, max_period: 10000.0 },
             &[t],
         )
     }

@@ -14,17 +14,23 @@ pub struct Cost {
 /// `ins` are (shape, dtype size) of the inputs; `out` is the output shape.
 pub fn cost(op: &Op, ins: &[(&[usize], usize)], out: &[usize], out_elem: usize) -> Cost {
     let n_out = Shape::from(out).numel() as u64;
-    let bytes = if op.is_leaf() || op.is_alias() {
+    let bytes = if let Op::WriteSlice { .. } = op {
+        // Reads src and writes as much into the state.
+        2 * Shape::from(ins[1].0).numel() as u64 * ins[1].1 as u64
+    } else if op.is_leaf() || op.is_alias() {
         0
     } else {
-        ins.iter()
-            .map(|(s, e)| Shape::from(*s).numel() as u64 * *e as u64)
-            .sum::<u64>()
+        ins.iter().map(|(s, e)| Shape::from(*s).numel() as u64 * *e as u64).sum::<u64>()
             + n_out * out_elem as u64
     };
     let numel = |i: usize| Shape::from(ins[i].0).numel() as u64;
     let flops = match op {
-        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } | Op::Reshape { .. } => 0,
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Constant { .. }
+        | Op::State { .. }
+        | Op::WriteSlice { .. }
+        | Op::Reshape { .. } => 0,
         Op::MatMul { trans_a, .. } => {
             let a = ins[0].0;
             let k = if *trans_a { a[a.len() - 2] } else { a[a.len() - 1] };
@@ -53,9 +59,7 @@ pub fn cost(op: &Op, ins: &[(&[usize], usize)], out: &[usize], out_elem: usize) 
             let (tk, dv) = (k[1] as u64, v[3] as u64);
             // Causal (bottom-right aligned) keeps Σ_i min(tk, tk - tq + i + 1) pairs.
             let pairs = if *causal {
-                (0..tq)
-                    .map(|i| (tk + i + 1).saturating_sub(tq).min(tk))
-                    .sum::<u64>()
+                (0..tq).map(|i| (tk + i + 1).saturating_sub(tq).min(tk)).sum::<u64>()
             } else {
                 tq * tk
             };

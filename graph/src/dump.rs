@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 fn attrs(op: &Op) -> String {
     match op {
-        Op::Input { name } | Op::Param { name } => format!("\"{name}\""),
+        Op::Input { name } | Op::Param { name } | Op::State { name } => format!("\"{name}\""),
         Op::Constant { .. }
         | Op::Linear
         | Op::Unary(_)
@@ -14,10 +14,9 @@ fn attrs(op: &Op) -> String {
         | Op::Compare(_)
         | Op::Where
         | Op::VqNearest => String::new(),
-        Op::Conv2d(p) => format!(
-            "stride={:?} pad={:?} dil={:?} groups={}",
-            p.stride, p.padding, p.dilation, p.groups
-        ),
+        Op::Conv2d(p) => {
+            format!("stride={:?} pad={:?} dil={:?} groups={}", p.stride, p.padding, p.dilation, p.groups)
+        }
         other => {
             // The Debug form minus the variant name is a faithful, compact attribute list.
             let d = format!("{other:?}");
@@ -64,7 +63,7 @@ pub fn to_dot(g: &Graph) -> String {
     for id in g.ids() {
         let n = g.node(id);
         let shape = match n.op {
-            Op::Input { .. } => "ellipse",
+            Op::Input { .. } | Op::State { .. } => "ellipse",
             Op::Param { .. } | Op::Constant { .. } => "box",
             _ if outs.contains(&id.0) => "doublecircle",
             _ => "record",

@@ -6,12 +6,7 @@ use thiserror::Error;
 pub enum GraphError {
     /// An op was rejected when added: names the op, the node and the shapes involved.
     #[error("invalid {op} at node #{node} '{name}': {detail}")]
-    InvalidOp {
-        op: String,
-        node: usize,
-        name: String,
-        detail: String,
-    },
+    InvalidOp { op: String, node: usize, name: String, detail: String },
     #[error("unknown node id {0}")]
     UnknownNode(usize),
     #[error("duplicate {kind} name '{name}'")]

@@ -75,6 +75,16 @@ impl Graph {
             .collect()
     }
 
+    /// Persistent buffers: (name, node).
+    pub fn states(&self) -> Vec<(&str, NodeId)> {
+        self.ids()
+            .filter_map(|id| match &self.node(id).op {
+                Op::State { name } => Some((name.as_str(), id)),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn output(&self, name: &str) -> Option<NodeId> {
         self.outputs.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
     }
@@ -117,10 +127,7 @@ impl Graph {
     pub fn total_cost(&self) -> Cost {
         self.ids().fold(Cost::default(), |acc, id| {
             let c = self.node_cost(id);
-            Cost {
-                flops: acc.flops + c.flops,
-                bytes: acc.bytes + c.bytes,
-            }
+            Cost { flops: acc.flops + c.flops, bytes: acc.bytes + c.bytes }
         })
     }
 

@@ -20,11 +20,7 @@ fn sh(s: &[usize]) -> Shape {
 
 fn arity(ins: &[In], lo: usize, hi: usize) -> Result<(), String> {
     if ins.len() < lo || ins.len() > hi {
-        let want = if lo == hi {
-            format!("{lo}")
-        } else {
-            format!("{lo}..={hi}")
-        };
+        let want = if lo == hi { format!("{lo}") } else { format!("{lo}..={hi}") };
         return Err(format!("expects {want} inputs, got {}", ins.len()));
     }
     Ok(())
@@ -75,7 +71,30 @@ fn axis_ok(axis: usize, r: usize) -> Result<(), String> {
 /// Infer the output shape and dtype of a non-leaf op.
 pub fn infer(op: &Op, ins: &[In]) -> R {
     match op {
-        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } => {
+        Op::WriteSlice { axis } => {
+            arity(ins, 3, 3)?;
+            let (dst, src, off) = (ins[0], ins[1], ins[2]);
+            same_dtype(dst, src, "write_slice")?;
+            int_index(off, "offset")?;
+            vec_of(off, 1, "offset")?;
+            axis_ok(*axis, dst.shape.len())?;
+            let fits = src.shape.len() == dst.shape.len()
+                && src
+                    .shape
+                    .iter()
+                    .zip(dst.shape)
+                    .enumerate()
+                    .all(|(i, (s, d))| if i == *axis { s <= d } else { s == d });
+            if !fits {
+                return Err(format!(
+                    "src {} does not fit dst {} along axis {axis}",
+                    sh(src.shape),
+                    sh(dst.shape)
+                ));
+            }
+            Ok((dst.shape.to_vec(), dst.dtype))
+        }
+        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } | Op::State { .. } => {
             Err("leaf ops are created by the builder, not inferred".into())
         }
         Op::MatMul { trans_a, trans_b } => {
@@ -84,11 +103,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             float(a, "a")?;
             same_dtype(a, b, "matmul")?;
             if a.shape.len() < 2 || b.shape.len() < 2 {
-                return Err(format!(
-                    "inputs need rank >= 2: a {} b {}",
-                    sh(a.shape),
-                    sh(b.shape)
-                ));
+                return Err(format!("inputs need rank >= 2: a {} b {}", sh(a.shape), sh(b.shape)));
             }
             let (ra, rb) = (a.shape.len(), b.shape.len());
             let (m, ka) = if *trans_a {
@@ -217,12 +232,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             same_dtype(a, b, "where branches")?;
             let ab = broadcast_shapes(a.shape, b.shape);
             let out = ab.and_then(|ab| broadcast_shapes(c.shape, &ab)).ok_or_else(|| {
-                format!(
-                    "shapes do not broadcast: cond {} a {} b {}",
-                    sh(c.shape),
-                    sh(a.shape),
-                    sh(b.shape)
-                )
+                format!("shapes do not broadcast: cond {} a {} b {}", sh(c.shape), sh(a.shape), sh(b.shape))
             })?;
             Ok((out, a.dtype))
         }
@@ -351,12 +361,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             let (tk, hkv) = (k.shape[1], k.shape[2]);
             if k.shape[0] != b || v.shape[0] != b || k.shape[3] != d || v.shape[1] != tk || v.shape[2] != hkv
             {
-                return Err(format!(
-                    "incompatible q {} k {} v {}",
-                    sh(q.shape),
-                    sh(k.shape),
-                    sh(v.shape)
-                ));
+                return Err(format!("incompatible q {} k {} v {}", sh(q.shape), sh(k.shape), sh(v.shape)));
             }
             if hkv == 0 || hq % hkv != 0 {
                 return Err(format!("query heads {hq} not a multiple of kv heads {hkv}"));
@@ -392,12 +397,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             int_index(idx, "index")?;
             axis_ok(*axis, x.shape.len())?;
             if idx.shape.len() != x.shape.len()
-                || idx
-                    .shape
-                    .iter()
-                    .zip(x.shape)
-                    .enumerate()
-                    .any(|(i, (a, b))| i != *axis && a != b)
+                || idx.shape.iter().zip(x.shape).enumerate().any(|(i, (a, b))| i != *axis && a != b)
             {
                 return Err(format!(
                     "index {} must match x {} except on axis {axis}",
@@ -418,11 +418,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             for x in ins {
                 same_dtype(f, *x, "concat")?;
                 let ok = x.shape.len() == f.shape.len()
-                    && x.shape
-                        .iter()
-                        .zip(f.shape)
-                        .enumerate()
-                        .all(|(i, (a, b))| i == *axis || a == b);
+                    && x.shape.iter().zip(f.shape).enumerate().all(|(i, (a, b))| i == *axis || a == b);
                 if !ok {
                     return Err(format!(
                         "{} does not match {} outside axis {axis}",
@@ -434,12 +430,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             }
             Ok((out, f.dtype))
         }
-        Op::Slice {
-            axis,
-            start,
-            end,
-            step,
-        } => {
+        Op::Slice { axis, start, end, step } => {
             arity(ins, 1, 1)?;
             let x = ins[0];
             axis_ok(*axis, x.shape.len())?;
@@ -485,22 +476,11 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             arity(ins, 1, 1)?;
             let x = ins[0];
             if pads.len() != x.shape.len() {
-                return Err(format!(
-                    "pads {pads:?} need one entry per axis of {}",
-                    sh(x.shape)
-                ));
+                return Err(format!("pads {pads:?} need one entry per axis of {}", sh(x.shape)));
             }
-            Ok((
-                x.shape.iter().zip(pads).map(|(d, (a, b))| d + a + b).collect(),
-                x.dtype,
-            ))
+            Ok((x.shape.iter().zip(pads).map(|(d, (a, b))| d + a + b).collect(), x.dtype))
         }
-        Op::Resize {
-            mode,
-            out,
-            align_corners,
-            antialias,
-        } => {
+        Op::Resize { mode, out, align_corners, antialias } => {
             arity(ins, 1, 1)?;
             let x = ins[0];
             float(x, "x")?;
@@ -513,12 +493,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             }
             Ok((vec![x.shape[0], out[0], out[1], x.shape[3]], x.dtype))
         }
-        Op::AvgPool2d {
-            kernel,
-            stride,
-            padding,
-            ..
-        } => {
+        Op::AvgPool2d { kernel, stride, padding, .. } => {
             arity(ins, 1, 1)?;
             let x = ins[0];
             float(x, "x")?;
@@ -532,10 +507,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
                 }
                 let padded = x.shape[1 + i] + 2 * padding[i];
                 if padded < kernel[i] {
-                    return Err(format!(
-                        "kernel {kernel:?} larger than padded input {}",
-                        sh(x.shape)
-                    ));
+                    return Err(format!("kernel {kernel:?} larger than padded input {}", sh(x.shape)));
                 }
                 o[i] = (padded - kernel[i]) / stride[i] + 1;
             }
@@ -546,16 +518,9 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             let x = ins[0];
             rank(x, 4, "x (NHWC)")?;
             if *r == 0 || !x.shape[3].is_multiple_of(r * r) {
-                return Err(format!(
-                    "channels of {} not divisible by r²={}",
-                    sh(x.shape),
-                    r * r
-                ));
+                return Err(format!("channels of {} not divisible by r²={}", sh(x.shape), r * r));
             }
-            Ok((
-                vec![x.shape[0], x.shape[1] * r, x.shape[2] * r, x.shape[3] / (r * r)],
-                x.dtype,
-            ))
+            Ok((vec![x.shape[0], x.shape[1] * r, x.shape[2] * r, x.shape[3] / (r * r)], x.dtype))
         }
         Op::PixelUnshuffle { r } => {
             arity(ins, 1, 1)?;
@@ -564,10 +529,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             if *r == 0 || !x.shape[1].is_multiple_of(*r) || !x.shape[2].is_multiple_of(*r) {
                 return Err(format!("spatial dims of {} not divisible by {r}", sh(x.shape)));
             }
-            Ok((
-                vec![x.shape[0], x.shape[1] / r, x.shape[2] / r, x.shape[3] * r * r],
-                x.dtype,
-            ))
+            Ok((vec![x.shape[0], x.shape[1] / r, x.shape[2] / r, x.shape[3] * r * r], x.dtype))
         }
         Op::VqNearest => {
             arity(ins, 2, 2)?;
@@ -576,11 +538,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             float(cb, "codebook")?;
             rank(cb, 2, "codebook [K, D]")?;
             if x.shape.last() != Some(&cb.shape[1]) || cb.shape[0] == 0 {
-                return Err(format!(
-                    "x {} last dim must equal codebook {} dim",
-                    sh(x.shape),
-                    sh(cb.shape)
-                ));
+                return Err(format!("x {} last dim must equal codebook {} dim", sh(x.shape), sh(cb.shape)));
             }
             Ok((x.shape[..x.shape.len() - 1].to_vec(), DType::I64))
         }
@@ -592,11 +550,7 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             rank(x, 4, "x (NHWC)")?;
             rank(g, 4, "grid [N,Ho,Wo,2]")?;
             if g.shape[0] != x.shape[0] || g.shape[3] != 2 {
-                return Err(format!(
-                    "grid {} incompatible with x {}",
-                    sh(g.shape),
-                    sh(x.shape)
-                ));
+                return Err(format!("grid {} incompatible with x {}", sh(g.shape), sh(x.shape)));
             }
             Ok((vec![x.shape[0], g.shape[1], g.shape[2], x.shape[3]], x.dtype))
         }

@@ -182,12 +182,7 @@ pub struct Conv2dParams {
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Conv2dParams {
-            stride: [1, 1],
-            padding: [0, 0],
-            dilation: [1, 1],
-            groups: 1,
-        }
+        Conv2dParams { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
     }
 }
 
@@ -209,6 +204,17 @@ pub enum Op {
     /// Constant data (little-endian bytes of the node's dtype and shape).
     Constant {
         data: Arc<[u8]>,
+    },
+    /// A persistent buffer owned by the plan (KV cache, latents, mask): zero at compile time,
+    /// kept across runs, movable between plans.
+    State {
+        name: String,
+    },
+    /// In-place write of `src` into the state `dst` along `axis` at the position held by the
+    /// integer tensor `offset [1]`. The output is `dst` itself, updated; consumers that depend
+    /// on the update read this node, not the state directly.
+    WriteSlice {
+        axis: usize,
     },
 
     /// `a [..., M, K] @ b [..., K, N]`, batch dims broadcast; `trans_*` transpose the last two dims.
@@ -358,6 +364,8 @@ impl Op {
             Op::Input { .. } => "input",
             Op::Param { .. } => "param",
             Op::Constant { .. } => "constant",
+            Op::State { .. } => "state",
+            Op::WriteSlice { .. } => "write_slice",
             Op::MatMul { .. } => "matmul",
             Op::Linear => "linear",
             Op::Conv2d(_) => "conv2d",
@@ -410,20 +418,17 @@ impl Op {
 
     /// Nodes that hold data rather than compute it.
     pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Input { .. } | Op::Param { .. } | Op::Constant { .. })
+        matches!(self, Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } | Op::State { .. })
     }
 
     /// Pointwise ops that a backend may fuse into one kernel.
     pub fn is_elementwise(&self) -> bool {
-        matches!(
-            self,
-            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast { .. }
-        )
+        matches!(self, Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast { .. })
     }
 
-    /// Ops whose output shares its input's storage.
+    /// Ops whose output shares the storage of their first input.
     pub fn is_alias(&self) -> bool {
-        matches!(self, Op::Reshape { .. })
+        matches!(self, Op::Reshape { .. } | Op::WriteSlice { .. })
     }
 
     /// Every op kind with a representative (for op tables): one entry per kind name.
@@ -431,13 +436,10 @@ impl Op {
         let mut v = vec![
             Op::Input { name: String::new() },
             Op::Param { name: String::new() },
-            Op::Constant {
-                data: Arc::from(Vec::new()),
-            },
-            Op::MatMul {
-                trans_a: false,
-                trans_b: false,
-            },
+            Op::Constant { data: Arc::from(Vec::new()) },
+            Op::State { name: String::new() },
+            Op::WriteSlice { axis: 0 },
+            Op::MatMul { trans_a: false, trans_b: false },
             Op::Linear,
             Op::Conv2d(Conv2dParams::default()),
         ];
@@ -446,67 +448,32 @@ impl Op {
         v.extend(CmpOp::ALL.iter().map(|&c| Op::Compare(c)));
         v.extend([Op::Where, Op::Cast { to: DType::F32 }]);
         for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
-            v.push(Op::Reduce {
-                op,
-                axes: vec![0],
-                keepdim: false,
-            });
+            v.push(Op::Reduce { op, axes: vec![0], keepdim: false });
         }
         for op in [ArgOp::ArgMax, ArgOp::ArgMin] {
-            v.push(Op::ArgReduce {
-                op,
-                axis: 0,
-                keepdim: false,
-            });
+            v.push(Op::ArgReduce { op, axis: 0, keepdim: false });
         }
         v.extend([
             Op::Softmax { axis: 0 },
             Op::LayerNorm { eps: 0.0 },
             Op::RmsNorm { eps: 0.0 },
             Op::GroupNorm { groups: 1, eps: 0.0 },
-            Op::Rope {
-                kind: RopeKind::OneD,
-                theta: 0.0,
-            },
-            Op::Rope {
-                kind: RopeKind::TwoD,
-                theta: 0.0,
-            },
-            Op::Attention {
-                causal: false,
-                scale: 1.0,
-            },
+            Op::Rope { kind: RopeKind::OneD, theta: 0.0 },
+            Op::Rope { kind: RopeKind::TwoD, theta: 0.0 },
+            Op::Attention { causal: false, scale: 1.0 },
             Op::IndexSelect { axis: 0 },
             Op::TakeAlongAxis { axis: 0 },
             Op::Concat { axis: 0 },
-            Op::Slice {
-                axis: 0,
-                start: 0,
-                end: 0,
-                step: 1,
-            },
+            Op::Slice { axis: 0, start: 0, end: 0, step: 1 },
             Op::Reshape { shape: vec![] },
             Op::Permute { perm: vec![] },
-            Op::Pad {
-                pads: vec![],
-                value: 0.0,
-            },
+            Op::Pad { pads: vec![], value: 0.0 },
         ]);
         for mode in [ResizeMode::Nearest, ResizeMode::Bilinear, ResizeMode::Bicubic] {
-            v.push(Op::Resize {
-                mode,
-                out: [1, 1],
-                align_corners: false,
-                antialias: false,
-            });
+            v.push(Op::Resize { mode, out: [1, 1], align_corners: false, antialias: false });
         }
         v.extend([
-            Op::AvgPool2d {
-                kernel: [1, 1],
-                stride: [1, 1],
-                padding: [0, 0],
-                count_include_pad: true,
-            },
+            Op::AvgPool2d { kernel: [1, 1], stride: [1, 1], padding: [0, 0], count_include_pad: true },
             Op::PixelShuffle { r: 1 },
             Op::PixelUnshuffle { r: 1 },
             Op::VqNearest,

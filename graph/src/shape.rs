@@ -93,15 +93,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 pub fn broadcast_strides(src: &[usize], dst: &[usize]) -> Vec<usize> {
     let own = Shape::from(src).strides();
     let off = dst.len() - src.len();
-    (0..dst.len())
-        .map(|i| {
-            if i < off || src[i - off] == 1 {
-                0
-            } else {
-                own[i - off]
-            }
-        })
-        .collect()
+    (0..dst.len()).map(|i| if i < off || src[i - off] == 1 { 0 } else { own[i - off] }).collect()
 }
 
 #[cfg(test)]

@@ -3,16 +3,9 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum KernelError {
     #[error("{op}: dtype {dtype} is not supported on this backend")]
-    Unsupported {
-        op: &'static str,
-        dtype: focus_graph::DType,
-    },
+    Unsupported { op: &'static str, dtype: focus_graph::DType },
     #[error("{op}: index {index} out of range for axis of length {len}")]
-    IndexOutOfRange {
-        op: &'static str,
-        index: i64,
-        len: usize,
-    },
+    IndexOutOfRange { op: &'static str, index: i64, len: usize },
     #[error("{op}: {detail}")]
     Invalid { op: &'static str, detail: String },
 }

@@ -18,10 +18,7 @@ pub struct TensorMut<'a> {
 
 impl<'a> TensorRef<'a> {
     pub fn new(dtype: DType, shape: &'a [usize], data: &'a [u8]) -> Self {
-        debug_assert_eq!(
-            data.len(),
-            shape.iter().product::<usize>() * dtype.size_in_bytes()
-        );
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>() * dtype.size_in_bytes());
         TensorRef { dtype, shape, data }
     }
     pub fn numel(&self) -> usize {
@@ -31,20 +28,13 @@ impl<'a> TensorRef<'a> {
 
 impl<'a> TensorMut<'a> {
     pub fn new(dtype: DType, shape: &'a [usize], data: &'a mut [u8]) -> Self {
-        debug_assert_eq!(
-            data.len(),
-            shape.iter().product::<usize>() * dtype.size_in_bytes()
-        );
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>() * dtype.size_in_bytes());
         TensorMut { dtype, shape, data }
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
     pub fn as_ref(&self) -> TensorRef<'_> {
-        TensorRef {
-            dtype: self.dtype,
-            shape: self.shape,
-            data: self.data,
-        }
+        TensorRef { dtype: self.dtype, shape: self.shape, data: self.data }
     }
 }

@@ -33,11 +33,7 @@ impl ConvNextConfig {
 
     /// A small network of the same structure, for the demo and tests.
     pub fn tiny() -> Self {
-        ConvNextConfig {
-            depths: vec![1, 1, 2, 1],
-            dims: vec![16, 32, 64, 128],
-            ..Self::large()
-        }
+        ConvNextConfig { depths: vec![1, 1, 2, 1], dims: vec![16, 32, 64, 128], ..Self::large() }
     }
 }
 
@@ -45,11 +41,7 @@ fn block(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId, dim: usize, p: &st
     let dt = c.dtype;
     let w = conv_weight(b, &format!("{p}conv_dw.weight"), dt, [dim, 1, 7, 7])?;
     let bias = param(b, &format!("{p}conv_dw.bias"), dt, [dim])?;
-    let cp = Conv2dParams {
-        padding: [3, 3],
-        groups: dim,
-        ..Default::default()
-    };
+    let cp = Conv2dParams { padding: [3, 3], groups: dim, ..Default::default() };
     let y = b.scoped("conv_dw", |b| b.conv2d(x, w, Some(bias), cp))?;
     let nw = param(b, &format!("{p}norm.weight"), dt, [dim])?;
     let nb = param(b, &format!("{p}norm.bias"), dt, [dim])?;
@@ -81,15 +73,7 @@ pub fn build(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId) -> Result<Vec<
     let mut x = b.scoped("stem", |b| {
         let w = conv_weight(b, &format!("{pre}stem.0.weight"), dt, [d0, c.in_chans, 4, 4])?;
         let bias = param(b, &format!("{pre}stem.0.bias"), dt, [d0])?;
-        let y = b.conv2d(
-            x,
-            w,
-            Some(bias),
-            Conv2dParams {
-                stride: [4, 4],
-                ..Default::default()
-            },
-        )?;
+        let y = b.conv2d(x, w, Some(bias), Conv2dParams { stride: [4, 4], ..Default::default() })?;
         let nw = param(b, &format!("{pre}stem.1.weight"), dt, [d0])?;
         let nb = param(b, &format!("{pre}stem.1.bias"), dt, [d0])?;
         b.layer_norm(y, Some(nw), Some(nb), c.eps)
@@ -106,15 +90,7 @@ pub fn build(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId) -> Result<Vec<
                 let y = b.layer_norm(x, Some(nw), Some(nb), c.eps)?;
                 let w = conv_weight(b, &format!("{p}1.weight"), dt, [dim, prev, 2, 2])?;
                 let bias = param(b, &format!("{p}1.bias"), dt, [dim])?;
-                b.conv2d(
-                    y,
-                    w,
-                    Some(bias),
-                    Conv2dParams {
-                        stride: [2, 2],
-                        ..Default::default()
-                    },
-                )
+                b.conv2d(y, w, Some(bias), Conv2dParams { stride: [2, 2], ..Default::default() })
             })?;
         }
         for j in 0..depth {

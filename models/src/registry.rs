@@ -26,9 +26,7 @@ pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, Stri
                 other => return Err(format!("unknown convnext config '{other}' (tiny, large)")),
             };
             if size < 32 || !size.is_multiple_of(32) {
-                return Err(format!(
-                    "convnext input size must be a positive multiple of 32, got {size}"
-                ));
+                return Err(format!("convnext input size must be a positive multiple of 32, got {size}"));
             }
             convnext::graph(&c, 1, size, size).map_err(|e: GraphError| e.to_string())
         }

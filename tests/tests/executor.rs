@@ -98,27 +98,19 @@ fn planned_equals_unplanned_on_random_graphs() {
     for case in 0..60 {
         let (g, ins) = random_graph(&mut rng);
         let w = MemoryWeights::random_for(&g, case);
-        let tensors: Vec<(String, Tensor)> = ins
-            .iter()
-            .map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s)))
-            .collect();
+        let tensors: Vec<(String, Tensor)> =
+            ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
         let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let want = run_unplanned(&g, &refs, &w);
         let mut plan = compile(&g, Some(Arc::new(w)), Device::Cpu).unwrap();
         // Poison the arena contents from a previous run with other inputs first.
-        let other: Vec<(String, Tensor)> = ins
-            .iter()
-            .map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s)))
-            .collect();
+        let other: Vec<(String, Tensor)> =
+            ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
         let other_refs: Vec<(&str, &Tensor)> = other.iter().map(|(n, t)| (n.as_str(), t)).collect();
         plan.run(&other_refs).unwrap();
         let got = plan.run(&refs).unwrap();
         for (name, id) in &g.outputs {
-            assert_eq!(
-                got[name].bytes(),
-                want[id.0].as_slice(),
-                "case {case} output {name}"
-            );
+            assert_eq!(got[name].bytes(), want[id.0].as_slice(), "case {case} output {name}");
         }
         assert!(plan.memory().arena_bytes <= plan.memory().naive_bytes);
     }
@@ -154,15 +146,9 @@ fn weight_problems_are_all_reported() {
     let g = small_graph();
     let mut w = MemoryWeights::new();
     w.insert("lin.weight", DType::F32, vec![3, 4], vec![0; 48]);
-    let e = compile(&g, Some(Arc::new(w)), Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = compile(&g, Some(Arc::new(w)), Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("lin.bias") && e.contains("missing"), "{e}");
-    assert!(
-        e.contains("lin.weight") && e.contains("[4,3]") && e.contains("[3,4]"),
-        "{e}"
-    );
+    assert!(e.contains("lin.weight") && e.contains("[4,3]") && e.contains("[3,4]"), "{e}");
     let e = compile(&g, None, Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("2 problem"), "{e}");
     // Extra tensors are not an error, but the plan names them.
@@ -183,12 +169,7 @@ fn weights_are_converted_on_load() {
     let g = b.finish().unwrap();
     let mut src = MemoryWeights::new();
     let vals = [1.0f32, 2.0, 3.0, 4.0];
-    src.insert(
-        "w",
-        DType::F32,
-        vec![2, 2],
-        vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    );
+    src.insert("w", DType::F32, vec![2, 2], vals.iter().flat_map(|v| v.to_le_bytes()).collect());
     let mut plan = compile(&g, Some(Arc::new(src)), Device::Cpu).unwrap();
     let xt = Tensor::from_f32(DType::BF16, [1, 2], &[0.5, -1.0]).unwrap();
     let out = plan.run(&[("x", &xt)]).unwrap();
@@ -219,4 +200,52 @@ fn cuda_request_is_a_clean_error() {
     assert!(e.contains("cuda:0") && e.contains("not available"), "{e}");
     assert!(Device::parse("tpu").is_err());
     assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+}
+
+/// A cache-append graph: writes `x [1, t, 2]` into the state `cache [1, 4, 2]` at `pos`, and
+/// outputs the updated cache summed over the sequence.
+fn append_graph(t: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let cache = b.state("cache", DType::F32, [1, 4, 2]).unwrap();
+    let x = b.input("x", DType::F32, [1, t, 2]).unwrap();
+    let pos = b.input("pos", DType::I32, [1]).unwrap();
+    let updated = b.write_slice(cache, x, pos, 1).unwrap();
+    let s = b.reduce(focus_graph::ReduceOp::Sum, updated, &[1], false).unwrap();
+    b.output("sum", s).unwrap();
+    b.output("cache", updated).unwrap();
+    b.finish().unwrap()
+}
+
+#[test]
+fn state_persists_across_runs_and_moves_between_plans() {
+    let mut prefill = compile(&append_graph(3), None, Device::Cpu).unwrap();
+    let mut decode = compile(&append_graph(1), None, Device::Cpu).unwrap();
+    let x = Tensor::from_f32(DType::F32, [1, 3, 2], &[1., 2., 3., 4., 5., 6.]).unwrap();
+    let p0 = Tensor::from_i64(DType::I32, [1], &[0]).unwrap();
+    let out = prefill.run(&[("x", &x), ("pos", &p0)]).unwrap();
+    assert_eq!(out["sum"].to_f32(), vec![9., 12.]);
+    // Hand the cache to the decode plan and append one row at position 3.
+    decode.swap_state(&mut prefill, "cache").unwrap();
+    let y = Tensor::from_f32(DType::F32, [1, 1, 2], &[10., 20.]).unwrap();
+    let p3 = Tensor::from_i64(DType::I32, [1], &[3]).unwrap();
+    let out = decode.run(&[("x", &y), ("pos", &p3)]).unwrap();
+    assert_eq!(out["cache"].to_f32(), vec![1., 2., 3., 4., 5., 6., 10., 20.]);
+    assert_eq!(out["sum"].to_f32(), vec![19., 32.]);
+    assert_eq!(decode.stats().state_bytes, 32);
+    // Writing past the capacity is an error, and leaves the cache untouched.
+    let p4 = Tensor::from_i64(DType::I32, [1], &[4]).unwrap();
+    let e = decode.run(&[("x", &y), ("pos", &p4)]).unwrap_err().to_string();
+    assert!(e.contains("write_slice") && e.contains("out of range"), "{e}");
+    let c = Tensor::from_bytes(DType::F32, [1, 4, 2], decode.state("cache").unwrap().data).unwrap();
+    assert_eq!(c.to_f32(), vec![1., 2., 3., 4., 5., 6., 10., 20.]);
+}
+
+#[test]
+fn write_slice_needs_a_state_destination() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, [4, 2]).unwrap();
+    let y = b.input("y", DType::F32, [1, 2]).unwrap();
+    let p = b.input("p", DType::I32, [1]).unwrap();
+    let e = b.write_slice(x, y, p, 0).unwrap_err().to_string();
+    assert!(e.contains("not a state"), "{e}");
 }

@@ -25,33 +25,21 @@ fn decode(
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| format!("cannot decode image {what}: {e}"))?;
+    let img = reader.decode().map_err(|e| format!("cannot decode image {what}: {e}"))?;
     let rgb = img.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w == 0 || h == 0 {
         return Err(format!("image {what} is empty"));
     }
-    Ok(Rgb {
-        h,
-        w,
-        data: rgb.as_raw().iter().map(|&v| v as f32 / 255.0).collect(),
-    })
+    Ok(Rgb { h, w, data: rgb.as_raw().iter().map(|&v| v as f32 / 255.0).collect() })
 }
 
 pub fn load(path: Option<&Path>) -> Result<Rgb, String> {
     match path {
-        None => decode(
-            image::ImageReader::new(std::io::Cursor::new(DEMO_PNG)),
-            "<bundled demo.png>",
-        ),
+        None => decode(image::ImageReader::new(std::io::Cursor::new(DEMO_PNG)), "<bundled demo.png>"),
         Some(p) => {
             let f = std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-            decode(
-                image::ImageReader::new(std::io::BufReader::new(f)),
-                &p.display().to_string(),
-            )
+            decode(image::ImageReader::new(std::io::BufReader::new(f)), &p.display().to_string())
         }
     }
 }

@@ -86,23 +86,10 @@ fn main() -> ExitCode {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
         Cmd::Kernels { check, arch } => commands::kernels::run(check, &arch),
-        Cmd::Graph {
-            model,
-            config,
-            size,
-            dot,
-            summary,
-            list,
-        } => commands::graph::run(&model, &config, size, dot, summary, list),
-        Cmd::Demo {
-            image,
-            size,
-            seed,
-            device,
-            profile,
-            out,
-            reps,
-        } => commands::demo::run(
+        Cmd::Graph { model, config, size, dot, summary, list } => {
+            commands::graph::run(&model, &config, size, dot, summary, list)
+        }
+        Cmd::Demo { image, size, seed, device, profile, out, reps } => commands::demo::run(
             image.as_deref(),
             size,
             seed,

@@ -33,11 +33,7 @@ pub fn eliminate_dead_code(g: &Graph) -> (Graph, Vec<Option<NodeId>>) {
         map[i] = Some(NodeId(out.nodes.len()));
         out.nodes.push(n);
     }
-    out.outputs = g
-        .outputs
-        .iter()
-        .map(|(name, id)| (name.clone(), map[id.0].unwrap()))
-        .collect();
+    out.outputs = g.outputs.iter().map(|(name, id)| (name.clone(), map[id.0].unwrap())).collect();
     (out, map)
 }
 

@@ -11,7 +11,7 @@ pub fn static_nodes(g: &Graph) -> Vec<bool> {
     for (i, n) in g.nodes.iter().enumerate() {
         s[i] = match n.op {
             Op::Param { .. } | Op::Constant { .. } => true,
-            Op::Input { .. } => false,
+            Op::Input { .. } | Op::State { .. } => false,
             _ => n.inputs.iter().all(|x| s[x.0]),
         };
     }

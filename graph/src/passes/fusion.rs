@@ -42,11 +42,8 @@ pub fn fusion_groups(g: &Graph) -> Vec<FusionGroup> {
             groups.entry(r).or_default().push(NodeId(i));
         }
     }
-    let mut out: Vec<FusionGroup> = groups
-        .into_values()
-        .filter(|v| v.len() > 1)
-        .map(|nodes| FusionGroup { nodes })
-        .collect();
+    let mut out: Vec<FusionGroup> =
+        groups.into_values().filter(|v| v.len() > 1).map(|nodes| FusionGroup { nodes }).collect();
     out.sort_by_key(|f| *f.nodes.last().unwrap());
     out
 }

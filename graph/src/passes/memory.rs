@@ -9,7 +9,7 @@ pub const ARENA_ALIGN: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// Arena offset of each node's storage; `None` for static (resident) nodes.
+    /// Arena offset of each node's storage; `None` for static (resident) nodes and states.
     /// Reshape aliases carry their root's offset.
     pub offsets: Vec<Option<usize>>,
     /// Live interval `[first, last]` (node indices) of each arena-resident storage root.
@@ -30,17 +30,13 @@ pub fn plan_memory(g: &Graph, is_static: &[bool]) -> MemoryPlan {
     let mut life: Vec<Option<(usize, usize)>> = vec![None; n];
     for (i, node) in g.nodes.iter().enumerate() {
         let r = root[i].0;
-        if is_static[r] {
+        if is_static[r] || matches!(g.nodes[r].op, Op::State { .. }) {
             continue;
         }
         if r == i {
             // Inputs are written before the run starts and kept for the whole run, so a plan
             // can be re-run without setting them again.
-            life[i] = Some(if matches!(node.op, Op::Input { .. }) {
-                (0, n)
-            } else {
-                (i, i)
-            });
+            life[i] = Some(if matches!(node.op, Op::Input { .. }) { (0, n) } else { (i, i) });
         }
         for inp in &node.inputs {
             let ri = root[inp.0].0;
@@ -65,11 +61,8 @@ pub fn plan_memory(g: &Graph, is_static: &[bool]) -> MemoryPlan {
         let size = align(g.nodes[i].bytes());
         naive += size;
         let (f, l) = life[i].unwrap();
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|p| p.2 <= l && f <= p.3)
-            .map(|p| (p.0, p.1))
-            .collect();
+        let mut busy: Vec<(usize, usize)> =
+            placed.iter().filter(|p| p.2 <= l && f <= p.3).map(|p| (p.0, p.1)).collect();
         busy.sort_unstable();
         let mut off = 0;
         for (o, s) in busy {
@@ -83,12 +76,7 @@ pub fn plan_memory(g: &Graph, is_static: &[bool]) -> MemoryPlan {
         arena = arena.max(off + size);
     }
     let offsets = (0..n).map(|i| offset_of[root[i].0]).collect();
-    MemoryPlan {
-        offsets,
-        lifetimes: life,
-        arena_bytes: arena,
-        naive_bytes: naive,
-    }
+    MemoryPlan { offsets, lifetimes: life, arena_bytes: arena, naive_bytes: naive }
 }
 
 #[cfg(test)]
@@ -138,10 +126,7 @@ mod tests {
                     let (sa, sc) = (g.nodes[a].bytes(), g.nodes[c].bytes());
                     let live_together = fa <= lc && fc <= la;
                     let overlap = oa < oc + sc && oc < oa + sa && sa > 0 && sc > 0;
-                    assert!(
-                        !(live_together && overlap),
-                        "nodes {a} and {c} overlap while live"
-                    );
+                    assert!(!(live_together && overlap), "nodes {a} and {c} overlap while live");
                 }
             }
         }

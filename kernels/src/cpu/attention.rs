@@ -13,8 +13,5 @@ pub fn attention(
     mask: Option<&TensorRef>,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "attention",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "attention", detail: "not implemented".into() })
 }

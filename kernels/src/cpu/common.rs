@@ -13,35 +13,20 @@ pub fn f32_in<'a>(t: &TensorRef<'a>) -> Cow<'a, [f32]> {
         DType::F32 => match bytemuck::try_cast_slice(t.data) {
             Ok(s) => Cow::Borrowed(s),
             Err(_) => Cow::Owned(
-                t.data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
+                t.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
             ),
         },
-        DType::F16 => Cow::Owned(
-            t.data
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        ),
-        DType::BF16 => Cow::Owned(
-            t.data
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        ),
+        DType::F16 => {
+            Cow::Owned(t.data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+        }
+        DType::BF16 => {
+            Cow::Owned(t.data.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+        }
         DType::I32 => Cow::Owned(
-            t.data
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
+            t.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
         ),
         DType::I64 => Cow::Owned(
-            t.data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
+            t.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
         ),
         DType::U8 | DType::Bool => Cow::Owned(t.data.iter().map(|&b| b as f32).collect()),
     }
@@ -50,23 +35,12 @@ pub fn f32_in<'a>(t: &TensorRef<'a>) -> Cow<'a, [f32]> {
 /// Values of an integer (or bool) tensor as i64.
 pub fn i64_in(t: &TensorRef<'_>) -> Result<Vec<i64>> {
     Ok(match t.dtype {
-        DType::I32 => t
-            .data
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
-        DType::I64 => t
-            .data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        DType::U8 | DType::Bool => t.data.iter().map(|&b| b as i64).collect(),
-        d => {
-            return Err(KernelError::Unsupported {
-                op: "integer input",
-                dtype: d,
-            })
+        DType::I32 => {
+            t.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect()
         }
+        DType::I64 => t.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+        DType::U8 | DType::Bool => t.data.iter().map(|&b| b as i64).collect(),
+        d => return Err(KernelError::Unsupported { op: "integer input", dtype: d }),
     })
 }
 
@@ -140,12 +114,7 @@ pub fn i64_store(out: &mut TensorMut<'_>, v: &[i64]) -> Result<()> {
                 c.copy_from_slice(&(*x as i32).to_le_bytes());
             }
         }
-        d => {
-            return Err(KernelError::Unsupported {
-                op: "integer output",
-                dtype: d,
-            })
-        }
+        d => return Err(KernelError::Unsupported { op: "integer output", dtype: d }),
     }
     Ok(())
 }

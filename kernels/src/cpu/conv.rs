@@ -11,8 +11,5 @@ pub fn conv2d(
     out: &mut TensorMut,
     p: &Conv2dParams,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "conv2d",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "conv2d", detail: "not implemented".into() })
 }

@@ -15,6 +15,7 @@ pub mod resize;
 pub mod rope;
 pub mod sample;
 pub mod softmax;
+pub mod state;
 pub mod timestep;
 pub mod topk;
 pub mod unary;
@@ -25,14 +26,16 @@ use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::Op;
 
 /// Run one non-leaf op. `ins` are the node's inputs in order; `out` has the node's inferred
-/// dtype and shape. Every element of `out` is written.
+/// dtype and shape. Every element of `out` is written (except for `WriteSlice`, which updates
+/// the state that `out` holds in place).
 pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()> {
     let opt = |i: usize| ins.get(i).copied();
     match op {
-        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } => Err(KernelError::Invalid {
-            op: "leaf",
-            detail: "leaf nodes hold data and have no kernel".into(),
-        }),
+        // `out` already holds the destination state; ins[0] (the state itself) is not read.
+        Op::WriteSlice { axis } => state::write_slice(*axis, &ins[1], &ins[2], out),
+        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } | Op::State { .. } => {
+            Err(KernelError::Invalid { op: "leaf", detail: "leaf nodes hold data and have no kernel".into() })
+        }
         Op::MatMul { trans_a, trans_b } => matmul::matmul(&ins[0], &ins[1], out, *trans_a, *trans_b),
         Op::Linear => matmul::linear(&ins[0], &ins[1], opt(2).as_ref(), out),
         Op::Conv2d(p) => conv::conv2d(&ins[0], &ins[1], opt(2).as_ref(), out, p),
@@ -56,43 +59,33 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
         Op::IndexSelect { axis } => index::index_select(*axis, &ins[0], &ins[1], out),
         Op::TakeAlongAxis { axis } => index::take_along_axis(*axis, &ins[0], &ins[1], out),
         Op::Concat { axis } => movement::concat(*axis, ins, out),
-        Op::Slice {
-            axis, start, step, ..
-        } => movement::slice(*axis, *start, *step, &ins[0], out),
+        Op::Slice { axis, start, step, .. } => movement::slice(*axis, *start, *step, &ins[0], out),
         Op::Reshape { .. } => movement::copy(&ins[0], out),
         Op::Permute { perm } => movement::permute(perm, &ins[0], out),
         Op::Pad { pads, value } => movement::pad(pads, *value, &ins[0], out),
-        Op::Resize {
-            mode,
-            align_corners,
-            antialias,
-            ..
-        } => resize::resize(*mode, *align_corners, *antialias, &ins[0], out),
-        Op::AvgPool2d {
-            kernel,
-            stride,
-            padding,
-            count_include_pad,
-        } => pool::avg_pool2d(*kernel, *stride, *padding, *count_include_pad, &ins[0], out),
+        Op::Resize { mode, align_corners, antialias, .. } => {
+            resize::resize(*mode, *align_corners, *antialias, &ins[0], out)
+        }
+        Op::AvgPool2d { kernel, stride, padding, count_include_pad } => {
+            pool::avg_pool2d(*kernel, *stride, *padding, *count_include_pad, &ins[0], out)
+        }
         Op::PixelShuffle { r } => movement::pixel_shuffle(*r, &ins[0], out),
         Op::PixelUnshuffle { r } => movement::pixel_unshuffle(*r, &ins[0], out),
         Op::VqNearest => vq::vq_nearest(&ins[0], &ins[1], out),
         Op::GridSample { align_corners } => sample::grid_sample(*align_corners, &ins[0], &ins[1], out),
         Op::MsDeformAttn { levels } => sample::ms_deform_attn(levels, &ins[0], &ins[1], &ins[2], out),
         Op::TopK { axis, .. } => topk::top_k(*axis, &ins[0], out),
-        Op::TimestepEmbedding {
-            dim: _,
-            flip_sin_to_cos,
-            downscale_freq_shift,
-            max_period,
-        } => timestep::timestep_embedding(*flip_sin_to_cos, *downscale_freq_shift, *max_period, &ins[0], out),
+        Op::TimestepEmbedding { dim: _, flip_sin_to_cos, downscale_freq_shift, max_period } => {
+            timestep::timestep_embedding(*flip_sin_to_cos, *downscale_freq_shift, *max_period, &ins[0], out)
+        }
     }
 }
 
 /// Input dtypes the CPU kernel of `op` accepts (for the op table).
 pub fn supported_dtypes(op: &Op) -> &'static str {
     match op {
-        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } => "any (data)",
+        Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } | Op::State { .. } => "any (data)",
+        Op::WriteSlice { .. } => "any",
         Op::Binary(_) | Op::Compare(_) => "f32 f16 bf16 i32 i64 u8",
         Op::Where
         | Op::Cast { .. }

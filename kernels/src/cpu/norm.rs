@@ -11,18 +11,12 @@ pub fn layer_norm(
     b: Option<&TensorRef>,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "layer_norm",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "layer_norm", detail: "not implemented".into() })
 }
 
 #[allow(unused_variables)]
 pub fn rms_norm(eps: f32, x: &TensorRef, w: Option<&TensorRef>, out: &mut TensorMut) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "rms_norm",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "rms_norm", detail: "not implemented".into() })
 }
 
 #[allow(unused_variables)]
@@ -34,8 +28,5 @@ pub fn group_norm(
     b: Option<&TensorRef>,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "group_norm",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "group_norm", detail: "not implemented".into() })
 }

@@ -12,8 +12,5 @@ pub fn avg_pool2d(
     x: &TensorRef,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "avg_pool2d",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "avg_pool2d", detail: "not implemented".into() })
 }

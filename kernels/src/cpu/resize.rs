@@ -11,8 +11,5 @@ pub fn resize(
     x: &TensorRef,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "resize",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "resize", detail: "not implemented".into() })
 }

@@ -5,10 +5,7 @@ use focus_graph::*;
 
 #[allow(unused_variables)]
 pub fn grid_sample(align_corners: bool, x: &TensorRef, grid: &TensorRef, out: &mut TensorMut) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "grid_sample",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "grid_sample", detail: "not implemented".into() })
 }
 
 #[allow(unused_variables)]
@@ -19,8 +16,5 @@ pub fn ms_deform_attn(
     weights: &TensorRef,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "ms_deform_attn",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "ms_deform_attn", detail: "not implemented".into() })
 }

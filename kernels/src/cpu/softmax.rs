@@ -5,8 +5,5 @@ use focus_graph::*;
 
 #[allow(unused_variables)]
 pub fn softmax(axis: usize, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "softmax",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "softmax", detail: "not implemented".into() })
 }

@@ -11,8 +11,5 @@ pub fn timestep_embedding(
     t: &TensorRef,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "timestep_embedding",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "timestep_embedding", detail: "not implemented".into() })
 }

@@ -5,8 +5,5 @@ use focus_graph::*;
 
 #[allow(unused_variables)]
 pub fn top_k(axis: usize, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "top_k",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "top_k", detail: "not implemented".into() })
 }

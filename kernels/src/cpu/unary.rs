@@ -5,8 +5,5 @@ use focus_graph::*;
 
 #[allow(unused_variables)]
 pub fn unary(op: UnaryOp, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
-    Err(KernelError::Invalid {
-        op: "unary",
-        detail: "not implemented".into(),
-    })
+    Err(KernelError::Invalid { op: "unary", detail: "not implemented".into() })
 }

@@ -87,10 +87,7 @@ pub fn parse_ptxas(log: &str) -> Vec<KernelStats> {
         if let Some(i) = line.find("entry function '") {
             let rest = &line[i + 16..];
             let name = rest.split('\'').next().unwrap_or_default().to_string();
-            out.push(KernelStats {
-                name,
-                ..Default::default()
-            });
+            out.push(KernelStats { name, ..Default::default() });
         } else if let Some(k) = out.last_mut() {
             if line.contains("spill stores") {
                 k.stack_bytes = num_before(line, "bytes stack frame").unwrap_or(0);
@@ -129,11 +126,7 @@ pub fn compile(file: &str, src: &str, arch: &str) -> Result<Compiled, CudaError>
         "--ptxas-options=-v".into(),
         "-default-device".into(),
     ];
-    opts.extend(
-        include_dirs()
-            .iter()
-            .map(|d| format!("--include-path={}", d.display())),
-    );
+    opts.extend(include_dirs().iter().map(|d| format!("--include-path={}", d.display())));
     let copts: Vec<CString> = opts.iter().map(|o| c(o)).collect();
     let popts: Vec<*const c_char> = copts.iter().map(|o| o.as_ptr()).collect();
     let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
@@ -166,13 +159,7 @@ pub fn compile(file: &str, src: &str, arch: &str) -> Result<Compiled, CudaError>
             return Err(err("nvrtcGetCUBIN", r, log));
         }
         let kernels = parse_ptxas(&log);
-        Ok(Compiled {
-            file: file.into(),
-            arch: arch.into(),
-            cubin,
-            log,
-            kernels,
-        })
+        Ok(Compiled { file: file.into(), arch: arch.into(), cubin, log, kernels })
     }
 }
 
@@ -194,24 +181,14 @@ fn hash(parts: &[&[u8]]) -> u64 {
 /// version compiles nothing.
 pub fn compile_cached(file: &str, src: &str, arch: &str, dir: &Path) -> Result<Vec<u8>, CudaError> {
     let (ma, mi) = version()?;
-    let key = hash(&[
-        src.as_bytes(),
-        COMMON_HEADER.1.as_bytes(),
-        arch.as_bytes(),
-        format!("{ma}.{mi}").as_bytes(),
-    ]);
-    let path = dir.join(format!(
-        "{}-{arch}-{key:016x}.cubin",
-        file.trim_end_matches(".cu")
-    ));
+    let key =
+        hash(&[src.as_bytes(), COMMON_HEADER.1.as_bytes(), arch.as_bytes(), format!("{ma}.{mi}").as_bytes()]);
+    let path = dir.join(format!("{}-{arch}-{key:016x}.cubin", file.trim_end_matches(".cu")));
     if let Ok(b) = std::fs::read(&path) {
         return Ok(b);
     }
     let c = compile(file, src, arch)?;
-    let io = |source| CudaError::Cache {
-        path: path.display().to_string(),
-        source,
-    };
+    let io = |source| CudaError::Cache { path: path.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
     // Write then rename, so a concurrent reader never sees a partial file.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -249,10 +226,7 @@ ptxas info    : Used 24 registers, used 1 barriers, 128 bytes smem, 380 bytes cm
     fn missing_nvrtc_or_bad_arch_is_an_error_not_a_panic() {
         assert!(matches!(compile("x.cu", "", "sm_10"), Err(CudaError::Arch(_))));
         if !available() {
-            assert!(matches!(
-                compile("x.cu", "", "sm_90a"),
-                Err(CudaError::Unavailable(_))
-            ));
+            assert!(matches!(compile("x.cu", "", "sm_90a"), Err(CudaError::Unavailable(_))));
         }
     }
 }

@@ -22,10 +22,8 @@ pub fn entry_points(src: &str) -> Vec<String> {
         let Some(rest) = line.split("extern \"C\" __global__ void ").nth(1) else {
             continue;
         };
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '#')
-            .collect();
+        let name: String =
+            rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '#').collect();
         if let Some(stem) = name.strip_suffix("##name") {
             names.extend(suffixes.iter().map(|s| format!("{stem}{s}")));
         } else {

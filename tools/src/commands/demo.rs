@@ -21,9 +21,7 @@ pub fn run(
     reps: usize,
 ) -> Result<(), String> {
     if size < 32 || !size.is_multiple_of(32) || size > 2048 {
-        return Err(format!(
-            "--size must be a multiple of 32 in 32..=2048, got {size}"
-        ));
+        return Err(format!("--size must be a multiple of 32 in 32..=2048, got {size}"));
     }
     let device = Device::parse(device).map_err(|e| e.to_string())?;
     let img = image_io::load(image)?;
@@ -54,8 +52,7 @@ pub fn run(
         mib(st.resident_bytes)
     );
     let input = Tensor::from_f32(DType::F32, [1, img.h, img.w, 3], &img.data).map_err(|e| e.to_string())?;
-    plan.set_input("image", &input.view())
-        .map_err(|e| e.to_string())?;
+    plan.set_input("image", &input.view()).map_err(|e| e.to_string())?;
     let prof = plan.execute_profiled().map_err(|e| e.to_string())?;
     println!("\n{}", prof.table(8));
     let mut times = Vec::new();
@@ -67,10 +64,7 @@ pub fn run(
     if !times.is_empty() {
         times.sort_by(f64::total_cmp);
         let med = times[times.len() / 2];
-        println!(
-            "{reps} timed runs: median {med:.2} ms ({:.2} GFLOP/s)",
-            st.flops as f64 / (med * 1e6)
-        );
+        println!("{reps} timed runs: median {med:.2} ms ({:.2} GFLOP/s)", st.flops as f64 / (med * 1e6));
     }
     println!("\noutputs:");
     let mut saved = Vec::new();

@@ -54,10 +54,6 @@ pub fn run(check: bool, archs: &[String]) -> Result<(), String> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{} kernel file(s) failed to compile:\n{}",
-            failures.len(),
-            failures.join("\n")
-        ))
+        Err(format!("{} kernel file(s) failed to compile:\n{}", failures.len(), failures.join("\n")))
     }
 }
