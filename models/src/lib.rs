@@ -3,6 +3,7 @@
 
 pub mod common;
 pub mod convnext;
+pub mod qwen2;
 pub mod registry;
 
 pub use registry::{build_named, ModelSpec, MODELS};

@@ -1,6 +1,7 @@
 //! Graphs by name, for the CLI (`focus graph`, `focus demo`).
 
 use crate::convnext::{self, ConvNextConfig};
+use crate::qwen2::{self, Qwen2Config, StepOptions};
 use focus_graph::{Graph, GraphError};
 
 /// A buildable model: name, configs, default input size.
@@ -10,11 +11,18 @@ pub struct ModelSpec {
     pub about: &'static str,
 }
 
-pub const MODELS: &[ModelSpec] = &[ModelSpec {
-    name: "convnext",
-    configs: &["tiny", "large"],
-    about: "ConvNeXt hierarchical encoder (timm names); input pixel_values [N,H,W,3], outputs res2..res5",
-}];
+pub const MODELS: &[ModelSpec] = &[
+    ModelSpec {
+        name: "convnext",
+        configs: &["tiny", "large"],
+        about: "ConvNeXt hierarchical encoder (timm names); input pixel_values [N,H,W,3], outputs res2..res5",
+    },
+    ModelSpec {
+        name: "qwen2",
+        configs: &["tiny", "3b"],
+        about: "Qwen2.5 LLM step with a static KV cache; --size = tokens in the step (capacity 2x, min 1024 for 3b)",
+    },
+];
 
 /// Build `model` at `config` for a `size`×`size` input.
 pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, String> {
@@ -29,6 +37,32 @@ pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, Stri
                 return Err(format!("convnext input size must be a positive multiple of 32, got {size}"));
             }
             convnext::graph(&c, 1, size, size).map_err(|e: GraphError| e.to_string())
+        }
+        "qwen2" => {
+            let c = match config {
+                "tiny" => Qwen2Config {
+                    vocab_size: 128,
+                    hidden_size: 64,
+                    intermediate_size: 128,
+                    num_hidden_layers: 2,
+                    num_attention_heads: 4,
+                    num_key_value_heads: 2,
+                    ..Qwen2Config::qwen25_3b()
+                },
+                "3b" => Qwen2Config::qwen25_3b(),
+                other => return Err(format!("unknown qwen2 config '{other}' (tiny, 3b)")),
+            };
+            if size == 0 {
+                return Err("qwen2 step needs at least one token".into());
+            }
+            let o = StepOptions {
+                tokens: size,
+                capacity: (2 * size).max(if config == "3b" { 1024 } else { 16 }),
+                dtype: focus_graph::DType::F32,
+                all_logits: false,
+                embeds_input: false,
+            };
+            qwen2::step_graph(&c, &o).map_err(|e| e.to_string())
         }
         other => {
             let known: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
