@@ -80,10 +80,10 @@ impl Qwen2Config {
                 "num_attention_heads {h} must be a positive multiple of num_key_value_heads {kv}"
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % h != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(h) {
             return Err(format!("hidden_size {} not divisible by {h} heads", self.hidden_size));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(format!("head_dim {} must be even for RoPE", self.head_dim()));
         }
         if self.vocab_size == 0 || self.num_hidden_layers == 0 || self.intermediate_size == 0 {
