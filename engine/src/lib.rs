@@ -6,6 +6,7 @@ pub mod device;
 pub mod error;
 pub mod executor;
 pub mod profiler;
+pub mod sampling;
 pub mod source;
 pub mod tensor;
 
