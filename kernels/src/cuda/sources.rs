@@ -6,6 +6,9 @@ pub const COMMON_HEADER: (&str, &str) = ("focus_common.cuh", include_str!("../..
 /// (file name, source) of every kernel file, one op family each.
 pub const SOURCES: &[(&str, &str)] = &[
     ("binary.cu", include_str!("../../cuda/binary.cu")),
+    ("cast.cu", include_str!("../../cuda/cast.cu")),
+    ("conv_dw.cu", include_str!("../../cuda/conv_dw.cu")),
+    ("movement.cu", include_str!("../../cuda/movement.cu")),
     ("norm.cu", include_str!("../../cuda/norm.cu")),
     ("rope.cu", include_str!("../../cuda/rope.cu")),
     ("softmax.cu", include_str!("../../cuda/softmax.cu")),
@@ -17,7 +20,9 @@ pub const SOURCES: &[(&str, &str)] = &[
 /// expanded for every dtype suffix the file's instantiation macro uses.
 pub fn entry_points(src: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let suffixes = ["f32", "f16", "bf16"];
+    // Suffixes come from the instantiation macro the file uses.
+    let suffixes: &[&str] =
+        if src.contains("MOVE(b1") { &["b1", "b2", "b4", "b8"] } else { &["f32", "f16", "bf16"] };
     for line in src.lines() {
         let Some(rest) = line.split("extern \"C\" __global__ void ").nth(1) else {
             continue;
@@ -44,6 +49,7 @@ mod tests {
             assert!(!e.is_empty(), "{file} defines no kernels");
             assert!(src.contains("#include \"focus_common.cuh\""), "{file}");
         }
-        assert!(entry_points(SOURCES[4].1).contains(&"unary_bf16".to_string()));
+        let all: Vec<String> = SOURCES.iter().flat_map(|(_, s)| entry_points(s)).collect();
+        assert!(all.contains(&"unary_bf16".to_string()) && all.contains(&"take_i64_b8".to_string()));
     }
 }

@@ -29,6 +29,13 @@ pub fn run(check: bool, archs: &[String]) -> Result<(), String> {
         for (file, src) in sources::SOURCES {
             match nvrtc::compile(file, src, arch) {
                 Ok(c) => {
+                    // Every entry point the source declares must come out of ptxas.
+                    let built: Vec<&str> = c.kernels.iter().map(|k| k.name.as_str()).collect();
+                    for e in sources::entry_points(src) {
+                        if !built.contains(&e.as_str()) {
+                            failures.push(format!("{file} ({arch}): entry point {e} missing from the cubin"));
+                        }
+                    }
                     for k in &c.kernels {
                         spills += k.spill_stores + k.spill_loads;
                         println!(

@@ -1,0 +1,222 @@
+//! Parity with the PyTorch reference: run a fixture written by `tools/torch_ref` (weights under
+//! checkpoint names, `input.*`, `output.*`, metadata `component` and `config`) on the engine and
+//! compare every output by relative L2 error.
+
+use focus_engine::weights::WeightStore;
+use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
+use focus_graph::DType;
+use focus_models::convnext::{self, ConvNextConfig};
+use focus_models::qwen2::{self, Qwen2Config, StepOptions};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One compared tensor.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub name: String,
+    pub numel: usize,
+    pub rel_l2: f64,
+    pub max_abs: f64,
+    pub pass: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParityReport {
+    pub component: String,
+    pub config: String,
+    pub tolerance: f64,
+    pub comparisons: Vec<Comparison>,
+}
+
+impl ParityReport {
+    pub fn passed(&self) -> bool {
+        !self.comparisons.is_empty() && self.comparisons.iter().all(|c| c.pass)
+    }
+}
+
+/// ‖a − b‖ / ‖b‖ and max |a − b| (non-finite values fail).
+pub fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> Comparison {
+    let (mut num, mut den, mut max_abs) = (0f64, 0f64, 0f64);
+    let mut finite = got.len() == want.len();
+    for (g, w) in got.iter().zip(want) {
+        if !g.is_finite() || !w.is_finite() {
+            finite = false;
+        }
+        let d = (*g as f64 - *w as f64).abs();
+        num += d * d;
+        den += (*w as f64).powi(2);
+        max_abs = max_abs.max(d);
+    }
+    let rel_l2 = if finite { num.sqrt() / den.sqrt().max(1e-30) } else { f64::INFINITY };
+    Comparison { name: name.into(), numel: want.len(), rel_l2, max_abs, pass: rel_l2 <= tol }
+}
+
+/// A fixture file opened through the memory-mapped weight store.
+pub struct Fixture {
+    pub store: Arc<WeightStore>,
+    pub component: String,
+    pub config: Value,
+    pub config_text: String,
+}
+
+impl Fixture {
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let store = WeightStore::open(path).map_err(|e| e.to_string())?;
+        let meta: &BTreeMap<String, String> = store.metadata();
+        let component = meta.get("component").cloned().ok_or("fixture metadata has no 'component'")?;
+        let config_text = meta.get("config").cloned().ok_or("fixture metadata has no 'config'")?;
+        let config = serde_json::from_str(&config_text).map_err(|e| format!("fixture config is not JSON: {e}"))?;
+        Ok(Fixture { store: Arc::new(store), component, config, config_text })
+    }
+
+    /// (shape, values as f32) of a tensor.
+    pub fn f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
+        let (dt, shape, bytes) = self.store.tensor(name).ok_or_else(|| format!("fixture has no tensor '{name}'"))?;
+        let t = Tensor::from_bytes(dt, shape.to_vec(), bytes).map_err(|e| e.to_string())?;
+        Ok((shape.to_vec(), t.to_f32()))
+    }
+
+    pub fn i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>), String> {
+        let (dt, shape, bytes) = self.store.tensor(name).ok_or_else(|| format!("fixture has no tensor '{name}'"))?;
+        let t = Tensor::from_bytes(dt, shape.to_vec(), bytes).map_err(|e| e.to_string())?;
+        Ok((shape.to_vec(), t.to_i64()))
+    }
+
+    fn plan(&self, g: &focus_graph::Graph) -> Result<Plan, String> {
+        let src: Arc<dyn WeightSource> = self.store.clone();
+        compile(g, Some(src), Device::Cpu).map_err(|e| e.to_string())
+    }
+}
+
+fn field<T: serde::de::DeserializeOwned>(cfg: &Value, key: &str) -> Result<T, String> {
+    let v = cfg.get(key).ok_or_else(|| format!("config has no '{key}'"))?;
+    serde_json::from_value(v.clone()).map_err(|e| format!("config '{key}': {e}"))
+}
+
+/// NCHW → NHWC for one image batch.
+fn nchw_to_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for b in 0..n {
+        for ch in 0..c {
+            for y in 0..h {
+                for xx in 0..w {
+                    out[((b * h + y) * w + xx) * c + ch] = x[((b * c + ch) * h + y) * w + xx];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn nhwc_to_nchw(x: &[f32], n: usize, h: usize, w: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for b in 0..n {
+        for y in 0..h {
+            for xx in 0..w {
+                for ch in 0..c {
+                    out[((b * c + ch) * h + y) * w + xx] = x[((b * h + y) * w + xx) * c + ch];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn output_f32(plan: &Plan, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let v = plan.output(name).map_err(|e| e.to_string())?;
+    Ok((v.shape.to_vec(), focus_kernels::cpu::common::f32_in(&v).into_owned()))
+}
+
+fn run_convnext(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let c = ConvNextConfig {
+        depths: field(cfg, "depths")?,
+        dims: field(cfg, "dims")?,
+        layer_scale: cfg.get("ls_init_value").is_some_and(|v| !v.is_null()),
+        ..ConvNextConfig::large()
+    };
+    let (shape, img) = fx.f32("input.image")?;
+    let [n, ch, h, w] = shape[..] else { return Err(format!("input.image must be NCHW, got {shape:?}")) };
+    let g = convnext::graph(&ConvNextConfig { in_chans: ch, ..c }, n, h, w).map_err(|e| e.to_string())?;
+    let mut plan = fx.plan(&g)?;
+    let x = Tensor::from_f32(DType::F32, [n, h, w, ch], &nchw_to_nhwc(&img, n, ch, h, w)).map_err(|e| e.to_string())?;
+    plan.run(&[("pixel_values", &x)]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for k in ["res2", "res3", "res4", "res5"] {
+        let (s, got) = output_f32(&plan, k)?;
+        let (_, want) = fx.f32(&format!("output.{k}"))?;
+        out.push(compare(k, &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]), &want, tol));
+    }
+    Ok(out)
+}
+
+fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let c = Qwen2Config::from_json(&fx.config_text)?;
+    let (_, ids) = fx.i64("input.input_ids")?;
+    let gen: usize = field(&fx.config, "gen_tokens").unwrap_or(0);
+    let t = ids.len();
+    let capacity = t + gen;
+    let step = |tokens, all_logits| StepOptions { tokens, capacity, dtype: DType::F32, all_logits, embeds_input: false };
+    let mut prefill = fx.plan(&qwen2::step_graph(&c, &step(t, true)).map_err(|e| e.to_string())?)?;
+    let ids_t = Tensor::from_i64(DType::I32, [t], &ids).map_err(|e| e.to_string())?;
+    let pos: Vec<i64> = (0..t as i64).collect();
+    let pos_t = Tensor::from_i64(DType::I32, [t], &pos).map_err(|e| e.to_string())?;
+    prefill.run(&[("input_ids", &ids_t), ("positions", &pos_t)]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let (_, logits) = output_f32(&prefill, "logits")?;
+    out.push(compare("logits", &logits, &fx.f32("output.logits")?.1, tol));
+    let (_, hidden) = output_f32(&prefill, "hidden")?;
+    out.push(compare("last_hidden_state", &hidden, &fx.f32("output.last_hidden_state")?.1, tol));
+    if gen > 0 {
+        // Greedy decode with the KV cache handed from the prefill plan to the decode plan.
+        let v = c.vocab_size;
+        let mut decode = fx.plan(&qwen2::step_graph(&c, &step(1, false)).map_err(|e| e.to_string())?)?;
+        for l in 0..c.num_hidden_layers {
+            decode.swap_state(&mut prefill, &qwen2::k_cache_name(l)).map_err(|e| e.to_string())?;
+            decode.swap_state(&mut prefill, &qwen2::v_cache_name(l)).map_err(|e| e.to_string())?;
+        }
+        let argmax = |x: &[f32]| x.iter().enumerate().fold(0, |b, (i, &y)| if y > x[b] { i } else { b });
+        let mut next = argmax(&logits[(t - 1) * v..t * v]);
+        let mut tokens = vec![next as i64];
+        for p in t..t + gen - 1 {
+            let id = Tensor::from_i64(DType::I32, [1], &[next as i64]).map_err(|e| e.to_string())?;
+            let pt = Tensor::from_i64(DType::I32, [1], &[p as i64]).map_err(|e| e.to_string())?;
+            decode.run(&[("input_ids", &id), ("positions", &pt)]).map_err(|e| e.to_string())?;
+            next = argmax(&output_f32(&decode, "logits")?.1);
+            tokens.push(next as i64);
+        }
+        let (_, want) = fx.i64("output.tokens")?;
+        let same = tokens == want;
+        out.push(Comparison {
+            name: format!("greedy tokens {tokens:?} vs {want:?}"),
+            numel: want.len(),
+            rel_l2: if same { 0.0 } else { 1.0 },
+            max_abs: if same { 0.0 } else { 1.0 },
+            pass: same,
+        });
+    }
+    Ok(out)
+}
+
+/// Components this runner knows, by the fixture's `component` metadata.
+pub const COMPONENTS: &[&str] = &["convnext", "qwen2"];
+
+/// Run a fixture and compare its outputs; `tol` defaults by the fixture dtype.
+pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String> {
+    let fx = Fixture::open(path)?;
+    let dtype = fx.store.metadata().get("dtype").cloned().unwrap_or_else(|| "float32".into());
+    let tolerance = tol.unwrap_or(if dtype == "float32" { 1e-5 } else { 1e-2 });
+    let comparisons = match fx.component.as_str() {
+        "convnext" => run_convnext(&fx, tolerance)?,
+        "qwen2" => run_qwen2(&fx, tolerance)?,
+        other => {
+            return Err(format!(
+                "component '{other}' has no engine implementation yet (known: {})",
+                COMPONENTS.join(", ")
+            ))
+        }
+    };
+    Ok(ParityReport { component: fx.component.clone(), config: fx.config_text.clone(), tolerance, comparisons })
+}
