@@ -16,23 +16,64 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("vq.cu", include_str!("../../cuda/vq.cu")),
 ];
 
-/// Names of the `extern "C"` kernels a source defines, with macro-instantiated entry points
-/// expanded for every dtype suffix the file's instantiation macro uses.
+/// Names of the `extern "C"` kernels a source defines. Entry points written inside an
+/// instantiation macro (`#define M(name, T) ... void foo_##name(...)`) are expanded for every
+/// invocation of the macro, directly or through `FOR_FLOAT_TYPES(M)`.
 pub fn entry_points(src: &str) -> Vec<String> {
+    const MARK: &str = "extern \"C\" __global__ void ";
+    let ident = |s: &str| -> String {
+        s.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '#').collect()
+    };
     let mut names = Vec::new();
-    // Suffixes come from the instantiation macro the file uses.
-    let suffixes: &[&str] =
-        if src.contains("MOVE(b1") { &["b1", "b2", "b4", "b8"] } else { &["f32", "f16", "bf16"] };
+    // (macro name, parameter names, entry-point patterns)
+    let mut macros: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let mut in_macro = false;
     for line in src.lines() {
-        let Some(rest) = line.split("extern \"C\" __global__ void ").nth(1) else {
-            continue;
-        };
-        let name: String =
-            rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '#').collect();
-        if let Some(stem) = name.strip_suffix("##name") {
-            names.extend(suffixes.iter().map(|s| format!("{stem}{s}")));
-        } else {
-            names.push(name);
+        let t = line.trim_start();
+        if let Some(def) = t.strip_prefix("#define ") {
+            let name = ident(def);
+            let params = def[name.len()..]
+                .strip_prefix('(')
+                .and_then(|r| r.split(')').next())
+                .map(|p| p.split(',').map(|x| x.trim().to_string()).collect())
+                .unwrap_or_default();
+            macros.push((name, params, Vec::new()));
+            in_macro = true;
+        }
+        if let Some(rest) = line.split(MARK).nth(1) {
+            let pat = ident(rest);
+            match macros.last_mut() {
+                Some(m) if in_macro => m.2.push(pat),
+                _ => names.push(pat),
+            }
+        }
+        if in_macro && !line.trim_end().ends_with('\\') {
+            in_macro = false;
+        }
+    }
+    let float_types = [["f32", "float"], ["f16", "__half"], ["bf16", "__nv_bfloat16"]];
+    for (name, params, pats) in macros.iter().filter(|m| !m.2.is_empty()) {
+        let mut arg_lists: Vec<Vec<String>> = Vec::new();
+        for line in src.lines().map(str::trim) {
+            if line.starts_with("#define") {
+                continue;
+            }
+            if line == format!("FOR_FLOAT_TYPES({name})") {
+                arg_lists.extend(float_types.iter().map(|a| a.iter().map(|s| s.to_string()).collect()));
+            } else if let Some(args) =
+                line.strip_prefix(&format!("{name}(")).and_then(|r| r.strip_suffix(')'))
+            {
+                arg_lists.push(args.split(',').map(|x| x.trim().to_string()).collect());
+            }
+        }
+        for args in &arg_lists {
+            for pat in pats {
+                let mut n = pat.clone();
+                for (p, a) in params.iter().zip(args) {
+                    n = n.replace(&format!("##{p}##"), a).replace(&format!("##{p}"), a);
+                }
+                names.push(n);
+            }
         }
     }
     names
