@@ -1,9 +1,40 @@
-use crate::error::{KernelError, Result};
-use crate::tensor::{TensorMut, TensorRef};
-#[allow(unused_imports)]
-use focus_graph::*;
+//! Scaled dot-product attention, flash style: each task owns one (batch, query head, query
+//! block), walks the key blocks with an online softmax in f32 and never holds more than a
+//! `BQ x BK` score tile. Block products go through `gemm` on strided views of the
+//! `[B, T, H, D]` tensors, so nothing is transposed or gathered.
 
-#[allow(unused_variables)]
+use crate::cpu::common::{f32_in, with_f32_out};
+use crate::cpu::matmul::{sgemm, Mat};
+use crate::error::Result;
+use crate::tensor::{TensorMut, TensorRef};
+use focus_graph::shape::broadcast_strides;
+use focus_graph::DType;
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// Query rows per task.
+const BQ: usize = 64;
+/// Keys per score tile.
+const BK: usize = 128;
+
+/// Mask broadcast to `[B, Hq, Tq, Tk]` (strides are 0 on broadcast dims).
+enum Mask<'a> {
+    None,
+    /// Nonzero = attend.
+    Bool(&'a [u8], [usize; 4]),
+    /// Added to the scaled scores.
+    Add(Cow<'a, [f32]>, [usize; 4]),
+}
+
+struct Dims {
+    tq: usize,
+    tk: usize,
+    hq: usize,
+    hkv: usize,
+    d: usize,
+    dv: usize,
+}
+
 pub fn attention(
     causal: bool,
     scale: f32,
@@ -13,5 +44,143 @@ pub fn attention(
     mask: Option<&TensorRef>,
     out: &mut TensorMut,
 ) -> Result<()> {
-    Err(KernelError::Invalid { op: "attention", detail: "not implemented".into() })
+    let (b, tq, hq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+    let (tk, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3]);
+    let dims = Dims { tq, tk, hq, hkv, d, dv };
+    let mask = match mask {
+        None => Mask::None,
+        Some(m) => {
+            let st = broadcast_strides(m.shape, &[b, hq, tq, tk]);
+            let st = [st[0], st[1], st[2], st[3]];
+            match m.dtype {
+                DType::Bool | DType::U8 => Mask::Bool(m.data, st),
+                _ => Mask::Add(f32_in(m), st),
+            }
+        }
+    };
+    let (qd, kd, vd) = (f32_in(q), f32_in(k), f32_in(v));
+    with_f32_out(out, |o| {
+        if o.is_empty() {
+            return Ok(());
+        }
+        let nqb = tq.div_ceil(BQ);
+        // Tasks (b, h, query block) write strided rows of the output, so each returns its
+        // block and the blocks are scattered afterwards.
+        let blocks: Vec<Vec<f32>> = (0..b * hq * nqb)
+            .into_par_iter()
+            .map(|task| {
+                let (bh, qb) = (task / nqb, task % nqb);
+                let (bi, h) = (bh / hq, bh % hq);
+                let i0 = qb * BQ;
+                let rows = BQ.min(tq - i0);
+                block(&dims, causal, scale, &qd, &kd, &vd, &mask, bi, h, i0, rows)
+            })
+            .collect();
+        for (task, blk) in blocks.iter().enumerate() {
+            let (bh, qb) = (task / nqb, task % nqb);
+            let (bi, h) = (bh / hq, bh % hq);
+            for (r, src) in blk.chunks_exact(dv.max(1)).enumerate() {
+                let i = qb * BQ + r;
+                o[((bi * tq + i) * hq + h) * dv..][..dv].copy_from_slice(&src[..dv]);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Attention output `[rows, Dv]` for query rows `i0..i0+rows` of head `h` in batch `bi`.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    dm: &Dims,
+    causal: bool,
+    scale: f32,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &Mask,
+    bi: usize,
+    h: usize,
+    i0: usize,
+    rows: usize,
+) -> Vec<f32> {
+    let (tq, tk, d, dv) = (dm.tq, dm.tk, dm.d, dm.dv);
+    let hk = h / (dm.hq / dm.hkv);
+    let mut acc = vec![0f32; rows * dv];
+    let mut m = vec![f32::NEG_INFINITY; rows];
+    let mut l = vec![0f32; rows];
+    let mut s = vec![0f32; rows * BK];
+    // Causal: query i sees keys j <= i + tk - tq (bottom-right aligned).
+    let shift = tk as isize - tq as isize;
+    let key_end = if causal {
+        (i0 as isize + rows as isize + shift).clamp(0, tk as isize) as usize
+    } else {
+        tk
+    };
+    // Query rows of this head: row stride Hq*D in q [B, Tq, Hq, D].
+    let q_m = Mat::rows(((bi * tq + i0) * dm.hq + h) * d, dm.hq * d);
+    for j0 in (0..key_end).step_by(BK) {
+        let cols = BK.min(key_end - j0);
+        // S = scale * Q K^T; K rows read transposed (column stride Hkv*D).
+        let k_m = Mat::cols(((bi * tk + j0) * dm.hkv + hk) * d, dm.hkv * d);
+        sgemm((rows, cols, d), &mut s, Mat::rows(0, cols), false, q, q_m, k, k_m, scale, false);
+        for r in 0..rows {
+            let i = i0 + r;
+            let sr = &mut s[r * cols..][..cols];
+            apply_mask(mask, bi, h, i, j0, sr);
+            if causal {
+                let last = i as isize + shift - j0 as isize; // last visible column
+                let from = (last + 1).clamp(0, cols as isize) as usize;
+                sr[from..].fill(f32::NEG_INFINITY);
+            }
+            // Online softmax update of row r.
+            let bm = sr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let m_new = m[r].max(bm);
+            if m_new == f32::NEG_INFINITY {
+                // Nothing visible yet: the row's tile contributes nothing.
+                sr.fill(0.0);
+                continue;
+            }
+            let alpha = (m[r] - m_new).exp();
+            let mut sum = 0f32;
+            for x in sr.iter_mut() {
+                *x = (*x - m_new).exp();
+                sum += *x;
+            }
+            l[r] = l[r] * alpha + sum;
+            m[r] = m_new;
+            if alpha != 1.0 {
+                acc[r * dv..][..dv].iter_mut().for_each(|a| *a *= alpha);
+            }
+        }
+        // acc += P V; V rows [Tk, Hkv, Dv] have row stride Hkv*Dv.
+        let v_m = Mat::rows(((bi * tk + j0) * dm.hkv + hk) * dv, dm.hkv * dv);
+        sgemm((rows, dv, cols), &mut acc, Mat::rows(0, dv), true, &s, Mat::rows(0, cols), v, v_m, 1.0, false);
+    }
+    for r in 0..rows {
+        // Fully masked rows (l == 0) stay zero instead of 0/0.
+        let inv = if l[r] > 0.0 { 1.0 / l[r] } else { 0.0 };
+        acc[r * dv..][..dv].iter_mut().for_each(|a| *a *= inv);
+    }
+    acc
+}
+
+/// Adds the float mask to, or applies the bool mask on, one row of scores (keys j0..).
+fn apply_mask(mask: &Mask, bi: usize, h: usize, i: usize, j0: usize, sr: &mut [f32]) {
+    match mask {
+        Mask::None => {}
+        Mask::Bool(mb, st) => {
+            let base = bi * st[0] + h * st[1] + i * st[2] + j0 * st[3];
+            for (j, x) in sr.iter_mut().enumerate() {
+                if mb[base + j * st[3]] == 0 {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Mask::Add(mf, st) => {
+            let base = bi * st[0] + h * st[1] + i * st[2] + j0 * st[3];
+            for (j, x) in sr.iter_mut().enumerate() {
+                *x += mf[base + j * st[3]];
+            }
+        }
+    }
 }

@@ -1,14 +1,176 @@
-use crate::error::{KernelError, Result};
-use crate::tensor::{TensorMut, TensorRef};
-#[allow(unused_imports)]
-use focus_graph::*;
+//! MatMul and Linear on top of the `gemm` crate (f32; half dtypes converted at the edges).
+//! Transposes are expressed as strides, never as copies.
 
-#[allow(unused_variables)]
-pub fn matmul(a: &TensorRef, b: &TensorRef, out: &mut TensorMut, trans_a: bool, trans_b: bool) -> Result<()> {
-    Err(KernelError::Invalid { op: "matmul", detail: "not implemented".into() })
+use crate::cpu::common::{f32_in, with_f32_out};
+use crate::error::Result;
+use crate::tensor::{TensorMut, TensorRef};
+use focus_graph::shape::broadcast_strides;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// A strided matrix inside a slice: element (i, j) lives at `off + i * rs + j * cs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mat {
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
 }
 
-#[allow(unused_variables)]
+impl Mat {
+    /// Row-major matrix with row stride `rs` starting at `off`.
+    pub fn rows(off: usize, rs: usize) -> Mat {
+        Mat { off, rs, cs: 1 }
+    }
+    /// Column-major matrix (i.e. the transpose of a row-major one) with column stride `cs`.
+    pub fn cols(off: usize, cs: usize) -> Mat {
+        Mat { off, rs: 1, cs }
+    }
+    /// Whether every element of an `r x c` view lies inside a slice of length `len`.
+    fn fits(&self, r: usize, c: usize, len: usize) -> bool {
+        r == 0 || c == 0 || self.off + (r - 1) * self.rs + (c - 1) * self.cs < len
+    }
+}
+
+/// `dst[m x n] = (accumulate ? dst : 0) + scale * a[m x k] @ b[k x n]` on strided views.
+/// `par` lets gemm use the rayon pool (pass false when the caller already runs in parallel).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dm: Mat,
+    accumulate: bool,
+    a: &[f32],
+    am: Mat,
+    b: &[f32],
+    bm: Mat,
+    scale: f32,
+    par: bool,
+) {
+    // These are internal invariants (shapes come validated from inference); checking them
+    // keeps the raw-pointer call below sound.
+    assert!(
+        dm.fits(m, n, dst.len()) && am.fits(m, k, a.len()) && bm.fits(k, n, b.len()),
+        "sgemm view out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallelism = if par {
+        Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: all three views were bounds-checked above; `dst` is a unique borrow, so it cannot
+    // alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(dm.off),
+            dm.cs as isize,
+            dm.rs as isize,
+            accumulate,
+            a.as_ptr().add(am.off),
+            am.cs as isize,
+            am.rs as isize,
+            b.as_ptr().add(bm.off),
+            bm.cs as isize,
+            bm.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Below this many multiply-adds per matrix, batches run in parallel instead of inside gemm.
+const SMALL_GEMM: usize = 1 << 18;
+
+pub fn matmul(a: &TensorRef, b: &TensorRef, out: &mut TensorMut, trans_a: bool, trans_b: bool) -> Result<()> {
+    let (ra, rb, ro) = (a.shape.len(), b.shape.len(), out.shape.len());
+    let (m, n) = (out.shape[ro - 2], out.shape[ro - 1]);
+    let k = if trans_a { a.shape[ra - 2] } else { a.shape[ra - 1] };
+    // Views of one batch matrix (offset added per batch below).
+    let av = if trans_a { Mat::cols(0, m) } else { Mat::rows(0, k) };
+    let bv = if trans_b { Mat::cols(0, k) } else { Mat::rows(0, n) };
+
+    let batch = &out.shape[..ro - 2];
+    let nb: usize = batch.iter().product();
+    let sa = broadcast_strides(&a.shape[..ra - 2], batch);
+    let sb = broadcast_strides(&b.shape[..rb - 2], batch);
+    let nb_a: usize = a.shape[..ra - 2].iter().product();
+    let nb_b: usize = b.shape[..rb - 2].iter().product();
+
+    let av_data = f32_in(a);
+    let bv_data = f32_in(b);
+    let (ad, bd) = (&av_data[..], &bv_data[..]);
+
+    with_f32_out(out, |o| {
+        // x[B.., M, K] @ w[K, N] with a shared right operand: one tall gemm.
+        if nb_b == 1 && nb_a == nb && !trans_a {
+            sgemm((nb * m, n, k), o, Mat::rows(0, n), false, ad, av, bd, bv, 1.0, true);
+            return Ok(());
+        }
+        // Offsets (in matrices) of batch `i` in a and b.
+        let offsets = |i: usize| {
+            let (mut rem, mut oa, mut ob) = (i, 0, 0);
+            for d in (0..batch.len()).rev() {
+                let idx = rem % batch[d];
+                rem /= batch[d];
+                oa += idx * sa[d];
+                ob += idx * sb[d];
+            }
+            (oa * m * k, ob * k * n)
+        };
+        let one = |i: usize, dst: &mut [f32], par: bool| {
+            let (oa, ob) = offsets(i);
+            let a_m = Mat { off: oa, ..av };
+            let b_m = Mat { off: ob, ..bv };
+            sgemm((m, n, k), dst, Mat::rows(0, n), false, ad, a_m, bd, b_m, 1.0, par);
+        };
+        let mn = m * n;
+        if mn == 0 {
+            return Ok(());
+        }
+        if nb > 1 && m * n * k < SMALL_GEMM {
+            o.par_chunks_mut(mn).enumerate().for_each(|(i, dst)| one(i, dst, false));
+        } else {
+            o.chunks_mut(mn).enumerate().for_each(|(i, dst)| one(i, dst, true));
+        }
+        Ok(())
+    })
+}
+
 pub fn linear(x: &TensorRef, w: &TensorRef, bias: Option<&TensorRef>, out: &mut TensorMut) -> Result<()> {
-    Err(KernelError::Invalid { op: "linear", detail: "not implemented".into() })
+    let (n, k) = (w.shape[0], w.shape[1]);
+    let rows = out.numel().checked_div(n).unwrap_or(0);
+    let xd = f32_in(x);
+    let wd = f32_in(w);
+    let bd = bias.map(f32_in);
+    with_f32_out(out, |o| {
+        // Bias is pre-filled so the gemm accumulates onto it.
+        if let Some(bd) = &bd {
+            for row in o.chunks_mut(n.max(1)) {
+                row.copy_from_slice(&bd[..row.len()]);
+            }
+        }
+        // out = x @ w^T: w [N, K] read as a column-major [K, N].
+        sgemm(
+            (rows, n, k),
+            o,
+            Mat::rows(0, n),
+            bd.is_some(),
+            &xd,
+            Mat::rows(0, k),
+            &wd,
+            Mat::cols(0, k),
+            1.0,
+            true,
+        );
+        Ok(())
+    })
 }

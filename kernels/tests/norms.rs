@@ -1,0 +1,182 @@
+//! Softmax, LayerNorm, RMSNorm and GroupNorm against naive f64 references.
+
+mod common;
+use common::*;
+use focus_graph::{DType, Op};
+use half::{bf16, f16};
+
+const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+fn input(seed: u64, shape: &[usize], dtype: DType, lo: f32, hi: f32) -> (Owned, Vec<f32>) {
+    let n = shape.iter().product();
+    let v = rand_vec(&mut rng(seed), n, lo, hi);
+    (Owned::from_f32(&v, shape, dtype), round_trip(&v, dtype))
+}
+
+#[track_caller]
+fn check(got: &Owned, want: &[f64], dtype: DType, what: &str) {
+    let want: Vec<f32> = want.iter().map(|&x| x as f32).collect();
+    let got = got.to_f32();
+    eprintln!("{what} {dtype:?}: rel-L2 {:.2e}", rel_l2(&got, &want));
+    assert_close(&got, &want, dtype, what);
+}
+
+#[test]
+fn softmax_every_axis() {
+    let shapes: [&[usize]; 4] = [&[1], &[3, 17], &[2, 33, 5], &[4, 1, 3, 65]];
+    let mut seed = 10;
+    for dtype in FLOATS {
+        for shape in shapes {
+            for axis in 0..shape.len() {
+                seed += 1;
+                // Wide range so max-subtraction matters (exp(80) overflows nothing, exp(100) would in f32 sums).
+                let (x, xv) = input(seed, shape, dtype, -60.0, 90.0);
+                let got = run_op(&Op::Softmax { axis }, &[&x]).unwrap();
+                let len = shape[axis];
+                let inner: usize = shape[axis + 1..].iter().product();
+                let mut want = vec![0f64; xv.len()];
+                for o in 0..xv.len() / (len * inner) {
+                    for i in 0..inner {
+                        let at = |j: usize| (o * len + j) * inner + i;
+                        let m = (0..len).map(|j| xv[at(j)] as f64).fold(f64::MIN, f64::max);
+                        let s: f64 = (0..len).map(|j| (xv[at(j)] as f64 - m).exp()).sum();
+                        for j in 0..len {
+                            want[at(j)] = (xv[at(j)] as f64 - m).exp() / s;
+                        }
+                    }
+                }
+                check(&got, &want, dtype, &format!("softmax {shape:?} axis {axis}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_affine_variants() {
+    let shapes: [&[usize]; 4] = [&[1, 1], &[3, 17], &[2, 5, 33], &[65]];
+    let mut seed = 100;
+    for dtype in FLOATS {
+        for shape in shapes {
+            for (with_w, with_b) in [(false, false), (true, false), (true, true)] {
+                seed += 3;
+                let c = *shape.last().unwrap();
+                // Offset mean so a one-pass variance would lose precision.
+                let (x, xv) = input(seed, shape, dtype, 3.0, 5.0);
+                let (w, wv) = input(seed + 1, &[c], dtype, -2.0, 2.0);
+                let (b, bv) = input(seed + 2, &[c], dtype, -1.0, 1.0);
+                let mut ins = vec![&x];
+                if with_w {
+                    ins.push(&w);
+                }
+                if with_b {
+                    ins.push(&b);
+                }
+                let eps = 1e-5;
+                let got = run_op(&Op::LayerNorm { eps }, &ins).unwrap();
+                let mut want = vec![0f64; xv.len()];
+                for (r, row) in xv.chunks(c).enumerate() {
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+                    for i in 0..c {
+                        let mut y = (row[i] as f64 - mean) / (var + eps as f64).sqrt();
+                        if with_w {
+                            y *= wv[i] as f64;
+                        }
+                        if with_b {
+                            y += bv[i] as f64;
+                        }
+                        want[r * c + i] = y;
+                    }
+                }
+                check(&got, &want, dtype, &format!("layer_norm {shape:?} w={with_w} b={with_b}"));
+            }
+        }
+    }
+}
+
+fn round_to(v: f64, dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => f16::from_f64(v).to_f64(),
+        DType::BF16 => bf16::from_f64(v).to_f64(),
+        _ => v,
+    }
+}
+
+#[test]
+fn rms_norm_with_and_without_weight() {
+    let shapes: [&[usize]; 3] = [&[1, 3], &[4, 17], &[2, 3, 65]];
+    let mut seed = 200;
+    for dtype in FLOATS {
+        for shape in shapes {
+            for with_w in [false, true] {
+                seed += 2;
+                let c = *shape.last().unwrap();
+                let (x, xv) = input(seed, shape, dtype, -3.0, 3.0);
+                let (w, wv) = input(seed + 1, &[c], dtype, -2.0, 2.0);
+                let ins = if with_w { vec![&x, &w] } else { vec![&x] };
+                let eps = 1e-6;
+                let got = run_op(&Op::RmsNorm { eps }, &ins).unwrap();
+                let mut want = vec![0f64; xv.len()];
+                for (r, row) in xv.chunks(c).enumerate() {
+                    let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / c as f64;
+                    for i in 0..c {
+                        // HF Qwen2: normalised value is cast to the input dtype before the weight.
+                        let y = round_to(row[i] as f64 / (ms + eps as f64).sqrt(), dtype);
+                        want[r * c + i] = if with_w { y * wv[i] as f64 } else { y };
+                    }
+                }
+                check(&got, &want, dtype, &format!("rms_norm {shape:?} w={with_w}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn group_norm_channels_last() {
+    // (shape [N, ..., C], groups)
+    let cases: [(&[usize], usize); 5] = [
+        (&[1, 3], 1),
+        (&[2, 5, 6], 3),
+        (&[2, 4, 7, 12], 4),
+        (&[1, 9, 9, 33], 11),
+        (&[3, 2, 2, 3, 8], 8),
+    ];
+    let mut seed = 300;
+    for dtype in FLOATS {
+        for (shape, groups) in cases {
+            for (with_w, with_b) in [(false, false), (true, true)] {
+                seed += 3;
+                let c = *shape.last().unwrap();
+                let (x, xv) = input(seed, shape, dtype, 1.0, 4.0);
+                let (w, wv) = input(seed + 1, &[c], dtype, -2.0, 2.0);
+                let (b, bv) = input(seed + 2, &[c], dtype, -1.0, 1.0);
+                let ins = if with_w { vec![&x, &w, &b] } else { vec![&x] };
+                let eps = 1e-5;
+                let got = run_op(&Op::GroupNorm { groups, eps }, &ins).unwrap();
+                let n = shape[0];
+                let per = xv.len() / n;
+                let cg = c / groups;
+                let mut want = vec![0f64; xv.len()];
+                for img in 0..n {
+                    for g in 0..groups {
+                        let idx: Vec<usize> = (0..per / c)
+                            .flat_map(|s| (0..cg).map(move |j| img * per + s * c + g * cg + j))
+                            .collect();
+                        let cnt = idx.len() as f64;
+                        let mean = idx.iter().map(|&i| xv[i] as f64).sum::<f64>() / cnt;
+                        let var = idx.iter().map(|&i| (xv[i] as f64 - mean).powi(2)).sum::<f64>() / cnt;
+                        for &i in &idx {
+                            let ch = i % c;
+                            let mut y = (xv[i] as f64 - mean) / (var + eps as f64).sqrt();
+                            if with_w {
+                                y = y * wv[ch] as f64 + bv[ch] as f64;
+                            }
+                            want[i] = y;
+                        }
+                    }
+                }
+                check(&got, &want, dtype, &format!("group_norm {shape:?} g={groups} affine={with_w}"));
+            }
+        }
+    }
+}
