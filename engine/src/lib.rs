@@ -9,6 +9,7 @@ pub mod profiler;
 pub mod sampling;
 pub mod source;
 pub mod tensor;
+pub mod weights;
 
 pub use device::Device;
 pub use error::{EngineError, Result};
