@@ -38,15 +38,7 @@ impl Drop for TempDir {
 /// Random bytes that are a valid value of `dtype` (bools are 0/1).
 fn random_bytes(rng: &mut StdRng, dtype: DType, numel: usize) -> Vec<u8> {
     let n = numel * dtype.size_in_bytes();
-    (0..n)
-        .map(|_| {
-            if dtype == DType::Bool {
-                rng.gen_range(0..2u8)
-            } else {
-                rng.gen()
-            }
-        })
-        .collect()
+    (0..n).map(|_| if dtype == DType::Bool { rng.gen_range(0..2u8) } else { rng.gen() }).collect()
 }
 
 /// A safetensors file built by hand: length prefix, header text, data.
@@ -92,21 +84,14 @@ fn sample_tensors(rng: &mut StdRng) -> Vec<Owned> {
             (format!("t.{}", d.short_name()), d, shape, bytes)
         })
         .collect();
-    out.push((
-        "scalar".into(),
-        DType::F32,
-        vec![],
-        random_bytes(rng, DType::F32, 1),
-    ));
+    out.push(("scalar".into(), DType::F32, vec![], random_bytes(rng, DType::F32, 1)));
     out.push(("empty".into(), DType::I64, vec![0, 4], vec![]));
     out
 }
 
 fn save_owned(path: &Path, tensors: &[Owned], meta: Option<&BTreeMap<String, String>>) {
-    let refs: Vec<_> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.as_str(), *d, s.as_slice(), b.as_slice()))
-        .collect();
+    let refs: Vec<_> =
+        tensors.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.as_slice(), b.as_slice())).collect();
     save(path, &refs, meta).unwrap();
 }
 
@@ -184,10 +169,7 @@ fn round_trip_safetensors_crate_every_dtype() {
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(n, d, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(st_dtype(*d), s.clone(), b).unwrap(),
-            )
+            (n.clone(), safetensors::tensor::TensorView::new(st_dtype(*d), s.clone(), b).unwrap())
         })
         .collect();
     let meta: HashMap<String, String> = [("k".to_string(), "v".to_string())].into();
@@ -251,16 +233,10 @@ fn sharded_index_round_trip() {
         let store = WeightStore::open(&source).unwrap();
         assert_eq!(store.files().len(), 2, "each shard opened once");
         assert_eq!(store.len(), tensors.len());
-        assert_eq!(
-            store.metadata().get("total_size").map(String::as_str),
-            Some("1234")
-        );
+        assert_eq!(store.metadata().get("total_size").map(String::as_str), Some("1234"));
         for (name, dtype, shape, bytes) in &tensors {
             let v = store.get(name).unwrap();
-            assert_eq!(
-                (v.dtype, v.shape, v.bytes),
-                (*dtype, shape.as_slice(), bytes.as_slice())
-            );
+            assert_eq!((v.dtype, v.shape, v.bytes), (*dtype, shape.as_slice(), bytes.as_slice()));
         }
     }
 }
@@ -274,19 +250,15 @@ fn sharded_index_errors_name_the_problem() {
 
     // A tensor mapped to a shard that does not hold it.
     let text = std::fs::read_to_string(&index).unwrap();
-    let ghost = text.replace(
-        r#""weight_map":{"#,
-        r#""weight_map":{"ghost.weight":"model-00001-of-00002.safetensors","#,
-    );
+    let ghost = text
+        .replace(r#""weight_map":{"#, r#""weight_map":{"ghost.weight":"model-00001-of-00002.safetensors","#);
     std::fs::write(&index, &ghost).unwrap();
     let msg = WeightStore::open(&index).unwrap_err().to_string();
     assert_contains(&msg, &["ghost.weight", "model-00001-of-00002.safetensors"]);
 
     // A shard file that does not exist.
-    let missing = text.replace(
-        r#""weight_map":{"#,
-        r#""weight_map":{"x":"model-00009-of-00009.safetensors","#,
-    );
+    let missing =
+        text.replace(r#""weight_map":{"#, r#""weight_map":{"x":"model-00009-of-00009.safetensors","#);
     std::fs::write(&index, &missing).unwrap();
     let msg = WeightStore::open(&index).unwrap_err().to_string();
     assert_contains(&msg, &["model-00009-of-00009.safetensors", "not found"]);
@@ -297,13 +269,7 @@ fn sharded_index_errors_name_the_problem() {
     let msg = WeightStore::open(&index).unwrap_err().to_string();
     assert_contains(&msg, &["../evil.safetensors"]);
 
-    for bad in [
-        "[]",
-        "{}",
-        r#"{"weight_map": 3}"#,
-        r#"{"weight_map": {"a": 1}}"#,
-        "not json",
-    ] {
+    for bad in ["[]", "{}", r#"{"weight_map": 3}"#, r#"{"weight_map": {"a": 1}}"#, "not json"] {
         std::fs::write(&index, bad).unwrap();
         let err = WeightStore::open(&index).unwrap_err();
         assert!(matches!(err, WeightError::BadIndex { .. }), "{bad}: {err}");
@@ -343,25 +309,9 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 #[test]
 fn float_conversions() {
     let dir = TempDir::new();
-    let values = [
-        0.0f32,
-        1.0,
-        -2.5,
-        0.1,
-        std::f32::consts::PI,
-        65504.0,
-        1e-6,
-        -1e30,
-        f32::INFINITY,
-    ];
-    let bf: Vec<u8> = values
-        .iter()
-        .flat_map(|&x| bf16::from_f32(x).to_le_bytes())
-        .collect();
-    let hf: Vec<u8> = values
-        .iter()
-        .flat_map(|&x| f16::from_f32(x).to_le_bytes())
-        .collect();
+    let values = [0.0f32, 1.0, -2.5, 0.1, std::f32::consts::PI, 65504.0, 1e-6, -1e30, f32::INFINITY];
+    let bf: Vec<u8> = values.iter().flat_map(|&x| bf16::from_f32(x).to_le_bytes()).collect();
+    let hf: Vec<u8> = values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
     let path = dir.path("floats.safetensors");
     let shape = [values.len()];
     let f32b = f32_bytes(&values);
@@ -378,10 +328,7 @@ fn float_conversions() {
     let store = WeightStore::open(&path).unwrap();
 
     // Same dtype borrows straight from the map.
-    assert!(matches!(
-        store.get_as("f32", DType::F32).unwrap(),
-        Cow::Borrowed(_)
-    ));
+    assert!(matches!(store.get_as("f32", DType::F32).unwrap(), Cow::Borrowed(_)));
     // f32 -> bf16 / f16 rounds like `half`.
     assert_eq!(store.get_as("f32", DType::BF16).unwrap().as_ref(), bf.as_slice());
     assert_eq!(store.get_as("f32", DType::F16).unwrap().as_ref(), hf.as_slice());
@@ -391,14 +338,8 @@ fn float_conversions() {
     let from_hf: Vec<f32> = values.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
     assert_eq!(store.get_f32("f16").unwrap(), from_hf);
     // bf16 -> f16 goes through the exact f32 value.
-    let expect: Vec<u8> = from_bf
-        .iter()
-        .flat_map(|&x| f16::from_f32(x).to_le_bytes())
-        .collect();
-    assert_eq!(
-        store.get_as("bf16", DType::F16).unwrap().as_ref(),
-        expect.as_slice()
-    );
+    let expect: Vec<u8> = from_bf.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
+    assert_eq!(store.get_as("bf16", DType::F16).unwrap().as_ref(), expect.as_slice());
     assert_eq!(store.get_f32("f32").unwrap(), values.to_vec());
 }
 
@@ -406,10 +347,7 @@ fn float_conversions() {
 fn integer_and_bool_conversions() {
     let dir = TempDir::new();
     let path = dir.path("ints.safetensors");
-    let i64s: Vec<u8> = [0i64, -3, 200, 1 << 40]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
+    let i64s: Vec<u8> = [0i64, -3, 200, 1 << 40].iter().flat_map(|x| x.to_le_bytes()).collect();
     let small: Vec<u8> = [0i64, 1, 200, 7].iter().flat_map(|x| x.to_le_bytes()).collect();
     let floats = f32_bytes(&[0.0, 2.0, -7.0, 1.5]);
     let whole = f32_bytes(&[0.0, 2.0, -7.0, 100.0]);
@@ -429,28 +367,13 @@ fn integer_and_bool_conversions() {
     .unwrap();
     let store = WeightStore::open(&path).unwrap();
 
-    assert_eq!(
-        store.get_f32("big").unwrap(),
-        vec![0.0, -3.0, 200.0, (1u64 << 40) as f32]
-    );
-    assert_eq!(
-        store.get_as("small", DType::U8).unwrap().as_ref(),
-        &[0, 1, 200, 7]
-    );
+    assert_eq!(store.get_f32("big").unwrap(), vec![0.0, -3.0, 200.0, (1u64 << 40) as f32]);
+    assert_eq!(store.get_as("small", DType::U8).unwrap().as_ref(), &[0, 1, 200, 7]);
     let i32s: Vec<u8> = [0i32, 2, -7, 100].iter().flat_map(|x| x.to_le_bytes()).collect();
-    assert_eq!(
-        store.get_as("whole", DType::I32).unwrap().as_ref(),
-        i32s.as_slice()
-    );
-    assert_eq!(
-        store.get_as("whole", DType::Bool).unwrap().as_ref(),
-        &[0, 1, 1, 1]
-    );
+    assert_eq!(store.get_as("whole", DType::I32).unwrap().as_ref(), i32s.as_slice());
+    assert_eq!(store.get_as("whole", DType::Bool).unwrap().as_ref(), &[0, 1, 1, 1]);
     assert_eq!(store.get_f32("mask").unwrap(), vec![0.0, 1.0, 0.0, 1.0]);
-    assert_eq!(
-        store.get_as("mask", DType::I64).unwrap().as_ref(),
-        small_of(&[0, 1, 0, 1]).as_slice()
-    );
+    assert_eq!(store.get_as("mask", DType::I64).unwrap().as_ref(), small_of(&[0, 1, 0, 1]).as_slice());
 
     // Lossy integer conversions are refused with the tensor named.
     let msg = store.get_as("big", DType::I32).unwrap_err().to_string();
@@ -497,9 +420,7 @@ fn validate_reports_every_problem_at_once() {
     if std::env::var_os("SHOW_ERRORS").is_some() {
         println!("{msg}");
     }
-    let WeightError::Mismatch(report) = err else {
-        panic!("expected Mismatch, got {msg}")
-    };
+    let WeightError::Mismatch(report) = err else { panic!("expected Mismatch, got {msg}") };
     let missing: Vec<&str> = report.missing.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(missing, ["gone.one", "gone.two"]);
     assert_eq!(report.shape_mismatches.len(), 1);
@@ -524,19 +445,11 @@ fn validate_reports_every_problem_at_once() {
     assert_eq!(msg.lines().count(), 1 + 2 + 1 + 1 + 1);
 
     // Only warnings: validation passes and returns them.
-    let report = store.validate(
-        &expected[..3]
-            .iter()
-            .filter(|e| e.name != "wrong.shape")
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    let report = store
+        .validate(&expected[..3].iter().filter(|e| e.name != "wrong.shape").cloned().collect::<Vec<_>>());
     let report = report.unwrap();
     assert!(!report.is_fatal());
-    assert_eq!(
-        report.unexpected,
-        vec!["extra.head".to_string(), "wrong.shape".to_string()]
-    );
+    assert_eq!(report.unexpected, vec!["extra.head".to_string(), "wrong.shape".to_string()]);
 }
 
 // ---------- writer input checks ----------
@@ -545,25 +458,15 @@ fn validate_reports_every_problem_at_once() {
 fn writer_rejects_inconsistent_input() {
     let dir = TempDir::new();
     let path = dir.path("bad-write.safetensors");
-    let msg = save(&path, &[("w", DType::F32, &[2, 2], &[0u8; 15])], None)
-        .unwrap_err()
-        .to_string();
+    let msg = save(&path, &[("w", DType::F32, &[2, 2], &[0u8; 15])], None).unwrap_err().to_string();
     assert_contains(&msg, &["'w'", "16", "15"]);
-    let msg = save(
-        &path,
-        &[("w", DType::U8, &[1], &[0]), ("w", DType::U8, &[1], &[0])],
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let msg = save(&path, &[("w", DType::U8, &[1], &[0]), ("w", DType::U8, &[1], &[0])], None)
+        .unwrap_err()
+        .to_string();
     assert_contains(&msg, &["'w'", "duplicate"]);
-    let msg = save(&path, &[("__metadata__", DType::U8, &[1], &[0])], None)
-        .unwrap_err()
-        .to_string();
+    let msg = save(&path, &[("__metadata__", DType::U8, &[1], &[0])], None).unwrap_err().to_string();
     assert_contains(&msg, &["reserved"]);
-    let msg = save(&path, &[("huge", DType::F32, &[usize::MAX, 2], &[])], None)
-        .unwrap_err()
-        .to_string();
+    let msg = save(&path, &[("huge", DType::F32, &[usize::MAX, 2], &[])], None).unwrap_err().to_string();
     assert_contains(&msg, &["huge", "overflows"]);
 }
 
@@ -619,31 +522,16 @@ fn malformed_headers_are_rejected_with_clear_errors() {
             },
             vec!["limit"],
         ),
-        (
-            "bad-json",
-            raw_file(r#"{"a": {"dtype": "#, &data),
-            vec!["not valid JSON"],
-        ),
+        ("bad-json", raw_file(r#"{"a": {"dtype": "#, &data), vec!["not valid JSON"]),
         (
             "bad-utf8",
-            raw_file("{\"\u{1}\"}", &data)
-                .into_iter()
-                .map(|b| if b == 1 { 0xff } else { b })
-                .collect(),
+            raw_file("{\"\u{1}\"}", &data).into_iter().map(|b| if b == 1 { 0xff } else { b }).collect(),
             vec!["UTF-8"],
         ),
         ("empty-header", raw_file("", &data), vec!["JSON"]),
-        (
-            "array-json",
-            raw_file("[1, 2]", &data),
-            vec!["an array", "expected an object"],
-        ),
+        ("array-json", raw_file("[1, 2]", &data), vec!["an array", "expected an object"]),
         ("string-json", raw_file(r#""hi""#, &data), vec!["a string"]),
-        (
-            "entry-not-object",
-            raw_file(r#"{"t": 5}"#, &data),
-            vec!["'t'", "a number"],
-        ),
+        ("entry-not-object", raw_file(r#"{"t": 5}"#, &data), vec!["'t'", "a number"]),
         (
             "missing-dtype",
             raw_file(r#"{"t":{"shape":[2],"data_offsets":[0,8]}}"#, &data),
@@ -664,75 +552,29 @@ fn malformed_headers_are_rejected_with_clear_errors() {
             raw_file(&entry("F32", "[2]", "[0,8]").replace("\"F32\"", "7"), &data),
             vec!["'t'", "`dtype`"],
         ),
-        (
-            "unknown-dtype",
-            raw_file(&entry("Q4", "[2]", "[0,8]"), &data),
-            vec!["unsupported dtype Q4", "'t'"],
-        ),
-        (
-            "f64-dtype",
-            raw_file(&entry("F64", "[1]", "[0,8]"), &data),
-            vec!["unsupported dtype F64", "'t'"],
-        ),
-        (
-            "f8-dtype",
-            raw_file(&entry("F8_E4M3", "[8]", "[0,8]"), &data),
-            vec!["unsupported dtype F8_E4M3"],
-        ),
-        (
-            "negative-dim",
-            raw_file(&entry("F32", "[-2]", "[0,8]"), &data),
-            vec!["'t'", "negative"],
-        ),
+        ("unknown-dtype", raw_file(&entry("Q4", "[2]", "[0,8]"), &data), vec!["unsupported dtype Q4", "'t'"]),
+        ("f64-dtype", raw_file(&entry("F64", "[1]", "[0,8]"), &data), vec!["unsupported dtype F64", "'t'"]),
+        ("f8-dtype", raw_file(&entry("F8_E4M3", "[8]", "[0,8]"), &data), vec!["unsupported dtype F8_E4M3"]),
+        ("negative-dim", raw_file(&entry("F32", "[-2]", "[0,8]"), &data), vec!["'t'", "negative"]),
         (
             "float-dim",
             raw_file(&entry("F32", "[2.0]", "[0,8]"), &data),
             vec!["'t'", "not a non-negative integer"],
         ),
-        (
-            "string-dim",
-            raw_file(&entry("F32", r#"["2"]"#, "[0,8]"), &data),
-            vec!["'t'", "`shape`[0]"],
-        ),
-        (
-            "shape-not-array",
-            raw_file(&entry("F32", "2", "[0,8]"), &data),
-            vec!["'t'", "`shape`"],
-        ),
-        (
-            "three-offsets",
-            raw_file(&entry("F32", "[2]", "[0,4,8]"), &data),
-            vec!["'t'", "3 elements"],
-        ),
-        (
-            "size-mismatch",
-            raw_file(&entry("F32", "[3]", "[0,8]"), &data),
-            vec!["'t'", "12 bytes", "span 8"],
-        ),
-        (
-            "begin-after-end",
-            raw_file(&entry("F32", "[2]", "[8,0]"), &data),
-            vec!["'t'", "begin 8 > end 0"],
-        ),
-        (
-            "out-of-range",
-            raw_file(&entry("F32", "[4]", "[0,16]"), &data),
-            vec!["'t'", "16", "beyond"],
-        ),
+        ("string-dim", raw_file(&entry("F32", r#"["2"]"#, "[0,8]"), &data), vec!["'t'", "`shape`[0]"]),
+        ("shape-not-array", raw_file(&entry("F32", "2", "[0,8]"), &data), vec!["'t'", "`shape`"]),
+        ("three-offsets", raw_file(&entry("F32", "[2]", "[0,4,8]"), &data), vec!["'t'", "3 elements"]),
+        ("size-mismatch", raw_file(&entry("F32", "[3]", "[0,8]"), &data), vec!["'t'", "12 bytes", "span 8"]),
+        ("begin-after-end", raw_file(&entry("F32", "[2]", "[8,0]"), &data), vec!["'t'", "begin 8 > end 0"]),
+        ("out-of-range", raw_file(&entry("F32", "[4]", "[0,16]"), &data), vec!["'t'", "16", "beyond"]),
         (
             "huge-offsets",
-            raw_file(
-                &entry("U8", "[2]", "[18446744073709551613,18446744073709551615]"),
-                &data,
-            ),
+            raw_file(&entry("U8", "[2]", "[18446744073709551613,18446744073709551615]"), &data),
             vec!["'t'", "beyond"],
         ),
         (
             "overflow-dims",
-            raw_file(
-                &entry("F32", "[4294967296,4294967296,4294967296]", "[0,8]"),
-                &data,
-            ),
+            raw_file(&entry("F32", "[4294967296,4294967296,4294967296]", "[0,8]"), &data),
             vec!["'t'", "overflows"],
         ),
         (
@@ -756,11 +598,7 @@ fn malformed_headers_are_rejected_with_clear_errors() {
             ),
             vec!["'a'", "'b'", "overlap"],
         ),
-        (
-            "metadata-not-object",
-            raw_file(r#"{"__metadata__": []}"#, &data),
-            vec!["__metadata__"],
-        ),
+        ("metadata-not-object", raw_file(r#"{"__metadata__": []}"#, &data), vec!["__metadata__"]),
         (
             "metadata-not-string",
             raw_file(r#"{"__metadata__": {"k": 1}}"#, &data),
@@ -798,11 +636,7 @@ fn fuzzed_headers_never_panic() {
     let dir = TempDir::new();
     let mut rng = StdRng::seed_from_u64(7);
     let path = dir.path("seed.safetensors");
-    save_owned(
-        &path,
-        &sample_tensors(&mut rng),
-        Some(&[("a".to_string(), "b".to_string())].into()),
-    );
+    save_owned(&path, &sample_tensors(&mut rng), Some(&[("a".to_string(), "b".to_string())].into()));
     let original = std::fs::read(&path).unwrap();
     let n = u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
     let target = dir.path("fuzz.safetensors");
@@ -812,16 +646,9 @@ fn fuzzed_headers_never_panic() {
         let mut bytes = original.clone();
         for _ in 0..rng.gen_range(1..=4) {
             // Mostly the header text, sometimes the length prefix.
-            let at = if rng.gen_bool(0.1) {
-                rng.gen_range(0..8)
-            } else {
-                rng.gen_range(8..8 + n)
-            };
-            bytes[at] = if rng.gen_bool(0.5) {
-                interesting[rng.gen_range(0..interesting.len())]
-            } else {
-                rng.gen()
-            };
+            let at = if rng.gen_bool(0.1) { rng.gen_range(0..8) } else { rng.gen_range(8..8 + n) };
+            bytes[at] =
+                if rng.gen_bool(0.5) { interesting[rng.gen_range(0..interesting.len())] } else { rng.gen() };
         }
         std::fs::write(&target, &bytes).unwrap();
         let outcome = std::panic::catch_unwind(|| {

@@ -57,7 +57,14 @@ fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
-fn ref_matmul(a: &[f32], sa: &[usize], b: &[f32], sb: &[usize], ta: bool, tb: bool) -> (Vec<f64>, Vec<usize>) {
+fn ref_matmul(
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+    ta: bool,
+    tb: bool,
+) -> (Vec<f64>, Vec<usize>) {
     let (ra, rb) = (sa.len(), sb.len());
     let (m, k) = if ta { (sa[ra - 1], sa[ra - 2]) } else { (sa[ra - 2], sa[ra - 1]) };
     let n = if tb { sb[rb - 2] } else { sb[rb - 1] };
@@ -190,7 +197,14 @@ fn linear_with_and_without_bias() {
 }
 
 /// Direct convolution, NHWC x, [Cout, KH, KW, Cin/g] weight.
-fn ref_conv(x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], b: Option<&[f32]>, p: &Conv2dParams) -> Vec<f64> {
+fn ref_conv(
+    x: &[f32],
+    xs: &[usize],
+    w: &[f32],
+    ws: &[usize],
+    b: Option<&[f32]>,
+    p: &Conv2dParams,
+) -> Vec<f64> {
     let (n, h, wd, cin) = (xs[0], xs[1], xs[2], xs[3]);
     let (co, kh, kw, cg) = (ws[0], ws[1], ws[2], ws[3]);
     let cog = co / p.groups;
@@ -225,7 +239,15 @@ fn ref_conv(x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], b: Option<&[f32]>,
     out
 }
 
-fn conv_case(seed: u64, dtype: DType, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, bias: bool, what: &str) {
+fn conv_case(
+    seed: u64,
+    dtype: DType,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    p: Conv2dParams,
+    bias: bool,
+    what: &str,
+) {
     let (x, xv) = input(seed, &xs, dtype);
     let (w, wv) = input(seed + 1, &ws, dtype);
     let (b, bv) = input(seed + 2, &[ws[0]], dtype);
@@ -236,12 +258,7 @@ fn conv_case(seed: u64, dtype: DType, xs: [usize; 4], ws: [usize; 4], p: Conv2dP
 }
 
 fn params(stride: usize, padding: usize, dilation: usize, groups: usize) -> Conv2dParams {
-    Conv2dParams {
-        stride: [stride; 2],
-        padding: [padding; 2],
-        dilation: [dilation; 2],
-        groups,
-    }
+    Conv2dParams { stride: [stride; 2], padding: [padding; 2], dilation: [dilation; 2], groups }
 }
 
 #[test]

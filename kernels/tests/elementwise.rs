@@ -31,11 +31,7 @@ fn ravel(ix: &[usize], shape: &[usize]) -> usize {
 /// Index into `src` (shape `src`) for output multi-index `oi` under NumPy broadcasting.
 fn bidx(oi: &[usize], src: &[usize]) -> usize {
     let off = oi.len() - src.len();
-    let ix: Vec<usize> = src
-        .iter()
-        .enumerate()
-        .map(|(d, &n)| if n == 1 { 0 } else { oi[off + d] })
-        .collect();
+    let ix: Vec<usize> = src.iter().enumerate().map(|(d, &n)| if n == 1 { 0 } else { oi[off + d] }).collect();
     ravel(&ix, src)
 }
 
@@ -114,10 +110,9 @@ fn unary_ref(op: UnaryOp, x: f64) -> f64 {
 fn unary_input(op: UnaryOp, r: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
     match op {
         UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => rand_vec(r, n, 0.05, 6.0),
-        UnaryOp::Recip => rand_vec(r, n, 0.2, 3.0)
-            .into_iter()
-            .map(|v| if r.gen_bool(0.5) { -v } else { v })
-            .collect(),
+        UnaryOp::Recip => {
+            rand_vec(r, n, 0.2, 3.0).into_iter().map(|v| if r.gen_bool(0.5) { -v } else { v }).collect()
+        }
         UnaryOp::Exp => rand_vec(r, n, -5.0, 5.0),
         _ => rand_vec(r, n, -6.0, 6.0),
     }
@@ -153,17 +148,10 @@ fn unary_all_ops_dtypes_and_permuted_inputs() {
 fn gelu_erf_pointwise_accuracy() {
     // Dense sweep: every element within ~1e-6 absolute of the exact-erf GELU.
     let x: Vec<f32> = (0..16001).map(|i| -8.0 + i as f32 * 0.001).collect();
-    let out = run_op(
-        &Op::Unary(UnaryOp::Gelu),
-        &[&Owned::from_f32(&x, &[x.len()], DType::F32)],
-    )
-    .unwrap();
+    let out = run_op(&Op::Unary(UnaryOp::Gelu), &[&Owned::from_f32(&x, &[x.len()], DType::F32)]).unwrap();
     for (g, &v) in out.to_f32().iter().zip(&x) {
         let w = unary_ref(UnaryOp::Gelu, v as f64);
-        assert!(
-            (*g as f64 - w).abs() <= 1e-6 + 2e-7 * w.abs(),
-            "gelu({v}) = {g}, want {w}"
-        );
+        assert!((*g as f64 - w).abs() <= 1e-6 + 2e-7 * w.abs(), "gelu({v}) = {g}, want {w}");
     }
     // The reference erf itself, at known values.
     assert!((erf_ref(0.5) - 0.520_499_877_813_046_5).abs() < 1e-14);
@@ -207,11 +195,9 @@ fn binary_float_broadcasting() {
                     _ => (rand_vec(&mut r, na, -3.0, 3.0), rand_vec(&mut r, nb, -3.0, 3.0)),
                 };
                 let (a, b) = (round_trip(&a, dt), round_trip(&b, dt));
-                let out = run_op(
-                    &Op::Binary(op),
-                    &[&Owned::from_f32(&a, sa, dt), &Owned::from_f32(&b, sb, dt)],
-                )
-                .unwrap();
+                let out =
+                    run_op(&Op::Binary(op), &[&Owned::from_f32(&a, sa, dt), &Owned::from_f32(&b, sb, dt)])
+                        .unwrap();
                 let os = bshape(sa, sb);
                 assert_eq!(out.shape, os);
                 let want: Vec<f32> = (0..os.iter().product())
@@ -234,10 +220,7 @@ fn binary_permuted_input() {
     let b = rand_vec(&mut r, 5, -2.0, 2.0);
     let out = run_op(
         &Op::Binary(BinaryOp::Mul),
-        &[
-            &Owned::from_f32(&a, &sa, DType::F32),
-            &Owned::from_f32(&b, &[5, 1], DType::F32),
-        ],
+        &[&Owned::from_f32(&a, &sa, DType::F32), &Owned::from_f32(&b, &[5, 1], DType::F32)],
     )
     .unwrap();
     let want: Vec<f32> = (0..a.len()).map(|i| a[i] * b[unravel(i, &sa)[1]]).collect();
@@ -246,11 +229,7 @@ fn binary_permuted_input() {
 
 fn int_owned(v: &[i64], shape: &[usize], dt: DType) -> Owned {
     match dt {
-        DType::U8 => Owned {
-            dtype: dt,
-            shape: shape.to_vec(),
-            data: v.iter().map(|&x| x as u8).collect(),
-        },
+        DType::U8 => Owned { dtype: dt, shape: shape.to_vec(), data: v.iter().map(|&x| x as u8).collect() },
         _ => Owned::from_i64(v, shape, dt),
     }
 }
@@ -272,13 +251,7 @@ fn binary_int_exact() {
             DType::I64 => (-(1 << 40), 1 << 40),
             _ => (0, 256),
         };
-        for op in [
-            BinaryOp::Add,
-            BinaryOp::Sub,
-            BinaryOp::Mul,
-            BinaryOp::Max,
-            BinaryOp::Min,
-        ] {
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Max, BinaryOp::Min] {
             for (sa, sb) in BCAST_CASES {
                 seed += 1;
                 let mut r = rng(seed);
@@ -321,15 +294,7 @@ fn cmp_ref(op: CmpOp, a: f64, b: f64) -> bool {
 fn compare_float_int_bool() {
     let mut seed = 3000;
     for op in CmpOp::ALL {
-        for dt in [
-            DType::F32,
-            DType::F16,
-            DType::BF16,
-            DType::I32,
-            DType::I64,
-            DType::U8,
-            DType::Bool,
-        ] {
+        for dt in [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::U8, DType::Bool] {
             for (sa, sb) in BCAST_CASES {
                 seed += 1;
                 let mut r = rng(seed);
@@ -349,11 +314,9 @@ fn compare_float_int_bool() {
                 if dt == DType::F32 && !a.is_empty() {
                     a[0] = f32::NAN;
                 }
-                let out = run_op(
-                    &Op::Compare(op),
-                    &[&Owned::from_f32(&a, sa, dt), &Owned::from_f32(&b, sb, dt)],
-                )
-                .unwrap();
+                let out =
+                    run_op(&Op::Compare(op), &[&Owned::from_f32(&a, sa, dt), &Owned::from_f32(&b, sb, dt)])
+                        .unwrap();
                 let os = bshape(sa, sb);
                 let want: Vec<i64> = (0..os.iter().product())
                     .map(|i| {
@@ -377,15 +340,7 @@ fn where_broadcast_any_dtype() {
         (&[200, 301], &[301], &[200, 1]),
     ];
     let mut seed = 4000;
-    for dt in [
-        DType::F32,
-        DType::F16,
-        DType::BF16,
-        DType::I32,
-        DType::I64,
-        DType::U8,
-        DType::Bool,
-    ] {
+    for dt in [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::U8, DType::Bool] {
         for (sc, sa, sb) in cases {
             seed += 1;
             let mut r = rng(seed);
@@ -404,11 +359,7 @@ fn where_broadcast_any_dtype() {
             let b = round_trip(&gen(&mut r, sb.iter().product()), dt);
             let out = run_op(
                 &Op::Where,
-                &[
-                    &Owned::from_bool(&c, sc),
-                    &Owned::from_f32(&a, sa, dt),
-                    &Owned::from_f32(&b, sb, dt),
-                ],
+                &[&Owned::from_bool(&c, sc), &Owned::from_f32(&a, sa, dt), &Owned::from_f32(&b, sb, dt)],
             )
             .unwrap();
             let os = bshape(sc, &bshape(sa, sb));
@@ -492,17 +443,12 @@ fn reduce_axes_keepdim_dtypes() {
                         permute_vals(&base, &[6, 4, 5], &[1, 2, 0])
                     };
                     let out = run_op(
-                        &Op::Reduce {
-                            op,
-                            axes: axes.to_vec(),
-                            keepdim,
-                        },
+                        &Op::Reduce { op, axes: axes.to_vec(), keepdim },
                         &[&Owned::from_f32(&x, &xs, dt)],
                     )
                     .unwrap();
-                    let kshape: Vec<usize> = (0..3)
-                        .map(|d| if axes.contains(&d) { 1 } else { xs[d] })
-                        .collect();
+                    let kshape: Vec<usize> =
+                        (0..3).map(|d| if axes.contains(&d) { 1 } else { xs[d] }).collect();
                     let nk: usize = kshape.iter().product();
                     let want: Vec<f32> = (0..nk)
                         .map(|o| {
@@ -529,12 +475,7 @@ fn reduce_axes_keepdim_dtypes() {
                         (0..3).filter(|d| !axes.contains(d)).map(|d| xs[d]).collect()
                     };
                     assert_eq!(out.shape, oshape);
-                    check(
-                        &out.to_f32(),
-                        &want,
-                        dt,
-                        &format!("reduce {op:?} {axes:?} {keepdim}"),
-                    );
+                    check(&out.to_f32(), &want, dt, &format!("reduce {op:?} {axes:?} {keepdim}"));
                 }
             }
         }
@@ -542,11 +483,7 @@ fn reduce_axes_keepdim_dtypes() {
     // NaN propagates through max.
     let x = [1.0, f32::NAN, 3.0, 0.0];
     let out = run_op(
-        &Op::Reduce {
-            op: ReduceOp::Max,
-            axes: vec![1],
-            keepdim: false,
-        },
+        &Op::Reduce { op: ReduceOp::Max, axes: vec![1], keepdim: false },
         &[&Owned::from_f32(&x, &[2, 2], DType::F32)],
     )
     .unwrap()
@@ -566,11 +503,9 @@ fn arg_reduce_ties_and_nan() {
                     let mut r = rng(seed);
                     // Small integer values: plenty of ties.
                     let x: Vec<f32> = (0..84).map(|_| r.gen_range(-2..3) as f32).collect();
-                    let out = run_op(
-                        &Op::ArgReduce { op, axis, keepdim },
-                        &[&Owned::from_f32(&x, &shape, dt)],
-                    )
-                    .unwrap();
+                    let out =
+                        run_op(&Op::ArgReduce { op, axis, keepdim }, &[&Owned::from_f32(&x, &shape, dt)])
+                            .unwrap();
                     let mut rs = shape.to_vec();
                     rs[axis] = 1;
                     let want: Vec<i64> = (0..rs.iter().product())
@@ -598,15 +533,9 @@ fn arg_reduce_ties_and_nan() {
     // NaN is the extreme for both: the first NaN wins.
     let x = [1.0, f32::NAN, 5.0, f32::NAN, -1.0];
     for op in [ArgOp::ArgMax, ArgOp::ArgMin] {
-        let out = run_op(
-            &Op::ArgReduce {
-                op,
-                axis: 0,
-                keepdim: false,
-            },
-            &[&Owned::from_f32(&x, &[5], DType::F32)],
-        )
-        .unwrap();
+        let out =
+            run_op(&Op::ArgReduce { op, axis: 0, keepdim: false }, &[&Owned::from_f32(&x, &[5], DType::F32)])
+                .unwrap();
         assert_eq!(out.to_i64(), vec![1]);
     }
 }
@@ -677,12 +606,7 @@ fn timestep_embedding_matches_diffusers() {
                         want[n * dim + half + i] = if flip { s } else { c };
                     }
                 }
-                check(
-                    &out.to_f32(),
-                    &want,
-                    DType::F32,
-                    &format!("timestep dim {dim} flip {flip}"),
-                );
+                check(&out.to_f32(), &want, DType::F32, &format!("timestep dim {dim} flip {flip}"));
             }
         }
     }

@@ -6,14 +6,7 @@ use common::*;
 use focus_graph::{DType, Op};
 use rand::Rng;
 
-const DTYPES: [DType; 6] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::I32,
-    DType::I64,
-    DType::U8,
-];
+const DTYPES: [DType; 6] = [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::U8];
 
 fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     let mut ix = vec![0; shape.len()];
@@ -43,9 +36,7 @@ fn vals(seed: u64, n: usize, dt: DType) -> Vec<f32> {
 
 /// Output where element j takes input element `map(out multi-index)`.
 fn expect(x: &[f32], xs: &[usize], os: &[usize], map: impl Fn(&[usize]) -> Vec<usize>) -> Vec<f32> {
-    (0..os.iter().product())
-        .map(|j| x[ravel(&map(&unravel(j, os)), xs)])
-        .collect()
+    (0..os.iter().product()).map(|j| x[ravel(&map(&unravel(j, os)), xs)]).collect()
 }
 
 #[test]
@@ -64,11 +55,7 @@ fn permute_all_dtypes_and_perms() {
         for (xs, perm) in cases {
             seed += 1;
             let x = vals(seed, xs.iter().product(), dt);
-            let out = run_op(
-                &Op::Permute { perm: perm.to_vec() },
-                &[&Owned::from_f32(&x, xs, dt)],
-            )
-            .unwrap();
+            let out = run_op(&Op::Permute { perm: perm.to_vec() }, &[&Owned::from_f32(&x, xs, dt)]).unwrap();
             let os: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
             let want = expect(&x, xs, &os, |oi| {
                 let mut xi = vec![0; xs.len()];
@@ -101,11 +88,7 @@ fn concat_slice_copy() {
                 .enumerate()
                 .map(|(i, s)| vals(seed * 10 + i as u64, s.iter().product(), dt))
                 .collect();
-            let owned: Vec<Owned> = xs
-                .iter()
-                .zip(&shapes)
-                .map(|(v, s)| Owned::from_f32(v, s, dt))
-                .collect();
+            let owned: Vec<Owned> = xs.iter().zip(&shapes).map(|(v, s)| Owned::from_f32(v, s, dt)).collect();
             let refs: Vec<&Owned> = owned.iter().collect();
             let out = run_op(&Op::Concat { axis }, &refs).unwrap();
             let mut want = vec![];
@@ -123,18 +106,9 @@ fn concat_slice_copy() {
             // Slices of a [7, 8, 9] tensor along `axis`.
             let xsh = [7usize, 8, 9];
             let x = vals(seed + 5000, 504, dt);
-            for (start, end, step) in [
-                (0, xsh[axis], 1),
-                (1, xsh[axis] - 1, 2),
-                (2, xsh[axis], 3),
-                (3, 3, 1),
-            ] {
-                let op = Op::Slice {
-                    axis,
-                    start,
-                    end,
-                    step,
-                };
+            for (start, end, step) in [(0, xsh[axis], 1), (1, xsh[axis] - 1, 2), (2, xsh[axis], 3), (3, 3, 1)]
+            {
+                let op = Op::Slice { axis, start, end, step };
                 let out = run_op(&op, &[&Owned::from_f32(&x, &xsh, dt)]).unwrap();
                 let want = expect(&x, &xsh, &out.shape, |oi| {
                     let mut xi = oi.to_vec();
@@ -146,11 +120,8 @@ fn concat_slice_copy() {
         }
         // Reshape is a byte copy.
         let x = vals(seed + 9000, 60, dt);
-        let out = run_op(
-            &Op::Reshape { shape: vec![5, 12] },
-            &[&Owned::from_f32(&x, &[3, 4, 5], dt)],
-        )
-        .unwrap();
+        let out =
+            run_op(&Op::Reshape { shape: vec![5, 12] }, &[&Owned::from_f32(&x, &[3, 4, 5], dt)]).unwrap();
         assert_eq!(out.to_f32(), x, "reshape {dt}");
     }
 }
@@ -166,10 +137,7 @@ fn pad_constant_per_dtype() {
         ] {
             seed += 1;
             let x = vals(seed, xs.iter().product(), dt);
-            let op = Op::Pad {
-                pads: pads.clone(),
-                value,
-            };
+            let op = Op::Pad { pads: pads.clone(), value };
             let out = run_op(&op, &[&Owned::from_f32(&x, &xs, dt)]).unwrap();
             // The pad value as the dtype holds it: ints truncate, bool is != 0.
             let pv = match dt {
@@ -181,11 +149,7 @@ fn pad_constant_per_dtype() {
             let want: Vec<f32> = (0..out.shape.iter().product())
                 .map(|j| {
                     let oi = unravel(j, &out.shape);
-                    let inside = oi
-                        .iter()
-                        .zip(&pads)
-                        .zip(&xs)
-                        .all(|((&o, p), &n)| o >= p.0 && o < p.0 + n);
+                    let inside = oi.iter().zip(&pads).zip(&xs).all(|((&o, p), &n)| o >= p.0 && o < p.0 + n);
                     if inside {
                         let xi: Vec<usize> = oi.iter().zip(&pads).map(|(&o, p)| o - p.0).collect();
                         x[ravel(&xi, &xs)]
@@ -203,11 +167,8 @@ fn pad_constant_per_dtype() {
 fn pixel_shuffle_and_unshuffle() {
     let mut seed = 300;
     for dt in DTYPES {
-        for (n, h, w, c, r) in [
-            (2usize, 3usize, 5usize, 3usize, 2usize),
-            (1, 2, 4, 2, 3),
-            (1, 16, 24, 8, 2),
-        ] {
+        for (n, h, w, c, r) in [(2usize, 3usize, 5usize, 3usize, 2usize), (1, 2, 4, 2, 3), (1, 16, 24, 8, 2)]
+        {
             seed += 1;
             let xs = [n, h, w, c * r * r];
             let x = vals(seed, xs.iter().product(), dt);
@@ -215,12 +176,7 @@ fn pixel_shuffle_and_unshuffle() {
             assert_eq!(out.shape, vec![n, h * r, w * r, c]);
             // out(b, y, x, ch) = in(b, y / r, x / r, ch*r*r + (y % r)*r + x % r)
             let want = expect(&x, &xs, &out.shape, |oi| {
-                vec![
-                    oi[0],
-                    oi[1] / r,
-                    oi[2] / r,
-                    oi[3] * r * r + (oi[1] % r) * r + oi[2] % r,
-                ]
+                vec![oi[0], oi[1] / r, oi[2] / r, oi[3] * r * r + (oi[1] % r) * r + oi[2] % r]
             });
             assert_eq!(out.to_f32(), want, "pixel_shuffle {dt} r {r}");
             // Unshuffle inverts it.
@@ -251,18 +207,12 @@ fn index_select_shapes_dtypes_and_bounds() {
                     seed += 1;
                     let mut r = rng(seed);
                     let x = vals(seed + 7, 60, dt);
-                    let idx: Vec<i64> = (0..ishape.iter().product())
-                        .map(|_| r.gen_range(0..xs[axis] as i64))
-                        .collect();
+                    let idx: Vec<i64> =
+                        (0..ishape.iter().product()).map(|_| r.gen_range(0..xs[axis] as i64)).collect();
                     let op = Op::IndexSelect { axis };
-                    let out = run_op(
-                        &op,
-                        &[
-                            &Owned::from_f32(&x, &xs, dt),
-                            &Owned::from_i64(&idx, &ishape, idt),
-                        ],
-                    )
-                    .unwrap();
+                    let out =
+                        run_op(&op, &[&Owned::from_f32(&x, &xs, dt), &Owned::from_i64(&idx, &ishape, idt)])
+                            .unwrap();
                     let mut os = xs[..axis].to_vec();
                     os.extend(&ishape);
                     os.extend(&xs[axis + 1..]);
@@ -283,10 +233,7 @@ fn index_select_shapes_dtypes_and_bounds() {
     // Out of range and negative indices are errors, not panics.
     let x = Owned::from_f32(&[0.0; 12], &[3, 4], DType::F32);
     for bad in [4i64, -1, i64::MAX, i64::MIN] {
-        let err = run_op(
-            &Op::IndexSelect { axis: 1 },
-            &[&x, &Owned::from_i64(&[0, bad], &[2], DType::I64)],
-        );
+        let err = run_op(&Op::IndexSelect { axis: 1 }, &[&x, &Owned::from_i64(&[0, bad], &[2], DType::I64)]);
         assert!(
             matches!(err, Err(focus_kernels::KernelError::IndexOutOfRange { index, len: 4, .. }) if index == bad),
             "{bad}: {:?}",
@@ -307,18 +254,12 @@ fn take_along_axis_and_bounds() {
                 let x = vals(seed + 3, 60, dt);
                 let mut is = xs.to_vec();
                 is[axis] = m;
-                let idx: Vec<i64> = (0..is.iter().product())
-                    .map(|_| r.gen_range(0..xs[axis] as i64))
-                    .collect();
+                let idx: Vec<i64> =
+                    (0..is.iter().product()).map(|_| r.gen_range(0..xs[axis] as i64)).collect();
                 let op = Op::TakeAlongAxis { axis };
-                let out = run_op(
-                    &op,
-                    &[
-                        &Owned::from_f32(&x, &xs, dt),
-                        &Owned::from_i64(&idx, &is, DType::I64),
-                    ],
-                )
-                .unwrap();
+                let out =
+                    run_op(&op, &[&Owned::from_f32(&x, &xs, dt), &Owned::from_i64(&idx, &is, DType::I64)])
+                        .unwrap();
                 let want = expect(&x, &xs, &is, |oi| {
                     let mut xi = oi.to_vec();
                     xi[axis] = idx[ravel(oi, &is)] as usize;

@@ -134,13 +134,8 @@ fn rms_norm_with_and_without_weight() {
 #[test]
 fn group_norm_channels_last() {
     // (shape [N, ..., C], groups)
-    let cases: [(&[usize], usize); 5] = [
-        (&[1, 3], 1),
-        (&[2, 5, 6], 3),
-        (&[2, 4, 7, 12], 4),
-        (&[1, 9, 9, 33], 11),
-        (&[3, 2, 2, 3, 8], 8),
-    ];
+    let cases: [(&[usize], usize); 5] =
+        [(&[1, 3], 1), (&[2, 5, 6], 3), (&[2, 4, 7, 12], 4), (&[1, 9, 9, 33], 11), (&[3, 2, 2, 3, 8], 8)];
     let mut seed = 300;
     for dtype in FLOATS {
         for (shape, groups) in cases {

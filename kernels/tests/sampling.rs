@@ -52,32 +52,20 @@ fn axis_weights(mode: ResizeMode, align: bool, aa: bool, inp: usize, out: usize,
             let center = scale * (o as f64 + 0.5);
             for (j, wj) in w.iter_mut().enumerate() {
                 let d = (j as f64 + 0.5 - center) / stretch;
-                *wj = if mode == ResizeMode::Bilinear {
-                    (1.0 - d.abs()).max(0.0)
-                } else {
-                    keys(d, -0.5)
-                };
+                *wj = if mode == ResizeMode::Bilinear { (1.0 - d.abs()).max(0.0) } else { keys(d, -0.5) };
             }
             let s: f64 = w.iter().sum();
             w.iter_mut().for_each(|v| *v /= s);
         }
         ResizeMode::Bilinear => {
-            let src = if align {
-                scale * o as f64
-            } else {
-                (scale * (o as f64 + 0.5) - 0.5).max(0.0)
-            };
+            let src = if align { scale * o as f64 } else { (scale * (o as f64 + 0.5) - 0.5).max(0.0) };
             let i0 = src.floor();
             let l = src - i0;
             w[clamp(i0 as i64)] += 1.0 - l;
             w[clamp(i0 as i64 + 1)] += l;
         }
         ResizeMode::Bicubic => {
-            let src = if align {
-                scale * o as f64
-            } else {
-                scale * (o as f64 + 0.5) - 0.5
-            };
+            let src = if align { scale * o as f64 } else { scale * (o as f64 + 0.5) - 0.5 };
             let i0 = src.floor();
             let t = src - i0;
             for m in -1..=2i64 {
@@ -143,12 +131,7 @@ fn resize_modes_up_down_align_antialias() {
                 seed += 1;
                 let mut r = rng(seed);
                 let x = round_trip(&rand_vec(&mut r, xs.iter().product(), -1.0, 1.0), dt);
-                let op = Op::Resize {
-                    mode,
-                    out: o,
-                    align_corners: align,
-                    antialias: aa,
-                };
+                let op = Op::Resize { mode, out: o, align_corners: align, antialias: aa };
                 let out = run_op(&op, &[&Owned::from_f32(&x, &xs, dt)]).unwrap();
                 let want = resize_ref(&x, xs, o, mode, align, aa);
                 check(
@@ -165,44 +148,18 @@ fn resize_modes_up_down_align_antialias() {
 #[test]
 fn resize_known_values() {
     // 2x bilinear upsample of [0, 1] (align_corners=False): PyTorch gives [0, .25, .75, 1].
-    let op = Op::Resize {
-        mode: ResizeMode::Bilinear,
-        out: [1, 4],
-        align_corners: false,
-        antialias: false,
-    };
+    let op = Op::Resize { mode: ResizeMode::Bilinear, out: [1, 4], align_corners: false, antialias: false };
     let out = run_op(&op, &[&Owned::from_f32(&[0.0, 1.0], &[1, 1, 2, 1], DType::F32)]).unwrap();
     assert_eq!(out.to_f32(), vec![0.0, 0.25, 0.75, 1.0]);
     // Antialiased bilinear 4 -> 2 averages with a triangle of width 4: weights 1/8, 3/8, 3/8, 1/8
     // clipped at the border: output 0 uses taps 0..3 with weights (3,3,1)/7.
-    let op = Op::Resize {
-        mode: ResizeMode::Bilinear,
-        out: [1, 2],
-        align_corners: false,
-        antialias: true,
-    };
-    let out = run_op(
-        &op,
-        &[&Owned::from_f32(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 4, 1], DType::F32)],
-    )
-    .unwrap();
-    let want = [
-        (3.0 * 1.0 + 3.0 * 2.0 + 3.0) / 7.0,
-        (2.0 + 3.0 * 3.0 + 3.0 * 4.0) / 7.0,
-    ];
+    let op = Op::Resize { mode: ResizeMode::Bilinear, out: [1, 2], align_corners: false, antialias: true };
+    let out = run_op(&op, &[&Owned::from_f32(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 4, 1], DType::F32)]).unwrap();
+    let want = [(3.0 * 1.0 + 3.0 * 2.0 + 3.0) / 7.0, (2.0 + 3.0 * 3.0 + 3.0 * 4.0) / 7.0];
     check(&out.to_f32(), &want, DType::F32, "aa known");
     // Nearest 3 -> 5 picks floor(o * 0.6): [0, 0, 1, 1, 2].
-    let op = Op::Resize {
-        mode: ResizeMode::Nearest,
-        out: [1, 5],
-        align_corners: false,
-        antialias: false,
-    };
-    let out = run_op(
-        &op,
-        &[&Owned::from_f32(&[10.0, 20.0, 30.0], &[1, 1, 3, 1], DType::F32)],
-    )
-    .unwrap();
+    let op = Op::Resize { mode: ResizeMode::Nearest, out: [1, 5], align_corners: false, antialias: false };
+    let out = run_op(&op, &[&Owned::from_f32(&[10.0, 20.0, 30.0], &[1, 1, 3, 1], DType::F32)]).unwrap();
     assert_eq!(out.to_f32(), vec![10.0, 10.0, 20.0, 20.0, 30.0]);
 }
 
@@ -211,12 +168,7 @@ fn avg_pool_padding_modes() {
     let mut seed = 100;
     for dt in FLOATS {
         for (xs, k, s, p) in [
-            (
-                [2usize, 7, 9, 3],
-                [3usize, 3usize],
-                [2usize, 2usize],
-                [1usize, 1usize],
-            ),
+            ([2usize, 7, 9, 3], [3usize, 3usize], [2usize, 2usize], [1usize, 1usize]),
             ([1, 8, 8, 2], [2, 2], [2, 2], [0, 0]),
             ([1, 5, 6, 4], [3, 2], [1, 3], [1, 1]),
         ] {
@@ -224,12 +176,7 @@ fn avg_pool_padding_modes() {
                 seed += 1;
                 let mut r = rng(seed);
                 let x = round_trip(&rand_vec(&mut r, xs.iter().product(), -2.0, 2.0), dt);
-                let op = Op::AvgPool2d {
-                    kernel: k,
-                    stride: s,
-                    padding: p,
-                    count_include_pad: cip,
-                };
+                let op = Op::AvgPool2d { kernel: k, stride: s, padding: p, count_include_pad: cip };
                 let out = run_op(&op, &[&Owned::from_f32(&x, &xs, dt)]).unwrap();
                 let [n, h, w, c] = xs;
                 let (ho, wo) = (out.shape[1], out.shape[2]);
@@ -256,12 +203,7 @@ fn avg_pool_padding_modes() {
                         }
                     }
                 }
-                check(
-                    &out.to_f32(),
-                    &want,
-                    dt,
-                    &format!("avg_pool {xs:?} k{k:?} s{s:?} p{p:?} cip {cip}"),
-                );
+                check(&out.to_f32(), &want, dt, &format!("avg_pool {xs:?} k{k:?} s{s:?} p{p:?} cip {cip}"));
             }
         }
     }
@@ -272,12 +214,7 @@ fn vq_ref(x: &[f32], cb: &[f32], d: usize) -> Vec<(usize, Vec<f64>)> {
         .map(|row| {
             let dist: Vec<f64> = cb
                 .chunks(d)
-                .map(|c| {
-                    row.iter()
-                        .zip(c)
-                        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-                        .sum()
-                })
+                .map(|c| row.iter().zip(c).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum())
                 .collect();
             let mut best = 0;
             for (k, &v) in dist.iter().enumerate() {
@@ -294,11 +231,9 @@ fn vq_ref(x: &[f32], cb: &[f32], d: usize) -> Vec<(usize, Vec<f64>)> {
 fn vq_nearest_random_dtypes_and_large_codebook() {
     let mut seed = 200;
     for dt in FLOATS {
-        for (xs, k, d) in [
-            (vec![5usize, 7, 8], 300usize, 8usize),
-            (vec![64, 32], 4096, 32),
-            (vec![16, 32], 98304, 32),
-        ] {
+        for (xs, k, d) in
+            [(vec![5usize, 7, 8], 300usize, 8usize), (vec![64, 32], 4096, 32), (vec![16, 32], 98304, 32)]
+        {
             if k == 98304 && dt != DType::F32 {
                 continue;
             }
@@ -306,11 +241,9 @@ fn vq_nearest_random_dtypes_and_large_codebook() {
             let mut r = rng(seed);
             let x = round_trip(&rand_vec(&mut r, xs.iter().product(), -1.0, 1.0), dt);
             let cb = round_trip(&rand_vec(&mut r, k * d, -1.0, 1.0), dt);
-            let out = run_op(
-                &Op::VqNearest,
-                &[&Owned::from_f32(&x, &xs, dt), &Owned::from_f32(&cb, &[k, d], dt)],
-            )
-            .unwrap();
+            let out =
+                run_op(&Op::VqNearest, &[&Owned::from_f32(&x, &xs, dt), &Owned::from_f32(&cb, &[k, d], dt)])
+                    .unwrap();
             assert_eq!(out.shape, xs[..xs.len() - 1].to_vec());
             for (i, (g, (want, dist))) in out.to_i64().iter().zip(vq_ref(&x, &cb, d)).enumerate() {
                 let g = *g as usize;
@@ -346,10 +279,7 @@ fn vq_ties_resolve_to_lowest_index() {
     x.extend(&near);
     let out = run_op(
         &Op::VqNearest,
-        &[
-            &Owned::from_f32(&x, &[3, d], DType::F32),
-            &Owned::from_f32(&cb, &[50, d], DType::F32),
-        ],
+        &[&Owned::from_f32(&x, &[3, d], DType::F32), &Owned::from_f32(&cb, &[50, d], DType::F32)],
     )
     .unwrap();
     assert_eq!(out.to_i64(), vec![7, 12, 7]);
@@ -400,10 +330,7 @@ fn grid_sample_align_and_padding() {
     let mut seed = 400;
     for dt in FLOATS {
         for align in [false, true] {
-            for (xs, ho, wo) in [
-                ([2usize, 5usize, 7usize, 3usize], 4usize, 6usize),
-                ([1, 9, 4, 5], 11, 3),
-            ] {
+            for (xs, ho, wo) in [([2usize, 5usize, 7usize, 3usize], 4usize, 6usize), ([1, 9, 4, 5], 11, 3)] {
                 seed += 1;
                 let mut r = rng(seed);
                 let x = round_trip(&rand_vec(&mut r, xs.iter().product(), -1.0, 1.0), dt);
@@ -412,19 +339,11 @@ fn grid_sample_align_and_padding() {
                 let op = Op::GridSample { align_corners: align };
                 let out = run_op(
                     &op,
-                    &[
-                        &Owned::from_f32(&x, &xs, dt),
-                        &Owned::from_f32(&g, &[xs[0], ho, wo, 2], dt),
-                    ],
+                    &[&Owned::from_f32(&x, &xs, dt), &Owned::from_f32(&g, &[xs[0], ho, wo, 2], dt)],
                 )
                 .unwrap();
                 let want = grid_sample_ref(&x, xs, &g, ho, wo, align);
-                check(
-                    &out.to_f32(),
-                    &want,
-                    dt,
-                    &format!("grid_sample align {align} {xs:?}"),
-                );
+                check(&out.to_f32(), &want, dt, &format!("grid_sample align {align} {xs:?}"));
             }
         }
     }
@@ -443,9 +362,7 @@ fn ms_deform_attn_matches_grid_sample_formulation() {
         let v = round_trip(&rand_vec(&mut r, n * s * hh * dh, -1.0, 1.0), dt);
         let loc = round_trip(&rand_vec(&mut r, n * q * hh * nl * p * 2, -0.1, 1.1), dt);
         let wts = round_trip(&rand_vec(&mut r, n * q * hh * nl * p, 0.0, 1.0), dt);
-        let op = Op::MsDeformAttn {
-            levels: levels.clone(),
-        };
+        let op = Op::MsDeformAttn { levels: levels.clone() };
         let out = run_op(
             &op,
             &[

@@ -54,6 +54,14 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_values_t = ["sm_80".to_string(), "sm_90a".to_string()])]
         arch: Vec<String>,
     },
+    /// Run a PyTorch-reference fixture (tools/torch_ref) on the engine and compare every output
+    /// by relative L2 error; exits non-zero beyond the tolerance.
+    Parity {
+        fixture: PathBuf,
+        /// Override the dtype's default tolerance (f32 1e-5, half 1e-2).
+        #[arg(long)]
+        tol: Option<f64>,
+    },
     /// Run the main job on the embedded default: the most complete model path the project has.
     Demo {
         /// Image to run on (PNG/JPEG); defaults to the bundled demo image.
@@ -85,6 +93,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
+        Cmd::Parity { fixture, tol } => commands::parity::run(&fixture, tol),
         Cmd::Kernels { check, arch } => commands::kernels::run(check, &arch),
         Cmd::Graph { model, config, size, dot, summary, list } => {
             commands::graph::run(&model, &config, size, dot, summary, list)

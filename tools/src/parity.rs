@@ -67,19 +67,22 @@ impl Fixture {
         let meta: &BTreeMap<String, String> = store.metadata();
         let component = meta.get("component").cloned().ok_or("fixture metadata has no 'component'")?;
         let config_text = meta.get("config").cloned().ok_or("fixture metadata has no 'config'")?;
-        let config = serde_json::from_str(&config_text).map_err(|e| format!("fixture config is not JSON: {e}"))?;
+        let config =
+            serde_json::from_str(&config_text).map_err(|e| format!("fixture config is not JSON: {e}"))?;
         Ok(Fixture { store: Arc::new(store), component, config, config_text })
     }
 
     /// (shape, values as f32) of a tensor.
     pub fn f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
-        let (dt, shape, bytes) = self.store.tensor(name).ok_or_else(|| format!("fixture has no tensor '{name}'"))?;
+        let (dt, shape, bytes) =
+            self.store.tensor(name).ok_or_else(|| format!("fixture has no tensor '{name}'"))?;
         let t = Tensor::from_bytes(dt, shape.to_vec(), bytes).map_err(|e| e.to_string())?;
         Ok((shape.to_vec(), t.to_f32()))
     }
 
     pub fn i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>), String> {
-        let (dt, shape, bytes) = self.store.tensor(name).ok_or_else(|| format!("fixture has no tensor '{name}'"))?;
+        let (dt, shape, bytes) =
+            self.store.tensor(name).ok_or_else(|| format!("fixture has no tensor '{name}'"))?;
         let t = Tensor::from_bytes(dt, shape.to_vec(), bytes).map_err(|e| e.to_string())?;
         Ok((shape.to_vec(), t.to_i64()))
     }
@@ -141,7 +144,8 @@ fn run_convnext(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let [n, ch, h, w] = shape[..] else { return Err(format!("input.image must be NCHW, got {shape:?}")) };
     let g = convnext::graph(&ConvNextConfig { in_chans: ch, ..c }, n, h, w).map_err(|e| e.to_string())?;
     let mut plan = fx.plan(&g)?;
-    let x = Tensor::from_f32(DType::F32, [n, h, w, ch], &nchw_to_nhwc(&img, n, ch, h, w)).map_err(|e| e.to_string())?;
+    let x = Tensor::from_f32(DType::F32, [n, h, w, ch], &nchw_to_nhwc(&img, n, ch, h, w))
+        .map_err(|e| e.to_string())?;
     plan.run(&[("pixel_values", &x)]).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for k in ["res2", "res3", "res4", "res5"] {
@@ -158,7 +162,13 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let gen: usize = field(&fx.config, "gen_tokens").unwrap_or(0);
     let t = ids.len();
     let capacity = t + gen;
-    let step = |tokens, all_logits| StepOptions { tokens, capacity, dtype: DType::F32, all_logits, embeds_input: false };
+    let step = |tokens, all_logits| StepOptions {
+        tokens,
+        capacity,
+        dtype: DType::F32,
+        all_logits,
+        embeds_input: false,
+    };
     let mut prefill = fx.plan(&qwen2::step_graph(&c, &step(t, true)).map_err(|e| e.to_string())?)?;
     let ids_t = Tensor::from_i64(DType::I32, [t], &ids).map_err(|e| e.to_string())?;
     let pos: Vec<i64> = (0..t as i64).collect();
@@ -218,5 +228,10 @@ pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String
             ))
         }
     };
-    Ok(ParityReport { component: fx.component.clone(), config: fx.config_text.clone(), tolerance, comparisons })
+    Ok(ParityReport {
+        component: fx.component.clone(),
+        config: fx.config_text.clone(),
+        tolerance,
+        comparisons,
+    })
 }

@@ -75,9 +75,7 @@ fn decode(dtype: DType, c: &[u8]) -> Scalar {
         DType::F16 => Scalar::F(f16::from_le_bytes(b2()).to_f32()),
         DType::BF16 => Scalar::F(bf16::from_le_bytes(b2()).to_f32()),
         DType::I32 => Scalar::I(i32::from_le_bytes(b4()) as i64),
-        DType::I64 => Scalar::I(i64::from_le_bytes([
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-        ])),
+        DType::I64 => Scalar::I(i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
         DType::U8 => Scalar::I(c[0] as i64),
         DType::Bool => Scalar::B(c[0] != 0),
     }

@@ -55,33 +55,19 @@ impl SafetensorsFile {
     /// Maps the file and validates its header and every tensor's byte range.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let io = |action| {
-            move |source| WeightError::Io {
-                path: path.into(),
-                action,
-                source,
-            }
-        };
+        let io = |action| move |source| WeightError::Io { path: path.into(), action, source };
         let file = File::open(path).map_err(io("open"))?;
         let len = file.metadata().map_err(io("stat"))?.len();
         // Checked before mapping: some platforms refuse to map empty files.
         if len < 8 {
-            return Err(WeightError::TooShort {
-                path: path.into(),
-                len,
-            });
+            return Err(WeightError::TooShort { path: path.into(), len });
         }
         // SAFETY: the map is read-only. Another process truncating or rewriting the file while
         // it is mapped is undefined behaviour; as with every mmap-based loader, weight files
         // are assumed not to change while in use.
         let map = unsafe { Mmap::map(&file) }.map_err(io("mmap"))?;
         let header = header::parse(path, &map)?;
-        Ok(Self {
-            path: path.into(),
-            map,
-            tensors: header.tensors,
-            metadata: header.metadata,
-        })
+        Ok(Self { path: path.into(), map, tensors: header.tensors, metadata: header.metadata })
     }
 
     pub fn path(&self) -> &Path {
@@ -112,19 +98,12 @@ impl SafetensorsFile {
     /// Zero-copy view, or `None` if the file has no such tensor.
     pub fn tensor(&self, name: &str) -> Option<TensorView<'_>> {
         let (name, e) = self.tensors.get_key_value(name)?;
-        Some(TensorView {
-            name,
-            dtype: e.dtype,
-            shape: &e.shape,
-            bytes: &self.map[e.start..e.end],
-        })
+        Some(TensorView { name, dtype: e.dtype, shape: &e.shape, bytes: &self.map[e.start..e.end] })
     }
 
     pub fn get(&self, name: &str) -> Result<TensorView<'_>> {
-        self.tensor(name).ok_or_else(|| WeightError::NotFound {
-            path: self.path.clone(),
-            tensor: name.into(),
-        })
+        self.tensor(name)
+            .ok_or_else(|| WeightError::NotFound { path: self.path.clone(), tensor: name.into() })
     }
 
     /// The `__metadata__` strings (empty if the header had none).

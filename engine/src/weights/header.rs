@@ -36,42 +36,25 @@ pub(crate) struct Header {
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
     let file_len = bytes.len() as u64;
     let Some(len_bytes) = bytes.get(..8) else {
-        return Err(WeightError::TooShort {
-            path: path.into(),
-            len: file_len,
-        });
+        return Err(WeightError::TooShort { path: path.into(), len: file_len });
     };
     let mut len_arr = [0u8; 8];
     len_arr.copy_from_slice(len_bytes);
     let header_len = u64::from_le_bytes(len_arr);
     if header_len > MAX_HEADER_BYTES {
-        return Err(WeightError::HeaderTooLarge {
-            path: path.into(),
-            header_len,
-        });
+        return Err(WeightError::HeaderTooLarge { path: path.into(), header_len });
     }
     if header_len > file_len - 8 {
-        return Err(WeightError::HeaderBeyondFile {
-            path: path.into(),
-            header_len,
-            file_len,
-        });
+        return Err(WeightError::HeaderBeyondFile { path: path.into(), header_len, file_len });
     }
     // Both fit in usize: header_len <= file_len - 8 and file_len came from a slice length.
     let data_start = 8 + header_len as usize;
-    let text = std::str::from_utf8(&bytes[8..data_start]).map_err(|e| WeightError::HeaderNotUtf8 {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    let json: Value = serde_json::from_str(text).map_err(|e| WeightError::HeaderJson {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
+    let text = std::str::from_utf8(&bytes[8..data_start])
+        .map_err(|e| WeightError::HeaderNotUtf8 { path: path.into(), reason: e.to_string() })?;
+    let json: Value = serde_json::from_str(text)
+        .map_err(|e| WeightError::HeaderJson { path: path.into(), reason: e.to_string() })?;
     let Value::Object(obj) = json else {
-        return Err(WeightError::HeaderNotObject {
-            path: path.into(),
-            found: json_kind(&json),
-        });
+        return Err(WeightError::HeaderNotObject { path: path.into(), found: json_kind(&json) });
     };
 
     let data_len = bytes.len() - data_start;
@@ -83,15 +66,8 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Header> {
             continue;
         }
         let (dtype, shape, begin, end) = parse_entry(path, name, value, data_len)?;
-        tensors.insert(
-            name.clone(),
-            Entry {
-                dtype,
-                shape,
-                start: data_start + begin,
-                end: data_start + end,
-            },
-        );
+        tensors
+            .insert(name.clone(), Entry { dtype, shape, start: data_start + begin, end: data_start + end });
     }
     check_overlaps(path, &tensors)?;
     Ok(Header { tensors, metadata })
@@ -109,23 +85,14 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 fn parse_metadata(path: &Path, value: &Value) -> Result<BTreeMap<String, String>> {
-    let bad = |reason: String| WeightError::BadMetadata {
-        path: path.into(),
-        reason,
-    };
+    let bad = |reason: String| WeightError::BadMetadata { path: path.into(), reason };
     let Value::Object(obj) = value else {
-        return Err(bad(format!(
-            "expected an object of strings, found {}",
-            json_kind(value)
-        )));
+        return Err(bad(format!("expected an object of strings, found {}", json_kind(value))));
     };
     obj.iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(bad(format!(
-                "value of '{k}' is {}, expected a string",
-                json_kind(other)
-            ))),
+            other => Err(bad(format!("value of '{k}' is {}, expected a string", json_kind(other)))),
         })
         .collect()
 }
@@ -137,11 +104,7 @@ fn parse_entry(
     value: &Value,
     data_len: usize,
 ) -> Result<(DType, Vec<usize>, usize, usize)> {
-    let bad = |reason: String| WeightError::BadEntry {
-        path: path.into(),
-        tensor: name.into(),
-        reason,
-    };
+    let bad = |reason: String| WeightError::BadEntry { path: path.into(), tensor: name.into(), reason };
     let Value::Object(obj) = value else {
         return Err(bad(format!("entry is {}, expected an object", json_kind(value))));
     };
@@ -160,18 +123,10 @@ fn parse_entry(
     let shape_u64 = u64_array(field("shape")?, "shape").map_err(bad)?;
     let offsets = u64_array(field("data_offsets")?, "data_offsets").map_err(bad)?;
     let [begin, end] = offsets[..] else {
-        return Err(bad(format!(
-            "`data_offsets` has {} elements, expected 2",
-            offsets.len()
-        )));
+        return Err(bad(format!("`data_offsets` has {} elements, expected 2", offsets.len())));
     };
     if begin > end {
-        return Err(WeightError::BeginAfterEnd {
-            path: path.into(),
-            tensor: name.into(),
-            begin,
-            end,
-        });
+        return Err(WeightError::BeginAfterEnd { path: path.into(), tensor: name.into(), begin, end });
     }
     if end > data_len as u64 {
         return Err(WeightError::OffsetOutOfRange {
@@ -213,10 +168,7 @@ fn parse_entry(
 /// Reads a JSON array of non-negative integers, explaining what is wrong otherwise.
 fn u64_array(value: &Value, key: &str) -> std::result::Result<Vec<u64>, String> {
     let Value::Array(items) = value else {
-        return Err(format!(
-            "`{key}` is {}, expected an array of integers",
-            json_kind(value)
-        ));
+        return Err(format!("`{key}` is {}, expected an array of integers", json_kind(value)));
     };
     items
         .iter()
@@ -229,31 +181,21 @@ fn u64_array(value: &Value, key: &str) -> std::result::Result<Vec<u64>, String> 
                     format!("`{key}`[{i}] = {n} is not a non-negative integer")
                 }
             }),
-            other => Err(format!(
-                "`{key}`[{i}] is {}, expected an integer",
-                json_kind(other)
-            )),
+            other => Err(format!("`{key}`[{i}] is {}, expected an integer", json_kind(other))),
         })
         .collect()
 }
 
 /// Rejects tensors sharing bytes. Empty tensors own no bytes and cannot overlap anything.
 fn check_overlaps(path: &Path, tensors: &BTreeMap<String, Entry>) -> Result<()> {
-    let mut ranges: Vec<(usize, usize, &str)> = tensors
-        .iter()
-        .filter(|(_, e)| e.start < e.end)
-        .map(|(n, e)| (e.start, e.end, n.as_str()))
-        .collect();
+    let mut ranges: Vec<(usize, usize, &str)> =
+        tensors.iter().filter(|(_, e)| e.start < e.end).map(|(n, e)| (e.start, e.end, n.as_str())).collect();
     ranges.sort_unstable();
     for pair in ranges.windows(2) {
         let (_, prev_end, prev) = pair[0];
         let (start, _, cur) = pair[1];
         if prev_end > start {
-            return Err(WeightError::Overlap {
-                path: path.into(),
-                first: prev.into(),
-                second: cur.into(),
-            });
+            return Err(WeightError::Overlap { path: path.into(), first: prev.into(), second: cur.into() });
         }
     }
     Ok(())

@@ -32,16 +32,9 @@ impl WeightStore {
         let path = path.as_ref();
         if path.is_dir() {
             let index = path.join(DEFAULT_INDEX);
-            return if index.is_file() {
-                Self::open_index(&index)
-            } else {
-                Self::open_dir(path)
-            };
+            return if index.is_file() { Self::open_index(&index) } else { Self::open_dir(path) };
         }
-        let is_index = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".index.json"));
+        let is_index = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".index.json"));
         if is_index {
             Self::open_index(path)
         } else {
@@ -51,11 +44,7 @@ impl WeightStore {
 
     /// Every `*.safetensors` in `dir`, in name order; a tensor in two files is an error.
     fn open_dir(dir: &Path) -> Result<Self> {
-        let io = |source| WeightError::Io {
-            path: dir.into(),
-            action: "read directory",
-            source,
-        };
+        let io = |source| WeightError::Io { path: dir.into(), action: "read directory", source };
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let p = entry.map_err(io)?.path();
@@ -67,10 +56,7 @@ impl WeightStore {
             return Err(WeightError::NoWeightFiles { path: dir.into() });
         }
         paths.sort();
-        let files = paths
-            .iter()
-            .map(SafetensorsFile::open)
-            .collect::<Result<Vec<_>>>()?;
+        let files = paths.iter().map(SafetensorsFile::open).collect::<Result<Vec<_>>>()?;
         Self::from_files(dir, files)
     }
 
@@ -94,37 +80,21 @@ impl WeightStore {
                 metadata.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-        Ok(Self {
-            source: source.into(),
-            files,
-            names,
-            metadata,
-        })
+        Ok(Self { source: source.into(), files, names, metadata })
     }
 
     /// `{"metadata": {...}, "weight_map": {tensor: shard_file}}`, shards relative to the index.
     fn open_index(index: &Path) -> Result<Self> {
-        let bad = |reason: String| WeightError::BadIndex {
-            path: index.into(),
-            reason,
-        };
-        let io = |source| WeightError::Io {
-            path: index.into(),
-            action: "read",
-            source,
-        };
+        let bad = |reason: String| WeightError::BadIndex { path: index.into(), reason };
+        let io = |source| WeightError::Io { path: index.into(), action: "read", source };
         let len = std::fs::metadata(index).map_err(io)?.len();
         if len > MAX_HEADER_BYTES {
-            return Err(bad(format!(
-                "{len} bytes is larger than the {MAX_HEADER_BYTES}-byte limit"
-            )));
+            return Err(bad(format!("{len} bytes is larger than the {MAX_HEADER_BYTES}-byte limit")));
         }
         let text = std::fs::read_to_string(index).map_err(io)?;
         let json: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let root = as_object(&json).map_err(|r| bad(format!("index {r}")))?;
-        let weight_map = root
-            .get("weight_map")
-            .ok_or_else(|| bad("missing `weight_map`".into()))?;
+        let weight_map = root.get("weight_map").ok_or_else(|| bad("missing `weight_map`".into()))?;
         let weight_map = as_object(weight_map).map_err(|r| bad(format!("`weight_map` {r}")))?;
 
         // Group tensors by shard so each shard is opened once.
@@ -149,21 +119,15 @@ impl WeightStore {
         }
         let missing: Vec<PathBuf> = shard_paths.iter().filter(|p| !p.is_file()).cloned().collect();
         if !missing.is_empty() {
-            return Err(WeightError::MissingShards {
-                index: index.into(),
-                shards: missing,
-            });
+            return Err(WeightError::MissingShards { index: index.into(), shards: missing });
         }
 
         let mut files = Vec::with_capacity(shard_paths.len());
         let mut names = BTreeMap::new();
         for (i, (path, tensors)) in shard_paths.iter().zip(by_shard.values()).enumerate() {
             let file = SafetensorsFile::open(path)?;
-            let absent: Vec<String> = tensors
-                .iter()
-                .filter(|t| !file.contains(t))
-                .map(|t| t.to_string())
-                .collect();
+            let absent: Vec<String> =
+                tensors.iter().filter(|t| !file.contains(t)).map(|t| t.to_string()).collect();
             if !absent.is_empty() {
                 return Err(WeightError::NotInShard {
                     index: index.into(),
@@ -188,12 +152,7 @@ impl WeightStore {
                 metadata.insert(k.clone(), v);
             }
         }
-        Ok(Self {
-            source: index.into(),
-            files,
-            names,
-            metadata,
-        })
+        Ok(Self { source: index.into(), files, names, metadata })
     }
 
     /// The path that was opened.
@@ -232,10 +191,7 @@ impl WeightStore {
         self.names
             .get(name)
             .map(|&i| &self.files[i])
-            .ok_or_else(|| WeightError::NotFound {
-                path: self.source.clone(),
-                tensor: name.into(),
-            })
+            .ok_or_else(|| WeightError::NotFound { path: self.source.clone(), tensor: name.into() })
     }
 
     /// Zero-copy view of a tensor.
@@ -260,10 +216,7 @@ impl WeightStore {
     /// The tensor as f32 values, whatever its stored dtype (always a copy; handles alignment).
     pub fn get_f32(&self, name: &str) -> Result<Vec<f32>> {
         let bytes = self.get_as(name, DType::F32)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     /// Metadata strings: the file's `__metadata__`, or the index's `metadata`.
@@ -273,21 +226,14 @@ impl WeightStore {
 
     /// Sum of the byte sizes of all exposed tensors.
     pub fn total_bytes(&self) -> u64 {
-        self.names
-            .keys()
-            .filter_map(|n| self.get(n).ok())
-            .map(|v| v.bytes.len() as u64)
-            .sum()
+        self.names.keys().filter_map(|n| self.get(n).ok()).map(|v| v.bytes.len() as u64).sum()
     }
 
     /// Compares the store with what a graph expects. Missing or mis-shaped tensors fail with
     /// [`WeightError::Mismatch`] listing every problem; otherwise the returned report carries
     /// the non-fatal findings (dtype differences, unexpected tensors).
     pub fn validate(&self, expected: &[ExpectedTensor]) -> Result<MismatchReport> {
-        let mut report = MismatchReport {
-            source: self.source.display().to_string(),
-            ..Default::default()
-        };
+        let mut report = MismatchReport { source: self.source.display().to_string(), ..Default::default() };
         let mut wanted = std::collections::BTreeSet::new();
         for e in expected {
             if !wanted.insert(e.name.as_str()) {
@@ -312,12 +258,7 @@ impl WeightStore {
                 });
             }
         }
-        report.unexpected = self
-            .names
-            .keys()
-            .filter(|n| !wanted.contains(n.as_str()))
-            .cloned()
-            .collect();
+        report.unexpected = self.names.keys().filter(|n| !wanted.contains(n.as_str())).cloned().collect();
         if report.is_fatal() {
             Err(WeightError::Mismatch(report))
         } else {

@@ -14,11 +14,7 @@ pub struct ExpectedTensor {
 
 impl ExpectedTensor {
     pub fn new(name: impl Into<String>, dtype: DType, shape: &[usize]) -> Self {
-        Self {
-            name: name.into(),
-            dtype,
-            shape: shape.to_vec(),
-        }
+        Self { name: name.into(), dtype, shape: shape.to_vec() }
     }
 }
 
@@ -79,11 +75,7 @@ impl fmt::Display for MismatchReport {
             write!(f, "\n  missing: '{}' ({} {:?})", m.name, m.dtype, m.shape)?;
         }
         for m in &self.shape_mismatches {
-            write!(
-                f,
-                "\n  shape mismatch: '{}' expected {:?}, found {:?}",
-                m.name, m.expected, m.found
-            )?;
+            write!(f, "\n  shape mismatch: '{}' expected {:?}, found {:?}", m.name, m.expected, m.found)?;
         }
         for d in &self.dtype_differences {
             write!(

@@ -43,10 +43,7 @@ pub fn save(
         if expected != bytes.len() {
             return Err(bad(
                 name,
-                format!(
-                    "shape {shape:?} x {dtype} needs {expected} bytes, got {}",
-                    bytes.len()
-                ),
+                format!("shape {shape:?} x {dtype} needs {expected} bytes, got {}", bytes.len()),
             ));
         }
     }
@@ -56,10 +53,8 @@ pub fn save(
 
     let mut header = Map::new();
     if let Some(meta) = metadata.filter(|m| !m.is_empty()) {
-        let meta: Map<String, Value> = meta
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-            .collect();
+        let meta: Map<String, Value> =
+            meta.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
         header.insert(METADATA_KEY.into(), Value::Object(meta));
     }
     let mut offset = 0usize;
@@ -76,11 +71,7 @@ pub fn save(
     // Padding keeps the data section 8-byte aligned within the file.
     text.resize(text.len().next_multiple_of(8), b' ');
 
-    let io = |source| WeightError::Io {
-        path: path.into(),
-        action: "write",
-        source,
-    };
+    let io = |source| WeightError::Io { path: path.into(), action: "write", source };
     let mut out = BufWriter::new(File::create(path).map_err(io)?);
     out.write_all(&(text.len() as u64).to_le_bytes()).map_err(io)?;
     out.write_all(&text).map_err(io)?;

@@ -30,10 +30,10 @@ pub fn plan_memory(g: &Graph, is_static: &[bool]) -> MemoryPlan {
     let mut life: Vec<Option<(usize, usize)>> = vec![None; n];
     for (i, node) in g.nodes.iter().enumerate() {
         let r = root[i].0;
-        if is_static[r] || matches!(g.nodes[r].op, Op::State { .. }) {
-            continue;
-        }
-        if r == i {
+        // Static values and states live outside the arena, but a node writing into a state
+        // still reads its inputs here, so their lifetimes are extended below regardless.
+        let in_arena = !is_static[r] && !matches!(g.nodes[r].op, Op::State { .. });
+        if in_arena && r == i {
             // Inputs are written before the run starts and kept for the whole run, so a plan
             // can be re-run without setting them again.
             life[i] = Some(if matches!(node.op, Op::Input { .. }) { (0, n) } else { (i, i) });
@@ -96,10 +96,20 @@ mod tests {
             let len = b.shape(vals[0])[0];
             let w = b.param("w", DType::F32, [len]).unwrap();
             vals.push(w);
+            let mut state = b.state("s", DType::F32, [len]).unwrap();
+            let zero = b.constant_i32([1], &[0]).unwrap();
             for _ in 0..rng.gen_range(1..40) {
                 let a = vals[rng.gen_range(0..vals.len())];
                 let c = vals[rng.gen_range(0..vals.len())];
-                let v = match rng.gen_range(0..4) {
+                let v = match rng.gen_range(0..5) {
+                    // A computed value written into a state: it must stay live until the write.
+                    4 => {
+                        let e = b.unary(UnaryOp::Exp, a).unwrap();
+                        let filler = b.unary(UnaryOp::Neg, c).unwrap();
+                        state = b.write_slice(state, e, zero, 0).unwrap();
+                        let _ = filler;
+                        state
+                    }
                     0 => b.unary(UnaryOp::Exp, a).unwrap(),
                     1 => b.add(a, c).unwrap(),
                     2 => b.reshape(a, [1, len]).and_then(|r| b.reshape(r, [len])).unwrap(),
@@ -114,6 +124,15 @@ mod tests {
             let st = static_nodes(&g);
             let p = plan_memory(&g, &st);
             assert!(p.arena_bytes <= p.naive_bytes);
+            // Every read of a stored value (through any alias chain) lies inside its lifetime.
+            for (j, node) in g.nodes.iter().enumerate() {
+                for inp in &node.inputs {
+                    let r = g.storage_root(*inp).0;
+                    if let Some((first, last)) = p.lifetimes[r] {
+                        assert!(first <= j && j <= last, "node {j} reads {r} outside {first}..={last}");
+                    }
+                }
+            }
             let roots: Vec<usize> = (0..g.len()).filter(|&i| p.lifetimes[i].is_some()).collect();
             for &a in &roots {
                 for &c in &roots {

@@ -111,11 +111,8 @@ fn block(
     let mut s = vec![0f32; rows * BK];
     // Causal: query i sees keys j <= i + tk - tq (bottom-right aligned).
     let shift = tk as isize - tq as isize;
-    let key_end = if causal {
-        (i0 as isize + rows as isize + shift).clamp(0, tk as isize) as usize
-    } else {
-        tk
-    };
+    let key_end =
+        if causal { (i0 as isize + rows as isize + shift).clamp(0, tk as isize) as usize } else { tk };
     // Query rows of this head: row stride Hq*D in q [B, Tq, Hq, D].
     let q_m = Mat::rows(((bi * tq + i0) * dm.hq + h) * d, dm.hq * d);
     for j0 in (0..key_end).step_by(BK) {

@@ -98,9 +98,7 @@ pub(crate) fn par_chunks<T: Send>(out: &mut [T], group: usize, body: impl Fn(usi
     if out.len() <= step {
         body(0, out);
     } else {
-        out.par_chunks_mut(step)
-            .enumerate()
-            .for_each(|(i, c)| body(i * CHUNK, c));
+        out.par_chunks_mut(step).enumerate().for_each(|(i, c)| body(i * CHUNK, c));
     }
 }
 
@@ -182,9 +180,9 @@ pub fn binary(op: BinaryOp, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) -
         BinaryOp::Max => int_map(&bc, &av, &bv, &mut o, i64::max),
         BinaryOp::Min => int_map(&bc, &av, &bv, &mut o, i64::min),
         BinaryOp::Div => int_map(&bc, &av, &bv, &mut o, |x, y| x.checked_div(y).unwrap_or(0)),
-        BinaryOp::Pow => int_map(&bc, &av, &bv, &mut o, |x, y| {
-            x.wrapping_pow(y.clamp(0, u32::MAX as i64) as u32)
-        }),
+        BinaryOp::Pow => {
+            int_map(&bc, &av, &bv, &mut o, |x, y| x.wrapping_pow(y.clamp(0, u32::MAX as i64) as u32))
+        }
     }
     int_store(out, &o);
     Ok(())

@@ -55,11 +55,7 @@ pub(crate) fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    let parallelism = if par {
-        Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        Parallelism::None
-    };
+    let parallelism = if par { Parallelism::Rayon(rayon::current_num_threads()) } else { Parallelism::None };
     // SAFETY: all three views were bounds-checked above; `dst` is a unique borrow, so it cannot
     // alias `a` or `b`.
     unsafe {

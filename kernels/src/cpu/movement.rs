@@ -57,9 +57,7 @@ pub(crate) fn gather(src: &[u8], es: usize, shape: &[usize], strides: &[usize], 
         }
     };
     if dst.len() < PAR_BYTES {
-        dst.chunks_exact_mut(row_bytes)
-            .enumerate()
-            .for_each(|(i, o)| copy_row(i, o));
+        dst.chunks_exact_mut(row_bytes).enumerate().for_each(|(i, o)| copy_row(i, o));
     } else {
         let min_rows = (PAR_BYTES / 4 / row_bytes).max(1);
         dst.par_chunks_exact_mut(row_bytes)

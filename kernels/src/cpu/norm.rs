@@ -35,24 +35,21 @@ pub fn layer_norm(
         if c == 0 {
             return Ok(());
         }
-        o.par_chunks_mut(c)
-            .zip(xd.par_chunks(c))
-            .with_min_len(min_rows(c))
-            .for_each(|(dst, src)| {
-                let (mean, var) = mean_var(src);
-                let rstd = (1.0 / (var + eps as f64).sqrt()) as f32;
-                let mean = mean as f32;
-                for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
-                    let mut y = (s - mean) * rstd;
-                    if let Some(w) = &wd {
-                        y *= w[i];
-                    }
-                    if let Some(b) = &bd {
-                        y += b[i];
-                    }
-                    *d = y;
+        o.par_chunks_mut(c).zip(xd.par_chunks(c)).with_min_len(min_rows(c)).for_each(|(dst, src)| {
+            let (mean, var) = mean_var(src);
+            let rstd = (1.0 / (var + eps as f64).sqrt()) as f32;
+            let mean = mean as f32;
+            for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+                let mut y = (s - mean) * rstd;
+                if let Some(w) = &wd {
+                    y *= w[i];
                 }
-            });
+                if let Some(b) = &bd {
+                    y += b[i];
+                }
+                *d = y;
+            }
+        });
         Ok(())
     })
 }
@@ -76,20 +73,17 @@ pub fn rms_norm(eps: f32, x: &TensorRef, w: Option<&TensorRef>, out: &mut Tensor
         if c == 0 {
             return Ok(());
         }
-        o.par_chunks_mut(c)
-            .zip(xd.par_chunks(c))
-            .with_min_len(min_rows(c))
-            .for_each(|(dst, src)| {
-                let ms = src.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / c as f64;
-                let r = (1.0 / (ms + eps as f64).sqrt()) as f32;
-                for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
-                    let y = round(s * r);
-                    *d = match &wd {
-                        Some(w) => y * w[i],
-                        None => y,
-                    };
-                }
-            });
+        o.par_chunks_mut(c).zip(xd.par_chunks(c)).with_min_len(min_rows(c)).for_each(|(dst, src)| {
+            let ms = src.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / c as f64;
+            let r = (1.0 / (ms + eps as f64).sqrt()) as f32;
+            for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+                let y = round(s * r);
+                *d = match &wd {
+                    Some(w) => y * w[i],
+                    None => y,
+                };
+            }
+        });
         Ok(())
     })
 }

@@ -57,11 +57,7 @@ fn taps(mode: ResizeMode, align: bool, aa: bool, inp: usize, out: usize) -> Taps
             _ if aa => aa_taps(mode, align, inp, out, i),
             ResizeMode::Bilinear => {
                 let scale = scale_of(inp, out, align);
-                let src = if align {
-                    scale * i as f32
-                } else {
-                    (scale * (i as f32 + 0.5) - 0.5).max(0.0)
-                };
+                let src = if align { scale * i as f32 } else { (scale * (i as f32 + 0.5) - 0.5).max(0.0) };
                 let i0 = (src.floor() as i64).min(last);
                 let l = (src - i0 as f32).clamp(0.0, 1.0);
                 let i1 = if i0 < last { i0 + 1 } else { i0 };
@@ -69,20 +65,11 @@ fn taps(mode: ResizeMode, align: bool, aa: bool, inp: usize, out: usize) -> Taps
             }
             ResizeMode::Bicubic => {
                 let scale = scale_of(inp, out, align);
-                let src = if align {
-                    scale * i as f32
-                } else {
-                    scale * (i as f32 + 0.5) - 0.5
-                };
+                let src = if align { scale * i as f32 } else { scale * (i as f32 + 0.5) - 0.5 };
                 let i0 = (src.floor() as i64).min(last);
                 let t = (src - i0 as f32).clamp(0.0, 1.0) as f64;
                 let a = -0.75;
-                let w = [
-                    cubic2(t + 1.0, a),
-                    cubic1(t, a),
-                    cubic1(1.0 - t, a),
-                    cubic2(2.0 - t, a),
-                ];
+                let w = [cubic2(t + 1.0, a), cubic1(t, a), cubic1(1.0 - t, a), cubic2(2.0 - t, a)];
                 (0..4).map(|j| (clampi(i0 - 1 + j as i64), w[j] as f32)).collect()
             }
         })
@@ -104,18 +91,14 @@ fn aa_taps(mode: ResizeMode, align: bool, inp: usize, out: usize, i: usize) -> V
         }),
         _ => (1.0, |x| (1.0 - x.abs()).max(0.0)),
     };
-    let (support, invscale) = if scale >= 1.0 {
-        (half_width * scale, 1.0 / scale)
-    } else {
-        (half_width, 1.0)
-    };
+    let (support, invscale) =
+        if scale >= 1.0 { (half_width * scale, 1.0 / scale) } else { (half_width, 1.0) };
     let center = scale * (i as f64 + 0.5);
     // `as i64` truncates toward zero, as PyTorch's static_cast does.
     let xmin = ((center - support + 0.5) as i64).max(0);
     let xmax = ((center + support + 0.5) as i64).min(inp as i64);
-    let w: Vec<(usize, f64)> = (xmin..xmax)
-        .map(|j| (j as usize, filter((j as f64 - center + 0.5) * invscale)))
-        .collect();
+    let w: Vec<(usize, f64)> =
+        (xmin..xmax).map(|j| (j as usize, filter((j as f64 - center + 0.5) * invscale))).collect();
     let total: f64 = w.iter().map(|p| p.1).sum();
     let norm = if total != 0.0 { total } else { 1.0 };
     w.into_iter().map(|(j, v)| (j, (v / norm) as f32)).collect()

@@ -64,21 +64,18 @@ pub fn rope(kind: RopeKind, theta: f32, x: &TensorRef, pos: &TensorRef, out: &mu
             return Ok(());
         }
         // One task per (leading index, t): H heads of D.
-        o.par_chunks_mut(h * d)
-            .zip(xd.par_chunks(h * d))
-            .enumerate()
-            .for_each(|(row, (dst, src))| {
-                let ti = row % t;
-                let (c, s) = (&cos[ti * half..][..half], &sin[ti * half..][..half]);
-                for (dh, sh) in dst.chunks_exact_mut(d).zip(src.chunks_exact(d)) {
-                    let (x1, x2) = sh.split_at(half);
-                    let (o1, o2) = dh.split_at_mut(half);
-                    for i in 0..half {
-                        o1[i] = x1[i] * c[i] - x2[i] * s[i];
-                        o2[i] = x2[i] * c[i] + x1[i] * s[i];
-                    }
+        o.par_chunks_mut(h * d).zip(xd.par_chunks(h * d)).enumerate().for_each(|(row, (dst, src))| {
+            let ti = row % t;
+            let (c, s) = (&cos[ti * half..][..half], &sin[ti * half..][..half]);
+            for (dh, sh) in dst.chunks_exact_mut(d).zip(src.chunks_exact(d)) {
+                let (x1, x2) = sh.split_at(half);
+                let (o1, o2) = dh.split_at_mut(half);
+                for i in 0..half {
+                    o1[i] = x1[i] * c[i] - x2[i] * s[i];
+                    o2[i] = x2[i] * c[i] + x1[i] * s[i];
                 }
-            });
+            }
+        });
         Ok(())
     })
 }

@@ -15,16 +15,15 @@ pub fn softmax(axis: usize, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
         if block == 0 {
             return Ok(());
         }
-        o.par_chunks_mut(block)
-            .zip(xd.par_chunks(block))
-            .with_min_len((1 << 14) / block + 1)
-            .for_each(|(dst, src)| {
+        o.par_chunks_mut(block).zip(xd.par_chunks(block)).with_min_len((1 << 14) / block + 1).for_each(
+            |(dst, src)| {
                 if inner == 1 {
                     row(src, dst)
                 } else {
                     strided(src, dst, len, inner)
                 }
-            });
+            },
+        );
         Ok(())
     })
 }

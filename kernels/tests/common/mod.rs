@@ -85,8 +85,12 @@ impl Owned {
     }
     pub fn to_i64(&self) -> Vec<i64> {
         match self.dtype {
-            DType::I64 => self.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
-            DType::I32 => self.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
+            DType::I64 => {
+                self.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+            }
+            DType::I32 => {
+                self.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect()
+            }
             _ => self.data.iter().map(|&b| b as i64).collect(),
         }
     }

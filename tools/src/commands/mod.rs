@@ -3,3 +3,4 @@ pub mod graph;
 pub mod inspect;
 pub mod kernels;
 pub mod ops;
+pub mod parity;
