@@ -332,6 +332,12 @@ fn conv2d_paths() {
         ("1x1 grouped", [1, 4, 5, 6], [4, 1, 1, 3], params(1, 0, 1, 2)),
         ("1x1 s2", [1, 7, 9, 5], [8, 1, 1, 5], params(2, 0, 1, 1)),
         ("1x1 single pixel", [3, 1, 1, 1], [1, 1, 1, 1], params(1, 0, 1, 1)),
+        (
+            "no input channels",
+            [1, 4, 5, 0],
+            [2, 3, 3, 0],
+            params(1, 1, 1, 1),
+        ),
     ];
     let mut seed = 500;
     for dtype in FLOATS {

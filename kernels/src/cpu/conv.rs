@@ -111,6 +111,9 @@ fn general(geo: &Geo, p: &Conv2dParams, xd: &[f32], wd: &[f32], o: &mut [f32]) {
     // weight layout [KH, KW, Cin/g].
     let kg = geo.kh * geo.kw * cg;
     let ncol = kg * geo.g;
+    if ncol == 0 {
+        return; // no input channels: the output is just the bias
+    }
     let row_elems = geo.wo * ncol;
     let chunk_rows = (COL_BUDGET / row_elems.max(1)).clamp(1, geo.ho);
     let mut col = vec![0f32; chunk_rows * row_elems];
