@@ -46,7 +46,14 @@ pub fn attention(
 ) -> Result<()> {
     let (b, tq, hq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
     let (tk, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3]);
-    let dims = Dims { tq, tk, hq, hkv, d, dv };
+    let dims = Dims {
+        tq,
+        tk,
+        hq,
+        hkv,
+        d,
+        dv,
+    };
     let mask = match mask {
         None => Mask::None,
         Some(m) => {
@@ -119,7 +126,18 @@ fn block(
         let cols = BK.min(key_end - j0);
         // S = scale * Q K^T; K rows read transposed (column stride Hkv*D).
         let k_m = Mat::cols(((bi * tk + j0) * dm.hkv + hk) * d, dm.hkv * d);
-        sgemm((rows, cols, d), &mut s, Mat::rows(0, cols), false, q, q_m, k, k_m, scale, false);
+        sgemm(
+            (rows, cols, d),
+            &mut s,
+            Mat::rows(0, cols),
+            false,
+            q,
+            q_m,
+            k,
+            k_m,
+            scale,
+            false,
+        );
         for r in 0..rows {
             let i = i0 + r;
             let sr = &mut s[r * cols..][..cols];
@@ -138,11 +156,8 @@ fn block(
                 continue;
             }
             let alpha = (m[r] - m_new).exp();
-            let mut sum = 0f32;
-            for x in sr.iter_mut() {
-                *x = (*x - m_new).exp();
-                sum += *x;
-            }
+            sr.iter_mut().for_each(|x| *x = exp_nonpos(*x - m_new));
+            let sum: f32 = sr.iter().sum();
             l[r] = l[r] * alpha + sum;
             m[r] = m_new;
             if alpha != 1.0 {
@@ -151,7 +166,18 @@ fn block(
         }
         // acc += P V; V rows [Tk, Hkv, Dv] have row stride Hkv*Dv.
         let v_m = Mat::rows(((bi * tk + j0) * dm.hkv + hk) * dv, dm.hkv * dv);
-        sgemm((rows, dv, cols), &mut acc, Mat::rows(0, dv), true, &s, Mat::rows(0, cols), v, v_m, 1.0, false);
+        sgemm(
+            (rows, dv, cols),
+            &mut acc,
+            Mat::rows(0, dv),
+            true,
+            &s,
+            Mat::rows(0, cols),
+            v,
+            v_m,
+            1.0,
+            false,
+        );
     }
     for r in 0..rows {
         // Fully masked rows (l == 0) stay zero instead of 0/0.
@@ -179,5 +205,52 @@ fn apply_mask(mask: &Mask, bi: usize, h: usize, i: usize, j0: usize, sr: &mut [f
                 *x += mf[base + j * st[3]];
             }
         }
+    }
+}
+
+/// `exp(x)` for `x <= 0` (scores minus their running max), written so the compiler vectorises
+/// it: `2^n * p(r)` with `r = x - n ln2` in [-ln2/2, ln2/2] and a degree-7 Taylor polynomial
+/// (relative error ~1e-8 before rounding). Below -87 (including -inf) it flushes to 0; NaN stays NaN.
+#[inline]
+fn exp_nonpos(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let xc = x.max(-87.0);
+    let n = (xc * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 5040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p * r + c;
+    }
+    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    if x >= -87.0 {
+        p * scale
+    } else if x.is_nan() {
+        x
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_nonpos;
+
+    #[test]
+    fn exp_nonpos_accuracy_and_edges() {
+        for i in 0..=100_000 {
+            let x = -(i as f32) * 1e-3; // 0 .. -100
+            let want = (x as f64).exp();
+            let got = exp_nonpos(x) as f64;
+            if x >= -87.0 {
+                assert!((got - want).abs() <= 3e-7 * want, "exp({x}) = {got}, want {want}");
+            } else {
+                assert!(got == 0.0 || (got - want).abs() <= 1e-37);
+            }
+        }
+        assert_eq!(exp_nonpos(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpos(0.0), 1.0);
+        assert!(exp_nonpos(f32::NAN).is_nan());
     }
 }

@@ -111,6 +111,9 @@ fn general(geo: &Geo, p: &Conv2dParams, xd: &[f32], wd: &[f32], o: &mut [f32]) {
     // weight layout [KH, KW, Cin/g].
     let kg = geo.kh * geo.kw * cg;
     let ncol = kg * geo.g;
+    if ncol == 0 {
+        return; // no input channels: the output is just the bias
+    }
     let row_elems = geo.wo * ncol;
     let chunk_rows = (COL_BUDGET / row_elems.max(1)).clamp(1, geo.ho);
     let mut col = vec![0f32; chunk_rows * row_elems];
@@ -176,9 +179,13 @@ fn depthwise(geo: &Geo, p: &Conv2dParams, xd: &[f32], wd: &[f32], bd: Option<&[f
                 None => acc.fill(0.0),
             }
             for ty in 0..geo.kh {
-                let Some(iy) = Geo::src(p, 0, oy, ty, geo.h) else { continue };
+                let Some(iy) = Geo::src(p, 0, oy, ty, geo.h) else {
+                    continue;
+                };
                 for tx in 0..geo.kw {
-                    let Some(ix) = Geo::src(p, 1, ox, tx, geo.w) else { continue };
+                    let Some(ix) = Geo::src(p, 1, ox, tx, geo.w) else {
+                        continue;
+                    };
                     let src = &x_img[(iy * geo.w + ix) * c..][..c];
                     let wv = &wt[(ty * geo.kw + tx) * c..][..c];
                     for ((a, &xv), &wv) in acc.iter_mut().zip(src).zip(wv) {
