@@ -31,21 +31,12 @@ ORDER = [
     "euler",
 ]
 
-_MODULES = {
-    "convnext_hf": "convnext",
-    "unet_mask": "unet",
-}
 
 
 def get(name: str):
-    modname = _MODULES.get(name, name)
-    try:
-        mod = importlib.import_module(f"{__name__}.{modname}")
-    except ModuleNotFoundError as e:
-        raise SystemExit(f"unknown component {name!r} ({e})")
-    if hasattr(mod, "variant"):
-        return mod.variant(name)
-    return mod
+    if name not in ORDER:
+        raise SystemExit(f"unknown component {name!r}: one of {ORDER}")
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def available():
@@ -54,6 +45,6 @@ def available():
         try:
             get(n)
             out.append(n)
-        except SystemExit:
+        except ModuleNotFoundError:
             pass
     return out
