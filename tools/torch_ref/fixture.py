@@ -7,7 +7,8 @@ import platform
 from typing import Any, Dict, Optional
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from . import __version__
 
@@ -66,8 +67,42 @@ def write_fixture(
         "weights": json.dumps(sorted(weights)),
         "command": command,
     }
-    # sorted insertion keeps the header byte-identical across runs
-    save_file({k: tensors[k] for k in sorted(tensors)}, path, metadata=meta)
+    save_deterministic(tensors, path, meta)
+
+
+_DT = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+       torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def save_deterministic(tensors: Dict[str, torch.Tensor], path: str, meta: Dict[str, str]) -> None:
+    """Write a safetensors file whose bytes depend only on the content.
+
+    safetensors.torch.save_file keeps metadata in a hash map, so its header order varies between
+    processes; here the JSON header has sorted keys, tensors are laid out in sorted-name order and
+    the header is space-padded to a multiple of 8 bytes (as the format allows).
+    """
+    import json as _json
+    import struct
+
+    header = {"__metadata__": dict(sorted(meta.items()))}
+    blobs = []
+    off = 0
+    for k in sorted(tensors):
+        t = tensors[k].contiguous()
+        if t.dtype == torch.bfloat16:
+            b = t.view(torch.int16).numpy().tobytes()
+        else:
+            b = t.numpy().tobytes()
+        header[k] = {"dtype": _DT[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = _json.dumps(header, separators=(",", ":"), sort_keys=False).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
 
 
 def read_fixture(path: str):

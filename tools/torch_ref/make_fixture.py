@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
-import sys
 
 import torch
 
@@ -59,7 +59,10 @@ def main(argv=None):
                     help="reference compute precision (default: component's, normally float64)")
     args = ap.parse_args(argv)
     cfg, weights, inputs, outputs, inter, precision = generate(args.component, args.config, args.seed, args.precision)
-    cmd = "python -m torch_ref.make_fixture " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    # the recorded command names the output by its file name only, so the bytes do not depend on the folder
+    cmd = (f"python -m torch_ref.make_fixture --component {shlex.quote(args.component)} --config "
+           f"{shlex.quote(args.config)} --seed {args.seed} --out {shlex.quote(os.path.basename(args.out))}"
+           + (f" --precision {args.precision}" if args.precision else ""))
     write_fixture(args.out, component=args.component, config=cfg, seed=args.seed, weights=weights, inputs=inputs,
                   outputs=outputs, inter=inter, reference_precision=precision, command=cmd)
     n = sum(v.numel() for v in weights.values())
