@@ -27,7 +27,6 @@ ORDER = [
     "unet",
     "unet_mask",
     "vae_decoder",
-    "kandinsky_movq",
     "euler",
 ]
 
