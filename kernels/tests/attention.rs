@@ -84,9 +84,7 @@ fn ref_attention(
                 let p: Vec<f64> = s.iter().map(|&x| (x - mx).exp()).collect();
                 let sum: f64 = p.iter().sum();
                 for c in 0..dv {
-                    let o: f64 = (0..tk)
-                        .map(|j| p[j] * v[((bi * tk + j) * hkv + hk) * dv + c] as f64)
-                        .sum();
+                    let o: f64 = (0..tk).map(|j| p[j] * v[((bi * tk + j) * hkv + hk) * dv + c] as f64).sum();
                     out[((bi * tq + i) * hq + h) * dv + c] = o / sum;
                 }
             }
@@ -123,38 +121,19 @@ fn run_case(seed: u64, dtype: DType, c: &Case, what: &str) -> Vec<f32> {
         MaskKind::None => (None, RefMask::None),
         MaskKind::Bool => {
             let m: Vec<bool> = (0..mn).map(|_| r.gen_bool(0.7)).collect();
-            (
-                Some(Owned::from_bool(&m, &c.mask_shape)),
-                RefMask::Bool(m, c.mask_shape.clone()),
-            )
+            (Some(Owned::from_bool(&m, &c.mask_shape)), RefMask::Bool(m, c.mask_shape.clone()))
         }
         MaskKind::AddF32 | MaskKind::AddSame => {
-            let mdt = if matches!(c.mask, MaskKind::AddF32) {
-                DType::F32
-            } else {
-                dtype
-            };
+            let mdt = if matches!(c.mask, MaskKind::AddF32) { DType::F32 } else { dtype };
             let m: Vec<f32> = (0..mn)
-                .map(|_| {
-                    if r.gen_bool(0.2) {
-                        f32::NEG_INFINITY
-                    } else {
-                        r.gen_range(-3.0..3.0)
-                    }
-                })
+                .map(|_| if r.gen_bool(0.2) { f32::NEG_INFINITY } else { r.gen_range(-3.0..3.0) })
                 .collect();
             let mv = round_trip(&m, mdt);
-            (
-                Some(Owned::from_f32(&m, &c.mask_shape, mdt)),
-                RefMask::Add(mv, c.mask_shape.clone()),
-            )
+            (Some(Owned::from_f32(&m, &c.mask_shape, mdt)), RefMask::Add(mv, c.mask_shape.clone()))
         }
     };
     let scale = 1.0 / (d.max(1) as f32).sqrt();
-    let op = Op::Attention {
-        causal: c.causal,
-        scale,
-    };
+    let op = Op::Attention { causal: c.causal, scale };
     let mut ins = vec![&q, &k, &v];
     if let Some(m) = &mask {
         ins.push(m);
@@ -176,47 +155,17 @@ fn attention_masks_causal_gqa() {
     let cases = [
         ("plain", case((2, 17, 17, 4, 4, 8, 8), false, MaskKind::None, &[])),
         ("single", case((1, 1, 1, 1, 1, 1, 1), false, MaskKind::None, &[])),
-        (
-            "causal square, > blocks",
-            case((1, 150, 150, 2, 1, 16, 16), true, MaskKind::None, &[]),
-        ),
-        (
-            "causal tq<tk gqa dv!=d",
-            case((2, 3, 200, 6, 2, 12, 5), true, MaskKind::None, &[]),
-        ),
-        (
-            "causal tq<tk long",
-            case((1, 70, 300, 2, 2, 8, 3), true, MaskKind::None, &[]),
-        ),
-        (
-            "bool full",
-            case((2, 9, 33, 4, 2, 8, 8), false, MaskKind::Bool, &[2, 4, 9, 33]),
-        ),
-        (
-            "bool [B,1,1,Tk]",
-            case((2, 5, 140, 2, 1, 8, 4), false, MaskKind::Bool, &[2, 1, 1, 140]),
-        ),
-        (
-            "add f32 [1,1,Tq,Tk]",
-            case((2, 65, 65, 3, 3, 8, 8), true, MaskKind::AddF32, &[1, 1, 65, 65]),
-        ),
-        (
-            "add same dtype [Tq,Tk]",
-            case((1, 7, 131, 4, 4, 8, 8), false, MaskKind::AddSame, &[7, 131]),
-        ),
-        (
-            "add f32 [B,1,1,Tk] gqa",
-            case((2, 4, 17, 4, 1, 8, 6), false, MaskKind::AddF32, &[2, 1, 1, 17]),
-        ),
+        ("causal square, > blocks", case((1, 150, 150, 2, 1, 16, 16), true, MaskKind::None, &[])),
+        ("causal tq<tk gqa dv!=d", case((2, 3, 200, 6, 2, 12, 5), true, MaskKind::None, &[])),
+        ("causal tq<tk long", case((1, 70, 300, 2, 2, 8, 3), true, MaskKind::None, &[])),
+        ("bool full", case((2, 9, 33, 4, 2, 8, 8), false, MaskKind::Bool, &[2, 4, 9, 33])),
+        ("bool [B,1,1,Tk]", case((2, 5, 140, 2, 1, 8, 4), false, MaskKind::Bool, &[2, 1, 1, 140])),
+        ("add f32 [1,1,Tq,Tk]", case((2, 65, 65, 3, 3, 8, 8), true, MaskKind::AddF32, &[1, 1, 65, 65])),
+        ("add same dtype [Tq,Tk]", case((1, 7, 131, 4, 4, 8, 8), false, MaskKind::AddSame, &[7, 131])),
+        ("add f32 [B,1,1,Tk] gqa", case((2, 4, 17, 4, 1, 8, 6), false, MaskKind::AddF32, &[2, 1, 1, 17])),
         // Broadcast along keys: whole rows kept or dropped (a finite per-row bias cancels out).
-        (
-            "bool [1,Hq,Tq,1]",
-            case((2, 6, 140, 4, 2, 8, 8), false, MaskKind::Bool, &[1, 4, 6, 1]),
-        ),
-        (
-            "add f32 [B,1,Tq,1]",
-            case((2, 6, 9, 2, 2, 8, 8), true, MaskKind::AddF32, &[2, 1, 6, 1]),
-        ),
+        ("bool [1,Hq,Tq,1]", case((2, 6, 140, 4, 2, 8, 8), false, MaskKind::Bool, &[1, 4, 6, 1])),
+        ("add f32 [B,1,Tq,1]", case((2, 6, 9, 2, 2, 8, 8), true, MaskKind::AddF32, &[2, 1, 6, 1])),
     ];
     let mut seed = 1000;
     for dtype in FLOATS {
@@ -237,21 +186,10 @@ fn attention_fully_masked_rows_are_zero() {
     let mut m = vec![true; tq * tk];
     m[2 * tk..3 * tk].fill(false);
     let bm = Owned::from_bool(&m, &[1, 1, tq, tk]);
-    let af: Vec<f32> = m
-        .iter()
-        .map(|&x| if x { 0.0 } else { f32::NEG_INFINITY })
-        .collect();
+    let af: Vec<f32> = m.iter().map(|&x| if x { 0.0 } else { f32::NEG_INFINITY }).collect();
     let am = Owned::from_f32(&af, &[tq, tk], DType::F32);
     for mask in [&bm, &am] {
-        let out = run_op(
-            &Op::Attention {
-                causal: false,
-                scale: 0.3,
-            },
-            &[&q, &k, &v, mask],
-        )
-        .unwrap()
-        .to_f32();
+        let out = run_op(&Op::Attention { causal: false, scale: 0.3 }, &[&q, &k, &v, mask]).unwrap().to_f32();
         for (idx, x) in out.iter().enumerate() {
             let row = idx / (h * d);
             if row == 2 {
@@ -262,24 +200,12 @@ fn attention_fully_masked_rows_are_zero() {
         }
     }
     // Causal with Tq > Tk: the first Tq - Tk queries see no key.
-    let c = Case {
-        dims: (1, 5, 3, 2, 2, 4, 4),
-        causal: true,
-        mask: MaskKind::None,
-        mask_shape: vec![],
-    };
+    let c = Case { dims: (1, 5, 3, 2, 2, 4, 4), causal: true, mask: MaskKind::None, mask_shape: vec![] };
     let out = run_case(7, DType::F32, &c, "attention causal tq>tk");
     assert!(out[..2 * 2 * 4].iter().all(|&x| x == 0.0));
     // No keys at all.
-    let c = Case {
-        dims: (1, 3, 0, 2, 2, 4, 4),
-        causal: false,
-        mask: MaskKind::None,
-        mask_shape: vec![],
-    };
-    assert!(run_case(8, DType::F32, &c, "attention tk=0")
-        .iter()
-        .all(|&x| x == 0.0));
+    let c = Case { dims: (1, 3, 0, 2, 2, 4, 4), causal: false, mask: MaskKind::None, mask_shape: vec![] };
+    assert!(run_case(8, DType::F32, &c, "attention tk=0").iter().all(|&x| x == 0.0));
 }
 
 /// Permutes a row-major tensor: out dim i is input dim perm[i].
@@ -339,11 +265,7 @@ fn attention_permuted_inputs() {
                 let p: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
                 let sum: f64 = p.iter().sum();
                 for c in 0..d {
-                    let o: f64 = p
-                        .iter()
-                        .enumerate()
-                        .map(|(j, pj)| pj * vh[base_k + j * d + c] as f64)
-                        .sum();
+                    let o: f64 = p.iter().enumerate().map(|(j, pj)| pj * vh[base_k + j * d + c] as f64).sum();
                     want[((bi * tq + i) * h + hh) * d + c] = o / sum;
                 }
             }
@@ -361,11 +283,7 @@ fn ref_rope(x: &[f32], t: usize, h: usize, d: usize, angle: impl Fn(usize, usize
         // out = x * cos(emb) + rotate_half(x) * sin(emb), emb = cat(angles, angles).
         for i in 0..d {
             let a = angle(ti, i % half);
-            let rot = if i < half {
-                -(src[i + half] as f64)
-            } else {
-                src[i - half] as f64
-            };
+            let rot = if i < half { -(src[i + half] as f64) } else { src[i - half] as f64 };
             dst[i] = src[i] as f64 * a.cos() + rot * a.sin();
         }
     }
@@ -382,14 +300,7 @@ fn rope_1d_small_positions() {
             let (x, xv) = input(seed, &[2, t, h, d], dtype);
             let pos: Vec<i64> = (0..t as i64).map(|i| 3 * i + 1).collect();
             let p = Owned::from_i64(&pos, &[t], pdt);
-            let got = run_op(
-                &Op::Rope {
-                    kind: RopeKind::OneD,
-                    theta,
-                },
-                &[&x, &p],
-            )
-            .unwrap();
+            let got = run_op(&Op::Rope { kind: RopeKind::OneD, theta }, &[&x, &p]).unwrap();
             let want = ref_rope(&xv, t, h, d, |ti, i| {
                 pos[ti] as f64 * (theta as f64).powf(-2.0 * i as f64 / d as f64)
             });
@@ -406,14 +317,7 @@ fn rope_1d_large_positions_match_f32_angles() {
     let (x, xv) = input(77, &[t, h, d], DType::F32);
     let pos: Vec<i64> = vec![0, 4095, 32767, 100_003, 131_071];
     let p = Owned::from_i64(&pos, &[t], DType::I64);
-    let got = run_op(
-        &Op::Rope {
-            kind: RopeKind::OneD,
-            theta,
-        },
-        &[&x, &p],
-    )
-    .unwrap();
+    let got = run_op(&Op::Rope { kind: RopeKind::OneD, theta }, &[&x, &p]).unwrap();
     let want = ref_rope(&xv, t, h, d, |ti, i| {
         let e = (2 * i) as f32 / d as f32;
         let inv = 1.0f32 / (theta as f64).powf(e as f64) as f32;
@@ -433,14 +337,7 @@ fn rope_2d_vision() {
         let mut r = rng(seed + 1);
         let pos: Vec<i64> = (0..2 * t).map(|_| r.gen_range(0..24)).collect();
         let p = Owned::from_i64(&pos, &[t, 2], DType::I64);
-        let got = run_op(
-            &Op::Rope {
-                kind: RopeKind::TwoD,
-                theta,
-            },
-            &[&x, &p],
-        )
-        .unwrap();
+        let got = run_op(&Op::Rope { kind: RopeKind::TwoD, theta }, &[&x, &p]).unwrap();
         // angles = [row * f_0.., col * f_0..], f_j = theta^(-j/F).
         let want = ref_rope(&xv, t, h, d, |ti, i| {
             let (axis, j) = if i < f { (0, i) } else { (1, i - f) };

@@ -34,9 +34,7 @@ fn strides(shape: &[usize]) -> Vec<usize> {
 fn bcast_index(idx: &[usize], src: &[usize]) -> usize {
     let off = idx.len() - src.len();
     let st = strides(src);
-    (0..src.len())
-        .map(|i| if src[i] == 1 { 0 } else { idx[off + i] * st[i] })
-        .sum()
+    (0..src.len()).map(|i| if src[i] == 1 { 0 } else { idx[off + i] * st[i] }).sum()
 }
 
 fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
@@ -57,11 +55,7 @@ fn ref_matmul(
     tb: bool,
 ) -> (Vec<f64>, Vec<usize>) {
     let (ra, rb) = (sa.len(), sb.len());
-    let (m, k) = if ta {
-        (sa[ra - 1], sa[ra - 2])
-    } else {
-        (sa[ra - 2], sa[ra - 1])
-    };
+    let (m, k) = if ta { (sa[ra - 1], sa[ra - 2]) } else { (sa[ra - 2], sa[ra - 1]) };
     let n = if tb { sb[rb - 2] } else { sb[rb - 1] };
     let (ba, bb) = (&sa[..ra - 2], &sb[..rb - 2]);
     let r = ba.len().max(bb.len());
@@ -113,22 +107,10 @@ fn matmul_all_transposes_broadcast_dtypes() {
                 sb.extend(if tb { [n, k] } else { [k, n] });
                 let (a, av) = input(seed, &sa, dtype);
                 let (b, bv) = input(seed + 1, &sb, dtype);
-                let got = run_op(
-                    &Op::MatMul {
-                        trans_a: ta,
-                        trans_b: tb,
-                    },
-                    &[&a, &b],
-                )
-                .unwrap();
+                let got = run_op(&Op::MatMul { trans_a: ta, trans_b: tb }, &[&a, &b]).unwrap();
                 let (want, shape) = ref_matmul(&av, &sa, &bv, &sb, ta, tb);
                 assert_eq!(got.shape, shape);
-                check(
-                    &got,
-                    &want,
-                    dtype,
-                    &format!("matmul {dtype:?} {sa:?}x{sb:?} ta={ta} tb={tb}"),
-                );
+                check(&got, &want, dtype, &format!("matmul {dtype:?} {sa:?}x{sb:?} ta={ta} tb={tb}"));
             }
         }
     }
@@ -159,19 +141,8 @@ fn matmul_permuted_inputs_match_transpose_flags() {
     let (at, sat) = transpose_last2(&a, &sa);
     let (bt, sbt) = transpose_last2(&b, &sb);
     let mm = |ta, tb, a: &[f32], sa: &[usize], b: &[f32], sb: &[usize]| {
-        let (a, b) = (
-            Owned::from_f32(a, sa, DType::F32),
-            Owned::from_f32(b, sb, DType::F32),
-        );
-        run_op(
-            &Op::MatMul {
-                trans_a: ta,
-                trans_b: tb,
-            },
-            &[&a, &b],
-        )
-        .unwrap()
-        .to_f32()
+        let (a, b) = (Owned::from_f32(a, sa, DType::F32), Owned::from_f32(b, sb, DType::F32));
+        run_op(&Op::MatMul { trans_a: ta, trans_b: tb }, &[&a, &b]).unwrap().to_f32()
     };
     let base = mm(false, false, &a, &sa, &b, &sb);
     let routes = [
@@ -180,11 +151,7 @@ fn matmul_permuted_inputs_match_transpose_flags() {
         mm(true, true, &at, &sat, &bt, &sbt),
     ];
     for r in &routes {
-        assert!(
-            rel_l2(r, &base) <= 1e-6,
-            "route differs: {:.2e}",
-            rel_l2(r, &base)
-        );
+        assert!(rel_l2(r, &base) <= 1e-6, "route differs: {:.2e}", rel_l2(r, &base));
     }
 }
 
@@ -213,12 +180,7 @@ fn linear_with_and_without_bias() {
                         want[r * n + j] = acc;
                     }
                 }
-                check(
-                    &got,
-                    &want,
-                    dtype,
-                    &format!("linear {dtype:?} x{xs:?} n={n} bias={with_bias}"),
-                );
+                check(&got, &want, dtype, &format!("linear {dtype:?} x{xs:?} n={n} bias={with_bias}"));
             }
         }
     }
@@ -298,41 +260,16 @@ fn conv2d_paths() {
             "grouped 3x2 asym",
             [2, 8, 9, 6],
             [9, 3, 2, 2],
-            Conv2dParams {
-                stride: [1, 2],
-                padding: [1, 0],
-                dilation: [1, 2],
-                groups: 3,
-            },
+            Conv2dParams { stride: [1, 2], padding: [1, 0], dilation: [1, 2], groups: 3 },
         ),
-        (
-            "depthwise 7x7 p3",
-            [1, 12, 13, 17],
-            [17, 7, 7, 1],
-            params(1, 3, 1, 17),
-        ),
-        (
-            "depthwise 3x3 s2",
-            [2, 9, 8, 33],
-            [33, 3, 3, 1],
-            params(2, 1, 1, 33),
-        ),
-        (
-            "depthwise x2 multiplier",
-            [1, 7, 6, 3],
-            [6, 3, 3, 1],
-            params(1, 1, 1, 3),
-        ),
+        ("depthwise 7x7 p3", [1, 12, 13, 17], [17, 7, 7, 1], params(1, 3, 1, 17)),
+        ("depthwise 3x3 s2", [2, 9, 8, 33], [33, 3, 3, 1], params(2, 1, 1, 33)),
+        ("depthwise x2 multiplier", [1, 7, 6, 3], [6, 3, 3, 1], params(1, 1, 1, 3)),
         ("1x1", [2, 5, 7, 17], [3, 1, 1, 17], params(1, 0, 1, 1)),
         ("1x1 grouped", [1, 4, 5, 6], [4, 1, 1, 3], params(1, 0, 1, 2)),
         ("1x1 s2", [1, 7, 9, 5], [8, 1, 1, 5], params(2, 0, 1, 1)),
         ("1x1 single pixel", [3, 1, 1, 1], [1, 1, 1, 1], params(1, 0, 1, 1)),
-        (
-            "no input channels",
-            [1, 4, 5, 0],
-            [2, 3, 3, 0],
-            params(1, 1, 1, 1),
-        ),
+        ("no input channels", [1, 4, 5, 0], [2, 3, 3, 0], params(1, 1, 1, 1)),
     ];
     let mut seed = 500;
     for dtype in FLOATS {
@@ -348,13 +285,5 @@ fn conv2d_paths() {
 #[test]
 fn conv2d_im2col_chunks() {
     // A row of im2col is wider than the chunk budget, so every output row is its own chunk.
-    conv_case(
-        900,
-        DType::F32,
-        [1, 4, 1100, 128],
-        [3, 5, 5, 128],
-        params(1, 2, 1, 1),
-        true,
-        "chunked",
-    );
+    conv_case(900, DType::F32, [1, 4, 1100, 128], [3, 5, 5, 128], params(1, 2, 1, 1), true, "chunked");
 }

@@ -88,12 +88,7 @@ fn layer_norm_affine_variants() {
                         want[r * c + i] = y;
                     }
                 }
-                check(
-                    &got,
-                    &want,
-                    dtype,
-                    &format!("layer_norm {shape:?} w={with_w} b={with_b}"),
-                );
+                check(&got, &want, dtype, &format!("layer_norm {shape:?} w={with_w} b={with_b}"));
             }
         }
     }
@@ -135,16 +130,8 @@ fn rms_norm_with_and_without_weight() {
                     // The tolerance cannot see the intermediate rounding, but exact matches can:
                     // nearly every element equals the reference rounded to the dtype.
                     let g = got.to_f32();
-                    let off = g
-                        .iter()
-                        .zip(&want)
-                        .filter(|(g, w)| **g as f64 != round_to(**w, dtype))
-                        .count();
-                    assert!(
-                        off * 50 <= g.len(),
-                        "rms_norm {dtype:?}: {off}/{} elements differ",
-                        g.len()
-                    );
+                    let off = g.iter().zip(&want).filter(|(g, w)| **g as f64 != round_to(**w, dtype)).count();
+                    assert!(off * 50 <= g.len(), "rms_norm {dtype:?}: {off}/{} elements differ", g.len());
                 }
             }
         }
@@ -197,12 +184,7 @@ fn group_norm_channels_last() {
                         }
                     }
                 }
-                check(
-                    &got,
-                    &want,
-                    dtype,
-                    &format!("group_norm {shape:?} g={groups} w={with_w} b={with_b}"),
-                );
+                check(&got, &want, dtype, &format!("group_norm {shape:?} g={groups} w={with_w} b={with_b}"));
             }
         }
     }

@@ -46,14 +46,7 @@ pub fn attention(
 ) -> Result<()> {
     let (b, tq, hq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
     let (tk, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3]);
-    let dims = Dims {
-        tq,
-        tk,
-        hq,
-        hkv,
-        d,
-        dv,
-    };
+    let dims = Dims { tq, tk, hq, hkv, d, dv };
     let mask = match mask {
         None => Mask::None,
         Some(m) => {
@@ -126,18 +119,7 @@ fn block(
         let cols = BK.min(key_end - j0);
         // S = scale * Q K^T; K rows read transposed (column stride Hkv*D).
         let k_m = Mat::cols(((bi * tk + j0) * dm.hkv + hk) * d, dm.hkv * d);
-        sgemm(
-            (rows, cols, d),
-            &mut s,
-            Mat::rows(0, cols),
-            false,
-            q,
-            q_m,
-            k,
-            k_m,
-            scale,
-            false,
-        );
+        sgemm((rows, cols, d), &mut s, Mat::rows(0, cols), false, q, q_m, k, k_m, scale, false);
         for r in 0..rows {
             let i = i0 + r;
             let sr = &mut s[r * cols..][..cols];
@@ -166,18 +148,7 @@ fn block(
         }
         // acc += P V; V rows [Tk, Hkv, Dv] have row stride Hkv*Dv.
         let v_m = Mat::rows(((bi * tk + j0) * dm.hkv + hk) * dv, dm.hkv * dv);
-        sgemm(
-            (rows, dv, cols),
-            &mut acc,
-            Mat::rows(0, dv),
-            true,
-            &s,
-            Mat::rows(0, cols),
-            v,
-            v_m,
-            1.0,
-            false,
-        );
+        sgemm((rows, dv, cols), &mut acc, Mat::rows(0, dv), true, &s, Mat::rows(0, cols), v, v_m, 1.0, false);
     }
     for r in 0..rows {
         // Fully masked rows (l == 0) stay zero instead of 0/0.

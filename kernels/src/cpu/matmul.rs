@@ -108,18 +108,7 @@ pub fn matmul(a: &TensorRef, b: &TensorRef, out: &mut TensorMut, trans_a: bool, 
     with_f32_out(out, |o| {
         // x[B.., M, K] @ w[K, N] with a shared right operand: one tall gemm.
         if nb_b == 1 && nb_a == nb && !trans_a {
-            sgemm(
-                (nb * m, n, k),
-                o,
-                Mat::rows(0, n),
-                false,
-                ad,
-                av,
-                bd,
-                bv,
-                1.0,
-                true,
-            );
+            sgemm((nb * m, n, k), o, Mat::rows(0, n), false, ad, av, bd, bv, 1.0, true);
             return Ok(());
         }
         // Offsets (in matrices) of batch `i` in a and b.
@@ -144,13 +133,9 @@ pub fn matmul(a: &TensorRef, b: &TensorRef, out: &mut TensorMut, trans_a: bool, 
             return Ok(());
         }
         if nb > 1 && m * n * k < SMALL_GEMM {
-            o.par_chunks_mut(mn)
-                .enumerate()
-                .for_each(|(i, dst)| one(i, dst, false));
+            o.par_chunks_mut(mn).enumerate().for_each(|(i, dst)| one(i, dst, false));
         } else {
-            o.chunks_mut(mn)
-                .enumerate()
-                .for_each(|(i, dst)| one(i, dst, true));
+            o.chunks_mut(mn).enumerate().for_each(|(i, dst)| one(i, dst, true));
         }
         Ok(())
     })

@@ -122,17 +122,11 @@ pub fn group_norm(
                     }
                     acc
                 })
-                .reduce(
-                    || vec![0f64; groups],
-                    |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
-                )
+                .reduce(|| vec![0f64; groups], |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect())
         };
         for (dst, src) in o.chunks_mut(img).zip(xd.chunks(img)) {
             let cnt = (img / c * cg) as f64;
-            let mean: Vec<f64> = group_sums(src, &|_, v| v as f64)
-                .iter()
-                .map(|s| s / cnt)
-                .collect();
+            let mean: Vec<f64> = group_sums(src, &|_, v| v as f64).iter().map(|s| s / cnt).collect();
             let var = group_sums(src, &|gi, v| (v as f64 - mean[gi]).powi(2));
             // y = (x - m[c]) * a[c] + s[c] with per-channel mean, rstd*weight and bias, so the
             // inner loop is a contiguous channel vector.
@@ -146,15 +140,13 @@ pub fn group_norm(
                 a[ch] = (rstd * wd.as_ref().map_or(1.0, |w| w[ch] as f64)) as f32;
                 s[ch] = bd.as_ref().map_or(0.0, |b| b[ch]);
             }
-            dst.par_chunks_mut(chunk)
-                .zip(src.par_chunks(chunk))
-                .for_each(|(d, x)| {
-                    for (dr, xr) in d.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                        for ((((d, &x), &m), &a), &s) in dr.iter_mut().zip(xr).zip(&m).zip(&a).zip(&s) {
-                            *d = (x - m) * a + s;
-                        }
+            dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, x)| {
+                for (dr, xr) in d.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    for ((((d, &x), &m), &a), &s) in dr.iter_mut().zip(xr).zip(&m).zip(&a).zip(&s) {
+                        *d = (x - m) * a + s;
                     }
-                });
+                }
+            });
         }
         Ok(())
     })

@@ -1,0 +1,43 @@
+//! Parity with the PyTorch reference on the committed fixtures (tests/fixtures/torch_ref,
+//! produced by tools/torch_ref; see tests/fixtures/MANIFEST.md).
+
+use focus_cli::parity::{run_fixture, COMPONENTS};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/torch_ref").join(name)
+}
+
+fn check(name: &str) {
+    let r = run_fixture(&fixture(name), None).unwrap();
+    for c in &r.comparisons {
+        println!("{name}: {} rel-L2 {:.3e} max-abs {:.3e}", c.name, c.rel_l2, c.max_abs);
+    }
+    assert!(r.passed(), "{name}: {:?}", r.comparisons);
+    // The comparison is real: a far tighter tolerance must fail on f32 rounding.
+    let strict = run_fixture(&fixture(name), Some(1e-12)).unwrap();
+    assert!(!strict.passed(), "{name}: rel-L2 exactly 0 is implausible");
+}
+
+#[test]
+fn convnext_matches_timm() {
+    check("convnext.tiny.safetensors");
+}
+
+#[test]
+fn qwen2_matches_transformers_including_greedy_decode() {
+    check("qwen2.tiny.safetensors");
+}
+
+#[test]
+fn unimplemented_components_are_reported_not_faked() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/torch_ref");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let comp = p.file_name().unwrap().to_str().unwrap().split('.').next().unwrap().to_string();
+        if !COMPONENTS.contains(&comp.as_str()) {
+            let err = run_fixture(&p, None).unwrap_err();
+            assert!(err.contains("no engine implementation yet"), "{comp}: {err}");
+        }
+    }
+}
