@@ -64,6 +64,9 @@ pub struct Plan {
     inputs: HashMap<String, NodeId>,
     input_set: Vec<bool>,
     unused_weights: Vec<String>,
+    /// Addresses of the state buffers per node (0 elsewhere), refreshed whenever a buffer
+    /// moves (compile, `swap_state`), so `execute` needs no allocation to reach them.
+    state_addrs: Vec<usize>,
 }
 
 fn check_params(g: &Graph, src: Option<&dyn WeightSource>) -> Result<()> {
@@ -163,7 +166,8 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         .map(|w| w.names().into_iter().filter(|n| !used.contains(n.as_str())).collect())
         .unwrap_or_default();
     unused_weights.sort();
-    Ok(Plan {
+    let mut plan = Plan {
+        state_addrs: Vec::new(),
         unused_weights,
         arena: AlignedBuf::zeroed(memory.arena_bytes),
         input_set: vec![false; g.len()],
@@ -175,7 +179,9 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         weights,
         fusion,
         inputs,
-    })
+    };
+    plan.refresh_state_addrs();
+    Ok(plan)
 }
 
 /// View of a node's bytes outside `execute` (compile time and output reads).
@@ -298,13 +304,9 @@ impl Plan {
             }
         }
         let base = self.arena.as_mut_ptr();
-        // Raw pointers to the state buffers, taken once: in-place writes go through them, and
-        // so do reads, so no shared borrow of a state is alive while it is written.
-        let states: Vec<*mut u8> = self
-            .storage
-            .iter_mut()
-            .map(|s| if let Storage::State(b) = s { b.as_mut_ptr() } else { std::ptr::null_mut() })
-            .collect();
+        // State buffers are reached through their exposed addresses, for reads and in-place
+        // writes alike, so no shared borrow of a state is alive while it is written.
+        let states = |i: usize| std::ptr::with_exposed_provenance_mut::<u8>(self.state_addrs[i]);
         let t0 = Instant::now();
         for &id in &self.steps {
             let n = &self.graph.nodes[id.0];
@@ -318,7 +320,7 @@ impl Plan {
                     Storage::Arena(off) => unsafe { std::slice::from_raw_parts(base.add(*off), m.bytes()) },
                     // SAFETY: a state is written only by WriteSlice steps, which never read it
                     // (their destination input is replaced by an empty view below).
-                    Storage::State(_) => unsafe { std::slice::from_raw_parts(states[root], m.bytes()) },
+                    Storage::State(_) => unsafe { std::slice::from_raw_parts(states(root), m.bytes()) },
                     Storage::Alias => unreachable!("roots are never aliases"),
                     Storage::Resident(b) => b.as_slice(),
                     Storage::Weight(name) => {
@@ -339,7 +341,7 @@ impl Plan {
                 Storage::Arena(off) => unsafe { std::slice::from_raw_parts_mut(base.add(off), n.bytes()) },
                 // SAFETY: the in-place destination; no view of it exists during this step.
                 Storage::State(_) => unsafe {
-                    std::slice::from_raw_parts_mut(states[self.graph.storage_root(id).0], n.bytes())
+                    std::slice::from_raw_parts_mut(states(self.graph.storage_root(id).0), n.bytes())
                 },
                 _ => unreachable!("steps write to the arena or a state"),
             };
@@ -367,6 +369,14 @@ impl Plan {
             p.total_us = t0.elapsed().as_secs_f64() * 1e6;
         }
         Ok(())
+    }
+
+    fn refresh_state_addrs(&mut self) {
+        self.state_addrs = self
+            .storage
+            .iter_mut()
+            .map(|s| if let Storage::State(b) = s { b.as_mut_ptr().expose_provenance() } else { 0 })
+            .collect();
     }
 
     fn state_node(&self, name: &str) -> Result<NodeId> {
@@ -417,6 +427,8 @@ impl Plan {
             });
         }
         std::mem::swap(&mut self.storage[a.0], &mut other.storage[b.0]);
+        self.refresh_state_addrs();
+        other.refresh_state_addrs();
         Ok(())
     }
 

@@ -3,10 +3,9 @@
 //! Float dtypes compute in f32 (halves converted at the edges, like PyTorch's opmath);
 //! integer dtypes compute exactly in i64 (wrapping) and are stored back to their own width.
 
-use super::common::{f32_in, i64_in, with_f32_out};
+use super::common::{broadcast_strides, f32_in, i64_in, with_f32_out, Dims};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
-use focus_graph::shape::broadcast_strides;
 use focus_graph::*;
 use rayon::prelude::*;
 
@@ -17,16 +16,17 @@ const CHUNK: usize = 1 << 14;
 /// element strides. Adjacent dims are merged when every input walks them contiguously, so
 /// same-shape operands become a single long row.
 pub(crate) struct Bcast {
-    shape: Vec<usize>,
-    strides: Vec<Vec<usize>>,
+    shape: Dims,
+    strides: smallvec::SmallVec<[Dims; 3]>,
 }
 
 impl Bcast {
     pub(crate) fn new(out: &[usize], ins: &[&[usize]]) -> Self {
-        let mut shape: Vec<usize> = out.to_vec();
-        let mut strides: Vec<Vec<usize>> = ins.iter().map(|s| broadcast_strides(s, out)).collect();
+        let mut shape: Dims = out.iter().copied().collect();
+        let mut strides: smallvec::SmallVec<[Dims; 3]> =
+            ins.iter().map(|s| broadcast_strides(s, out)).collect();
         // Drop size-1 dims (their stride never matters), keep at least one dim.
-        let keep: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] != 1).collect();
+        let keep: Dims = (0..shape.len()).filter(|&i| shape[i] != 1).collect();
         shape = keep.iter().map(|&i| shape[i]).collect();
         for s in &mut strides {
             *s = keep.iter().map(|&i| s[i]).collect();

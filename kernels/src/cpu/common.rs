@@ -7,6 +7,27 @@ use focus_graph::DType;
 use half::{bf16, f16};
 use std::borrow::Cow;
 
+/// Shape/stride bookkeeping that stays on the stack for ranks up to 8, so kernels allocate
+/// nothing per call.
+pub type Dims = smallvec::SmallVec<[usize; 8]>;
+
+/// Row-major strides (elements) for reading `src` broadcast to `dst` (0 on broadcast dims).
+pub fn broadcast_strides(src: &[usize], dst: &[usize]) -> Dims {
+    let off = dst.len() - src.len();
+    let mut own: Dims = smallvec::smallvec![0; src.len()];
+    let mut acc = 1;
+    for i in (0..src.len()).rev() {
+        own[i] = acc;
+        acc *= src[i];
+    }
+    (0..dst.len()).map(|i| if i < off || src[i - off] == 1 { 0 } else { own[i - off] }).collect()
+}
+
+/// Contiguous row-major strides.
+pub fn strides_of(shape: &[usize]) -> Dims {
+    broadcast_strides(shape, shape)
+}
+
 /// Values of `t` as f32 (borrowed when `t` is f32 and aligned).
 pub fn f32_in<'a>(t: &TensorRef<'a>) -> Cow<'a, [f32]> {
     match t.dtype {

@@ -1,6 +1,7 @@
 //! Data movement on raw bytes (any dtype): concat, slice, copy, permute, pad, pixel
 //! (un)shuffle. Slice, permute and the pixel shuffles are all one strided gather.
 
+use crate::cpu::common::{strides_of, Dims};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::*;
@@ -17,8 +18,8 @@ pub(crate) fn gather(src: &[u8], es: usize, shape: &[usize], strides: &[usize], 
     if dst.is_empty() {
         return;
     }
-    let mut sh: Vec<usize> = Vec::new();
-    let mut st: Vec<usize> = Vec::new();
+    let mut sh = Dims::new();
+    let mut st = Dims::new();
     for (&n, &s) in shape.iter().zip(strides) {
         if n == 1 {
             continue;
@@ -67,10 +68,6 @@ pub(crate) fn gather(src: &[u8], es: usize, shape: &[usize], strides: &[usize], 
     }
 }
 
-fn strides_of(shape: &[usize]) -> Vec<usize> {
-    focus_graph::shape::Shape::from(shape).strides()
-}
-
 pub fn concat(axis: usize, ins: &[TensorRef], out: &mut TensorMut) -> Result<()> {
     let es = out.dtype.size_in_bytes();
     let outer: usize = out.shape[..axis].iter().product();
@@ -105,7 +102,7 @@ pub fn copy(x: &TensorRef, out: &mut TensorMut) -> Result<()> {
 
 pub fn permute(perm: &[usize], x: &TensorRef, out: &mut TensorMut) -> Result<()> {
     let xs = strides_of(x.shape);
-    let st: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+    let st: Dims = perm.iter().map(|&p| xs[p]).collect();
     gather(x.data, x.dtype.size_in_bytes(), out.shape, &st, 0, out.data);
     Ok(())
 }
