@@ -4,6 +4,7 @@
 pub mod common;
 pub mod convnext;
 pub mod qwen2;
+pub mod qwen_vit;
 pub mod registry;
 
 pub use registry::{build_named, ModelSpec, MODELS};

@@ -2,6 +2,7 @@
 
 use crate::convnext::{self, ConvNextConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
+use crate::qwen_vit::{self, QwenVitConfig};
 use focus_graph::{Graph, GraphError};
 
 /// A buildable model: name, configs, default input size.
@@ -16,6 +17,16 @@ pub const MODELS: &[ModelSpec] = &[
         name: "convnext",
         configs: &["tiny", "large"],
         about: "ConvNeXt hierarchical encoder (timm names); input pixel_values [N,H,W,3], outputs res2..res5",
+    },
+    ModelSpec {
+        name: "qwen2vl_vit",
+        configs: &["600m"],
+        about: "Qwen2-VL ViT-600M (ILLUME+ semantic encoder); --size = square ViT input (multiple of 28)",
+    },
+    ModelSpec {
+        name: "qwen25vl_vit",
+        configs: &["3b"],
+        about: "Qwen2.5-VL-3B vision tower with window attention; --size = square ViT input (multiple of 28)",
     },
     ModelSpec {
         name: "qwen2",
@@ -37,6 +48,14 @@ pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, Stri
                 return Err(format!("convnext input size must be a positive multiple of 32, got {size}"));
             }
             convnext::graph(&c, 1, size, size).map_err(|e: GraphError| e.to_string())
+        }
+        "qwen2vl_vit" | "qwen25vl_vit" => {
+            let c = match (model, config) {
+                ("qwen2vl_vit", "600m") => QwenVitConfig::qwen2vl_600m(),
+                ("qwen25vl_vit", "3b") => QwenVitConfig::qwen25vl_3b(),
+                (_, other) => return Err(format!("unknown {model} config '{other}'")),
+            };
+            qwen_vit::graph(&c, size, size).map_err(|e| e.to_string())
         }
         "qwen2" => {
             let c = match config {

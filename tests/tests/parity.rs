@@ -41,3 +41,13 @@ fn unimplemented_components_are_reported_not_faked() {
         }
     }
 }
+
+#[test]
+fn qwen2vl_vit_matches_transformers() {
+    check("qwen2vl_vit.tiny.safetensors");
+}
+
+#[test]
+fn qwen25vl_vit_windows_match_transformers() {
+    check("qwen25vl_vit.tiny.safetensors");
+}

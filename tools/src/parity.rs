@@ -7,6 +7,7 @@ use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
 use focus_graph::DType;
 use focus_models::convnext::{self, ConvNextConfig};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
+use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -210,8 +211,76 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     Ok(out)
 }
 
+fn act_of(name: &str) -> Result<focus_graph::UnaryOp, String> {
+    use focus_graph::UnaryOp::*;
+    Ok(match name {
+        "quick_gelu" => QuickGelu,
+        "silu" => Silu,
+        "gelu" => Gelu,
+        "gelu_pytorch_tanh" => GeluTanh,
+        other => return Err(format!("unsupported hidden_act '{other}'")),
+    })
+}
+
+fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let base = QwenVitConfig {
+        depth: field(cfg, "depth")?,
+        num_heads: field(cfg, "num_heads")?,
+        patch_size: field(cfg, "patch_size")?,
+        temporal_patch_size: field(cfg, "temporal_patch_size")?,
+        merge: field(cfg, "spatial_merge_size")?,
+        in_channels: field(cfg, "in_channels")?,
+        act: act_of(&field::<String>(cfg, "hidden_act")?)?,
+        prefix: field(cfg, "prefix")?,
+        ..QwenVitConfig::qwen2vl_600m()
+    };
+    let c = if windowed {
+        QwenVitConfig {
+            variant: VitVariant::Qwen25Vl {
+                window: field(cfg, "window_size")?,
+                full_attention_blocks: field(cfg, "fullatt_block_indexes")?,
+            },
+            embed_dim: field(cfg, "hidden_size")?,
+            mlp_dim: field(cfg, "intermediate_size")?,
+            out_dim: field(cfg, "out_hidden_size")?,
+            ..base
+        }
+    } else {
+        let embed: usize = field(cfg, "embed_dim")?;
+        QwenVitConfig {
+            embed_dim: embed,
+            mlp_dim: embed * field::<usize>(cfg, "mlp_ratio")?,
+            out_dim: field(cfg, "hidden_size")?,
+            ..base
+        }
+    };
+    let (shape, img) = fx.f32("input.image")?;
+    let [1, ch, h, w] = shape[..] else {
+        return Err(format!("input.image must be [1,C,H,W], got {shape:?}"));
+    };
+    let mut plan = fx.plan(&qwen_vit::graph(&c, h, w).map_err(|e| e.to_string())?)?;
+    let x = Tensor::from_f32(DType::F32, [1, h, w, ch], &nchw_to_nhwc(&img, 1, ch, h, w))
+        .map_err(|e| e.to_string())?;
+    plan.run(&[("image", &x)]).map_err(|e| e.to_string())?;
+    let mut out = vec![compare("embeds", &output_f32(&plan, "embeds")?.1, &fx.f32("output.embeds")?.1, tol)];
+    if let (VitVariant::Qwen25Vl { window, .. }, Ok((_, want))) = (&c.variant, fx.i64("inter.window_index")) {
+        let unit = c.patch_size * c.merge;
+        let (order, _) = qwen_vit::window_order(h / unit, w / unit, window / unit);
+        let same = order.iter().map(|&u| u as i64).eq(want.iter().copied());
+        out.push(Comparison {
+            name: "window_index".into(),
+            numel: want.len(),
+            rel_l2: if same { 0.0 } else { 1.0 },
+            max_abs: if same { 0.0 } else { 1.0 },
+            pass: same,
+        });
+    }
+    Ok(out)
+}
+
 /// Components this runner knows, by the fixture's `component` metadata.
-pub const COMPONENTS: &[&str] = &["convnext", "qwen2"];
+pub const COMPONENTS: &[&str] = &["convnext", "qwen2", "qwen2vl_vit", "qwen25vl_vit"];
 
 /// Run a fixture and compare its outputs; `tol` defaults by the fixture dtype.
 pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String> {
@@ -221,6 +290,8 @@ pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String
     let comparisons = match fx.component.as_str() {
         "convnext" => run_convnext(&fx, tolerance)?,
         "qwen2" => run_qwen2(&fx, tolerance)?,
+        "qwen2vl_vit" => run_qwen_vit(&fx, tolerance, false)?,
+        "qwen25vl_vit" => run_qwen_vit(&fx, tolerance, true)?,
         other => {
             return Err(format!(
                 "component '{other}' has no engine implementation yet (known: {})",

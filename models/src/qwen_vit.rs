@@ -1,0 +1,270 @@
+//! QwenViT (spec §3): the Qwen2-VL ViT (ILLUME+ 600M: LayerNorm, QuickGELU MLP, full
+//! attention) and the Qwen2.5-VL ViT (RMSNorm, SwiGLU MLP with bias, window attention with a
+//! few full-attention blocks). Both patchify a channels-last image in 2×2 merge-group order,
+//! use 2-D RoPE and end with the PatchMerger.
+//!
+//! The graph takes the normalised image `[1, H, W, C]` at the ViT resolution (a multiple of
+//! `patch_size × spatial_merge_size`). The Conv3d patch embedding over two identical frames
+//! is a linear map with the weight summed over time, folded once at load.
+
+use crate::common::param;
+use focus_graph::{DType, Graph, GraphBuilder, NodeId, ReduceOp, Result, RopeKind, UnaryOp};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum VitVariant {
+    /// Qwen2-VL: LayerNorm, fc1/fc2 MLP with `act`, full attention everywhere.
+    Qwen2Vl,
+    /// Qwen2.5-VL: RMSNorm, gate/up/down MLP, attention within `window` pixel squares except
+    /// in `full_attention_blocks`.
+    Qwen25Vl { window: usize, full_attention_blocks: Vec<usize> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QwenVitConfig {
+    pub variant: VitVariant,
+    pub depth: usize,
+    pub embed_dim: usize,
+    pub num_heads: usize,
+    pub mlp_dim: usize,
+    /// Merger output width (the LLM or projector input).
+    pub out_dim: usize,
+    pub patch_size: usize,
+    pub temporal_patch_size: usize,
+    pub merge: usize,
+    pub in_channels: usize,
+    pub act: UnaryOp,
+    pub prefix: String,
+    pub dtype: DType,
+}
+
+impl QwenVitConfig {
+    /// Qwen2-VL ViT-600M as ILLUME+ uses it (spec §3.4).
+    pub fn qwen2vl_600m() -> Self {
+        QwenVitConfig {
+            variant: VitVariant::Qwen2Vl,
+            depth: 32,
+            embed_dim: 1280,
+            num_heads: 16,
+            mlp_dim: 5120,
+            out_dim: 3584,
+            patch_size: 14,
+            temporal_patch_size: 2,
+            merge: 2,
+            in_channels: 3,
+            act: UnaryOp::QuickGelu,
+            prefix: "visual.".into(),
+            dtype: DType::F32,
+        }
+    }
+
+    /// Qwen2.5-VL-3B vision tower (spec §3.3).
+    pub fn qwen25vl_3b() -> Self {
+        QwenVitConfig {
+            variant: VitVariant::Qwen25Vl { window: 112, full_attention_blocks: vec![7, 15, 23, 31] },
+            mlp_dim: 3420,
+            out_dim: 2048,
+            act: UnaryOp::Silu,
+            ..Self::qwen2vl_600m()
+        }
+    }
+}
+
+/// Merge units in window-major order (Qwen2.5-VL `get_window_index`): windows of `ws × ws`
+/// units tile the `uh × uw` unit grid from the top-left (the last row/column of windows may be
+/// partial); returns the unit permutation and each permuted unit's window id.
+pub fn window_order(uh: usize, uw: usize, ws: usize) -> (Vec<usize>, Vec<usize>) {
+    let (nh, nw) = (uh.div_ceil(ws), uw.div_ceil(ws));
+    let (mut order, mut window) = (Vec::new(), Vec::new());
+    for wy in 0..nh {
+        for wx in 0..nw {
+            for y in wy * ws..((wy + 1) * ws).min(uh) {
+                for x in wx * ws..((wx + 1) * ws).min(uw) {
+                    order.push(y * uw + x);
+                    window.push(wy * nw + wx);
+                }
+            }
+        }
+    }
+    (order, window)
+}
+
+fn norm(b: &mut GraphBuilder, c: &QwenVitConfig, x: NodeId, p: &str) -> Result<NodeId> {
+    let w = param(b, &format!("{p}.weight"), c.dtype, [c.embed_dim])?;
+    match c.variant {
+        VitVariant::Qwen2Vl => {
+            let bias = param(b, &format!("{p}.bias"), c.dtype, [c.embed_dim])?;
+            b.layer_norm(x, Some(w), Some(bias), 1e-6)
+        }
+        VitVariant::Qwen25Vl { .. } => b.rms_norm(x, w, 1e-6),
+    }
+}
+
+fn linear(
+    b: &mut GraphBuilder,
+    c: &QwenVitConfig,
+    x: NodeId,
+    p: &str,
+    out: usize,
+    inp: usize,
+) -> Result<NodeId> {
+    let w = param(b, &format!("{p}.weight"), c.dtype, [out, inp])?;
+    let bias = param(b, &format!("{p}.bias"), c.dtype, [out])?;
+    b.linear(x, w, Some(bias))
+}
+
+/// Build the tower on `image [1, H, W, C]`; returns the merged tokens `[units, out_dim]` in
+/// row-major unit order.
+pub fn build(b: &mut GraphBuilder, c: &QwenVitConfig, image: NodeId) -> Result<NodeId> {
+    let s = b.shape(image).to_vec();
+    let (h, w, ch) = (s[1], s[2], s[3]);
+    let (p, m, d) = (c.patch_size, c.merge, c.embed_dim);
+    let (gh, gw) = (h / p, w / p);
+    let (uh, uw) = (gh / m, gw / m);
+    let t = gh * gw;
+    let pre = &c.prefix;
+    // Patches in merge-group order (unit row, unit col, r, c), each vector ordered (py, px, ch).
+    let x = b.scoped("patchify", |b| {
+        let x = b.reshape(image, [uh, m, p, uw, m, p, ch])?;
+        let x = b.permute(x, &[0, 3, 1, 4, 2, 5, 6])?;
+        b.reshape(x, [t, p * p * ch])
+    })?;
+    // Conv3d weight [D, C, T, P, P] → sum over T → [D, P, P, C] → [D, P·P·C].
+    let w =
+        param(b, &format!("{pre}patch_embed.proj.weight"), c.dtype, [d, ch, c.temporal_patch_size, p, p])?;
+    let w = b.reduce(ReduceOp::Sum, w, &[2], false)?;
+    let w = b.permute(w, &[0, 2, 3, 1])?;
+    let w = b.reshape(w, [d, p * p * ch])?;
+    let mut x = b.scoped("patch_embed", |b| b.linear(x, w, None))?;
+
+    // Per-token (row, col) for 2-D RoPE, in merge-group order; windowed variants permute
+    // whole merge units window-major and attend within each window.
+    let mut units: Vec<usize> = (0..uh * uw).collect();
+    let mut unit_window = vec![0; uh * uw];
+    if let VitVariant::Qwen25Vl { window, .. } = &c.variant {
+        let ws = (window / m / p).max(1);
+        (units, unit_window) = window_order(uh, uw, ws);
+    }
+    let mut pos = Vec::with_capacity(2 * t);
+    for &u in &units {
+        let (uy, ux) = (u / uw, u % uw);
+        for r in 0..m {
+            for cc in 0..m {
+                pos.extend([(uy * m + r) as i32, (ux * m + cc) as i32]);
+            }
+        }
+    }
+    let pos = b.constant_i32([t, 2], &pos)?;
+    let unit_perm: Vec<i32> = units.iter().map(|&u| u as i32).collect();
+    let windowed = matches!(c.variant, VitVariant::Qwen25Vl { .. });
+    let window_mask = if windowed {
+        let idx = b.constant_i32([uh * uw], &unit_perm)?;
+        let xu = b.reshape(x, [uh * uw, m * m * d])?;
+        let xu = b.index_select(xu, idx, 0)?;
+        x = b.reshape(xu, [t, d])?;
+        let mut mask = vec![0u8; t * t];
+        for i in 0..t {
+            for j in 0..t {
+                mask[i * t + j] = (unit_window[i / (m * m)] == unit_window[j / (m * m)]) as u8;
+            }
+        }
+        Some(b.constant_bytes(DType::Bool, [1, 1, t, t], mask)?)
+    } else {
+        None
+    };
+
+    let (nh, hd) = (c.num_heads, d / c.num_heads);
+    let scale = 1.0 / (hd as f32).sqrt();
+    for i in 0..c.depth {
+        let bp = format!("{pre}blocks.{i}");
+        b.push_scope(format!("blocks.{i}"));
+        let hn = norm(b, c, x, &format!("{bp}.norm1"))?;
+        let qkv = linear(b, c, hn, &format!("{bp}.attn.qkv"), 3 * d, d)?;
+        let qkv = b.reshape(qkv, [1, t, 3, nh, hd])?;
+        let parts = b.split(qkv, 2, &[1, 1, 1])?;
+        let mut qkv4 = Vec::with_capacity(3);
+        for part in parts {
+            qkv4.push(b.reshape(part, [1, t, nh, hd])?);
+        }
+        let q = b.rope(qkv4[0], pos, RopeKind::TwoD, 10000.0)?;
+        let k = b.rope(qkv4[1], pos, RopeKind::TwoD, 10000.0)?;
+        let full = match &c.variant {
+            VitVariant::Qwen2Vl => true,
+            VitVariant::Qwen25Vl { full_attention_blocks, .. } => full_attention_blocks.contains(&i),
+        };
+        let mask = if full { None } else { window_mask };
+        let a = b.attention(q, k, qkv4[2], mask, false, scale)?;
+        let a = b.reshape(a, [t, d])?;
+        let a = linear(b, c, a, &format!("{bp}.attn.proj"), d, d)?;
+        x = b.add(x, a)?;
+        let hn = norm(b, c, x, &format!("{bp}.norm2"))?;
+        let y = match c.variant {
+            VitVariant::Qwen2Vl => {
+                let y = linear(b, c, hn, &format!("{bp}.mlp.fc1"), c.mlp_dim, d)?;
+                let y = b.unary(c.act, y)?;
+                linear(b, c, y, &format!("{bp}.mlp.fc2"), d, c.mlp_dim)?
+            }
+            VitVariant::Qwen25Vl { .. } => {
+                let g = linear(b, c, hn, &format!("{bp}.mlp.gate_proj"), c.mlp_dim, d)?;
+                let g = b.unary(c.act, g)?;
+                let u = linear(b, c, hn, &format!("{bp}.mlp.up_proj"), c.mlp_dim, d)?;
+                let gu = b.mul(g, u)?;
+                linear(b, c, gu, &format!("{bp}.mlp.down_proj"), d, c.mlp_dim)?
+            }
+        };
+        x = b.add(x, y)?;
+        b.pop_scope();
+    }
+
+    b.scoped("merger", |b| {
+        let x = norm(b, c, x, &format!("{pre}merger.ln_q"))?;
+        let md = m * m * d;
+        let x = b.reshape(x, [uh * uw, md])?;
+        let x = linear(b, c, x, &format!("{pre}merger.mlp.0"), md, md)?;
+        let x = b.unary(UnaryOp::Gelu, x)?;
+        let x = linear(b, c, x, &format!("{pre}merger.mlp.2"), c.out_dim, md)?;
+        if windowed {
+            // Undo the window permutation: row-major unit order out.
+            let mut inv = vec![0i32; units.len()];
+            for (k, &u) in units.iter().enumerate() {
+                inv[u] = k as i32;
+            }
+            let inv = b.constant_i32([uh * uw], &inv)?;
+            b.index_select(x, inv, 0)
+        } else {
+            Ok(x)
+        }
+    })
+}
+
+/// A graph with input `image [1, h, w, in_channels]` and output `embeds [units, out_dim]`.
+pub fn graph(c: &QwenVitConfig, h: usize, w: usize) -> Result<Graph> {
+    let mut b = GraphBuilder::new();
+    let unit = c.patch_size * c.merge;
+    if h == 0 || w == 0 || h % unit != 0 || w % unit != 0 {
+        return Err(focus_graph::GraphError::InvalidOp {
+            op: "qwen_vit".into(),
+            node: 0,
+            name: "image".into(),
+            detail: format!(
+                "image {h}x{w} must be a positive multiple of {unit} (patch × merge) on each side"
+            ),
+        });
+    }
+    let img = b.input("image", c.dtype, [1, h, w, c.in_channels])?;
+    let out = build(&mut b, c, img)?;
+    b.output("embeds", out)?;
+    b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_tile_from_the_top_left() {
+        // 3×5 units, windows of 2×2: [0,1,5,6] [2,3,7,8] [4,9] [10,11] [12,13] [14].
+        let (order, win) = window_order(3, 5, 2);
+        assert_eq!(order, vec![0, 1, 5, 6, 2, 3, 7, 8, 4, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(win, vec![0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5]);
+    }
+}
