@@ -240,7 +240,7 @@ pub fn build(b: &mut GraphBuilder, c: &QwenVitConfig, image: NodeId) -> Result<N
 pub fn graph(c: &QwenVitConfig, h: usize, w: usize) -> Result<Graph> {
     let mut b = GraphBuilder::new();
     let unit = c.patch_size * c.merge;
-    if h == 0 || w == 0 || h % unit != 0 || w % unit != 0 {
+    if h == 0 || w == 0 || !h.is_multiple_of(unit) || !w.is_multiple_of(unit) {
         return Err(focus_graph::GraphError::InvalidOp {
             op: "qwen_vit".into(),
             node: 0,
