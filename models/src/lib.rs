@@ -3,6 +3,7 @@
 
 pub mod common;
 pub mod convnext;
+pub mod fusion;
 pub mod qwen2;
 pub mod qwen_vit;
 pub mod registry;

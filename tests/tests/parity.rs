@@ -51,3 +51,13 @@ fn qwen2vl_vit_matches_transformers() {
 fn qwen25vl_vit_windows_match_transformers() {
     check("qwen25vl_vit.tiny.safetensors");
 }
+
+#[test]
+fn fusion_cross_attention_matches_reference() {
+    check("fusion.tiny.safetensors");
+}
+
+#[test]
+fn gated_adapter_matches_reference() {
+    check("adapter.tiny.safetensors");
+}

@@ -6,6 +6,7 @@ use focus_engine::weights::WeightStore;
 use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
 use focus_graph::DType;
 use focus_models::convnext::{self, ConvNextConfig};
+use focus_models::fusion::{self, AdapterConfig, FusionConfig};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
 use serde_json::Value;
@@ -279,8 +280,74 @@ fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison
     Ok(out)
 }
 
+/// An NCHW fixture input as an NHWC tensor, plus its NHWC shape.
+fn nhwc_input(fx: &Fixture, name: &str) -> Result<(Tensor, Vec<usize>), String> {
+    let (s, v) = fx.f32(name)?;
+    let [n, c, h, w] = s[..] else { return Err(format!("{name} must be NCHW, got {s:?}")) };
+    let shape = vec![n, h, w, c];
+    Ok((
+        Tensor::from_f32(DType::F32, shape.clone(), &nchw_to_nhwc(&v, n, c, h, w))
+            .map_err(|e| e.to_string())?,
+        shape,
+    ))
+}
+
+fn run_fusion(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let c = FusionConfig {
+        d_q: field(cfg, "d_q")?,
+        d_kv: field(cfg, "d_kv")?,
+        d: field(cfg, "d")?,
+        heads: field(cfg, "heads")?,
+        mlp_ratio: field(cfg, "mlp_ratio")?,
+        query_residual: field(cfg, "query_residual")?,
+        prefix: field(cfg, "prefix")?,
+        dtype: DType::F32,
+    };
+    let (ls, low) = fx.f32("input.x_low")?;
+    let (high, hs) = nhwc_input(fx, "input.x_high")?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let xl = b.input("x_low", DType::F32, ls.clone()).map_err(|e| e.to_string())?;
+    let xh = b.input("x_high", DType::F32, hs).map_err(|e| e.to_string())?;
+    let y = fusion::fusion(&mut b, &c, xl, xh).map_err(|e| e.to_string())?;
+    b.output("fused", y).map_err(|e| e.to_string())?;
+    let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
+    let low = Tensor::from_f32(DType::F32, ls, &low).map_err(|e| e.to_string())?;
+    plan.run(&[("x_low", &low), ("x_high", &high)]).map_err(|e| e.to_string())?;
+    Ok(vec![compare("fused", &output_f32(&plan, "fused")?.1, &fx.f32("output.fused")?.1, tol)])
+}
+
+fn run_adapter(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let c = AdapterConfig {
+        in_channels: field(cfg, "in_channels")?,
+        d: field(cfg, "d")?,
+        heads: field(cfg, "heads")?,
+        n_queries: field(cfg, "n_queries")?,
+        ff_mult: field(cfg, "ff_mult")?,
+        llm_hidden: field(cfg, "llm_hidden")?,
+        kv_include_latents: field(cfg, "kv_include_latents")?,
+        prefix: field(cfg, "prefix")?,
+        dtype: DType::F32,
+    };
+    let mut b = focus_graph::GraphBuilder::new();
+    let mut feats = Vec::new();
+    let mut tensors = Vec::new();
+    for j in 0..c.in_channels.len() {
+        let (t, s) = nhwc_input(fx, &format!("input.feats.{j}"))?;
+        feats.push(b.input(&format!("feats.{j}"), DType::F32, s).map_err(|e| e.to_string())?);
+        tensors.push((format!("feats.{j}"), t));
+    }
+    let y = fusion::adapter(&mut b, &c, &feats).map_err(|e| e.to_string())?;
+    b.output("tokens", y).map_err(|e| e.to_string())?;
+    let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
+    let ins: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    plan.run(&ins).map_err(|e| e.to_string())?;
+    Ok(vec![compare("tokens", &output_f32(&plan, "tokens")?.1, &fx.f32("output.tokens")?.1, tol)])
+}
+
 /// Components this runner knows, by the fixture's `component` metadata.
-pub const COMPONENTS: &[&str] = &["convnext", "qwen2", "qwen2vl_vit", "qwen25vl_vit"];
+pub const COMPONENTS: &[&str] = &["adapter", "convnext", "fusion", "qwen2", "qwen2vl_vit", "qwen25vl_vit"];
 
 /// Run a fixture and compare its outputs; `tol` defaults by the fixture dtype.
 pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String> {
@@ -290,6 +357,8 @@ pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String
     let comparisons = match fx.component.as_str() {
         "convnext" => run_convnext(&fx, tolerance)?,
         "qwen2" => run_qwen2(&fx, tolerance)?,
+        "fusion" => run_fusion(&fx, tolerance)?,
+        "adapter" => run_adapter(&fx, tolerance)?,
         "qwen2vl_vit" => run_qwen_vit(&fx, tolerance, false)?,
         "qwen25vl_vit" => run_qwen_vit(&fx, tolerance, true)?,
         other => {
