@@ -7,5 +7,6 @@ pub mod fusion;
 pub mod qwen2;
 pub mod qwen_vit;
 pub mod registry;
+pub mod simvq;
 
 pub use registry::{build_named, ModelSpec, MODELS};

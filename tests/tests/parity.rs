@@ -61,3 +61,8 @@ fn fusion_cross_attention_matches_reference() {
 fn gated_adapter_matches_reference() {
     check("adapter.tiny.safetensors");
 }
+
+#[test]
+fn simvq_lookup_matches_reference() {
+    check("simvq.tiny.safetensors");
+}

@@ -9,6 +9,7 @@ use focus_models::convnext::{self, ConvNextConfig};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
+use focus_models::simvq::{self, SimVqConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -346,8 +347,61 @@ fn run_adapter(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     Ok(vec![compare("tokens", &output_f32(&plan, "tokens")?.1, &fx.f32("output.tokens")?.1, tol)])
 }
 
+fn exact(name: &str, got: &[i64], want: &[i64]) -> Comparison {
+    let diff = got.len() != want.len() || got.iter().zip(want).any(|(a, b)| a != b);
+    let mismatches = got.iter().zip(want).filter(|(a, b)| a != b).count();
+    Comparison {
+        name: format!("{name} (exact, {mismatches} mismatches)"),
+        numel: want.len(),
+        rel_l2: if diff { 1.0 } else { 0.0 },
+        max_abs: if diff { 1.0 } else { 0.0 },
+        pass: !diff,
+    }
+}
+
+fn run_simvq(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let c = SimVqConfig {
+        codebook_size: field(cfg, "codebook_size")?,
+        dim: field(cfg, "dim")?,
+        prefix: field(cfg, "prefix")?,
+    };
+    let (z, zs) = nhwc_input(fx, "input.z")?;
+    let (is, ids) = fx.i64("input.ids")?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let zi = b.input("z", DType::F32, zs.clone()).map_err(|e| e.to_string())?;
+    let ii = b.input("ids", DType::I64, is.clone()).map_err(|e| e.to_string())?;
+    let (idx, q) = simvq::quantize(&mut b, &c, zi).map_err(|e| e.to_string())?;
+    let dec = simvq::lookup(&mut b, &c, ii).map_err(|e| e.to_string())?;
+    for (n, v) in [("indices", idx), ("quant", q), ("decoded", dec)] {
+        b.output(n, v).map_err(|e| e.to_string())?;
+    }
+    let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
+    let ids = Tensor::from_i64(DType::I64, is, &ids).map_err(|e| e.to_string())?;
+    plan.run(&[("z", &z), ("ids", &ids)]).map_err(|e| e.to_string())?;
+    let got_idx = Tensor::from_bytes(
+        DType::I64,
+        zs[..3].to_vec(),
+        plan.output("indices").map_err(|e| e.to_string())?.data,
+    )
+    .map_err(|e| e.to_string())?
+    .to_i64();
+    let mut out = vec![exact("indices", &got_idx, &fx.i64("output.indices")?.1)];
+    for k in ["quant", "decoded"] {
+        let (s, got) = output_f32(&plan, k)?;
+        out.push(compare(
+            k,
+            &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]),
+            &fx.f32(&format!("output.{k}"))?.1,
+            tol,
+        ));
+    }
+    Ok(out)
+}
+
 /// Components this runner knows, by the fixture's `component` metadata.
-pub const COMPONENTS: &[&str] = &["adapter", "convnext", "fusion", "qwen2", "qwen2vl_vit", "qwen25vl_vit"];
+pub const COMPONENTS: &[&str] =
+    &["adapter", "convnext", "fusion", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "simvq"];
 
 /// Run a fixture and compare its outputs; `tol` defaults by the fixture dtype.
 pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String> {
@@ -358,6 +412,7 @@ pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String
         "convnext" => run_convnext(&fx, tolerance)?,
         "qwen2" => run_qwen2(&fx, tolerance)?,
         "fusion" => run_fusion(&fx, tolerance)?,
+        "simvq" => run_simvq(&fx, tolerance)?,
         "adapter" => run_adapter(&fx, tolerance)?,
         "qwen2vl_vit" => run_qwen_vit(&fx, tolerance, false)?,
         "qwen25vl_vit" => run_qwen_vit(&fx, tolerance, true)?,
