@@ -4,6 +4,7 @@
 pub mod common;
 pub mod convnext;
 pub mod fusion;
+pub mod perception;
 pub mod qwen2;
 pub mod qwen_vit;
 pub mod registry;

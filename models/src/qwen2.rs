@@ -114,22 +114,43 @@ pub fn v_cache_name(layer: usize) -> String {
     format!("kv.{layer}.v")
 }
 
+/// The token-embedding table (also the tied LM head).
+pub fn embed_table(b: &mut GraphBuilder, c: &Qwen2Config, dt: DType) -> Result<NodeId> {
+    param(b, "model.embed_tokens.weight", dt, [c.vocab_size, c.hidden_size])
+}
+
 /// Build one step graph. Inputs: `input_ids` i32 `[T]` (or `inputs_embeds`), `positions` i32
 /// `[T]`. Outputs: `logits` f32 `[1, V]` (or `[T, V]` with `all_logits`) and `hidden`
 /// `[T, hidden]` (final-norm hidden states).
 pub fn step_graph(c: &Qwen2Config, o: &StepOptions) -> Result<Graph> {
+    let mut b = GraphBuilder::new();
+    let embed = embed_table(&mut b, c, o.dtype)?;
+    let x = if o.embeds_input {
+        b.input("inputs_embeds", o.dtype, [o.tokens, c.hidden_size])?
+    } else {
+        let ids = b.input("input_ids", DType::I32, [o.tokens])?;
+        b.embedding(embed, ids)?
+    };
+    let pos = b.input("positions", DType::I32, [o.tokens])?;
+    let (hidden, logits) = build_step(&mut b, c, o, x, pos)?;
+    b.output("hidden", hidden)?;
+    b.output("logits", logits)?;
+    b.finish()
+}
+
+/// The decoder on embeddings `x [T, hidden]` at `positions [T]`, reading and appending to the
+/// KV-cache states: returns (final-norm hidden states, f32 logits).
+pub fn build_step(
+    b: &mut GraphBuilder,
+    c: &Qwen2Config,
+    o: &StepOptions,
+    mut x: NodeId,
+    pos: NodeId,
+) -> Result<(NodeId, NodeId)> {
     let dt = o.dtype;
     let (t, cap) = (o.tokens, o.capacity);
     let (hid, nh, nkv, hd) = (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim());
-    let mut b = GraphBuilder::new();
-    let embed = param(&mut b, "model.embed_tokens.weight", dt, [c.vocab_size, hid])?;
-    let mut x = if o.embeds_input {
-        b.input("inputs_embeds", dt, [t, hid])?
-    } else {
-        let ids = b.input("input_ids", DType::I32, [t])?;
-        b.embedding(embed, ids)?
-    };
-    let pos = b.input("positions", DType::I32, [t])?;
+    let embed = embed_table(b, c, dt)?;
     let start = b.slice(pos, 0, 0, 1)?;
     // Visibility mask [1, 1, T, C]: key j is visible to query t iff j <= positions[t].
     let mask = b.scoped("mask", |b| {
@@ -143,7 +164,7 @@ pub fn step_graph(c: &Qwen2Config, o: &StepOptions) -> Result<Graph> {
     for l in 0..c.num_hidden_layers {
         let p = format!("model.layers.{l}.");
         b.push_scope(format!("layers.{l}"));
-        let w = param(&mut b, &format!("{p}input_layernorm.weight"), dt, [hid])?;
+        let w = param(b, &format!("{p}input_layernorm.weight"), dt, [hid])?;
         let h = b.rms_norm(x, w, c.rms_norm_eps)?;
         let proj = |b: &mut GraphBuilder, name: &str, heads: usize| -> Result<NodeId> {
             let w = param(b, &format!("{p}self_attn.{name}.weight"), dt, [heads * hd, hid])?;
@@ -151,9 +172,9 @@ pub fn step_graph(c: &Qwen2Config, o: &StepOptions) -> Result<Graph> {
             let y = b.scoped(name, |b| b.linear(h, w, Some(bias)))?;
             b.reshape(y, [1, t, heads, hd])
         };
-        let q = proj(&mut b, "q_proj", nh)?;
-        let k = proj(&mut b, "k_proj", nkv)?;
-        let v = proj(&mut b, "v_proj", nkv)?;
+        let q = proj(b, "q_proj", nh)?;
+        let k = proj(b, "k_proj", nkv)?;
+        let v = proj(b, "v_proj", nkv)?;
         let q = b.rope(q, pos, RopeKind::OneD, c.rope_theta)?;
         let k = b.rope(k, pos, RopeKind::OneD, c.rope_theta)?;
         let kc = b.state(&k_cache_name(l), dt, [1, cap, nkv, hd])?;
@@ -162,15 +183,15 @@ pub fn step_graph(c: &Qwen2Config, o: &StepOptions) -> Result<Graph> {
         let vc = b.write_slice(vc, v, start, 1)?;
         let a = b.attention(q, kc, vc, Some(mask), false, scale)?;
         let a = b.reshape(a, [t, nh * hd])?;
-        let wo = param(&mut b, &format!("{p}self_attn.o_proj.weight"), dt, [hid, nh * hd])?;
+        let wo = param(b, &format!("{p}self_attn.o_proj.weight"), dt, [hid, nh * hd])?;
         let a = b.scoped("o_proj", |b| b.linear(a, wo, None))?;
         x = b.add(x, a)?;
-        let w = param(&mut b, &format!("{p}post_attention_layernorm.weight"), dt, [hid])?;
+        let w = param(b, &format!("{p}post_attention_layernorm.weight"), dt, [hid])?;
         let h = b.rms_norm(x, w, c.rms_norm_eps)?;
         let inter = c.intermediate_size;
-        let wg = param(&mut b, &format!("{p}mlp.gate_proj.weight"), dt, [inter, hid])?;
-        let wu = param(&mut b, &format!("{p}mlp.up_proj.weight"), dt, [inter, hid])?;
-        let wd = param(&mut b, &format!("{p}mlp.down_proj.weight"), dt, [hid, inter])?;
+        let wg = param(b, &format!("{p}mlp.gate_proj.weight"), dt, [inter, hid])?;
+        let wu = param(b, &format!("{p}mlp.up_proj.weight"), dt, [inter, hid])?;
+        let wd = param(b, &format!("{p}mlp.down_proj.weight"), dt, [hid, inter])?;
         let m = b.scoped("mlp", |b| {
             let g = b.linear(h, wg, None)?;
             let g = b.unary(UnaryOp::Silu, g)?;
@@ -181,14 +202,12 @@ pub fn step_graph(c: &Qwen2Config, o: &StepOptions) -> Result<Graph> {
         x = b.add(x, m)?;
         b.pop_scope();
     }
-    let w = param(&mut b, "model.norm.weight", dt, [hid])?;
+    let w = param(b, "model.norm.weight", dt, [hid])?;
     let hidden = b.rms_norm(x, w, c.rms_norm_eps)?;
-    b.output("hidden", hidden)?;
     let head =
-        if c.tie_word_embeddings { embed } else { param(&mut b, "lm_head.weight", dt, [c.vocab_size, hid])? };
+        if c.tie_word_embeddings { embed } else { param(b, "lm_head.weight", dt, [c.vocab_size, hid])? };
     let last = if o.all_logits { hidden } else { b.slice(hidden, 0, t - 1, t)? };
     let logits = b.scoped("lm_head", |b| b.linear(last, head, None))?;
     let logits = b.cast(logits, DType::F32)?;
-    b.output("logits", logits)?;
-    b.finish()
+    Ok((hidden, logits))
 }
