@@ -66,3 +66,8 @@ fn gated_adapter_matches_reference() {
 fn simvq_lookup_matches_reference() {
     check("simvq.tiny.safetensors");
 }
+
+#[test]
+fn resize_modes_and_vit_preprocessing_match_pytorch_interpolate() {
+    check("resize.tiny.safetensors");
+}

@@ -399,9 +399,61 @@ fn run_simvq(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     Ok(out)
 }
 
+fn run_resize(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    use focus_graph::{BinaryOp, ResizeMode::*};
+    let (x, _) = nhwc_input(fx, "input.image")?;
+    let shape = x.shape().dims().to_vec();
+    let hw = |k: &str| field::<[usize; 2]>(&fx.config, k);
+    let modes = [
+        ("nearest", Nearest, false, false),
+        ("bilinear", Bilinear, false, false),
+        ("bilinear_ac", Bilinear, true, false),
+        ("bilinear_aa", Bilinear, false, true),
+        ("bicubic", Bicubic, false, false),
+        ("bicubic_ac", Bicubic, true, false),
+        ("bicubic_aa", Bicubic, false, true),
+    ];
+    let e = |e: focus_graph::GraphError| e.to_string();
+    let mut b = focus_graph::GraphBuilder::new();
+    let img = b.input("image", DType::F32, shape).map_err(e)?;
+    let mut names = Vec::new();
+    for (name, mode, ac, aa) in modes {
+        for tag in ["down", "up"] {
+            let y = b.resize(img, mode, hw(&format!("{tag}_hw"))?, ac, aa).map_err(e)?;
+            let n = format!("{name}.{tag}");
+            b.output(&n, y).map_err(e)?;
+            names.push(n);
+        }
+    }
+    // QwenViT pre-processing (spec §3.1): bicubic+antialias, clamp to [0, 1], CLIP normalise.
+    let v = b.resize(img, Bicubic, hw("vit_hw")?, false, true).map_err(e)?;
+    let (zero, one) = (b.scalar(DType::F32, 0.0).map_err(e)?, b.scalar(DType::F32, 1.0).map_err(e)?);
+    let v = b.binary(BinaryOp::Min, v, one).map_err(e)?;
+    let v = b.binary(BinaryOp::Max, v, zero).map_err(e)?;
+    let mean = b.constant_f32([3], &qwen_vit::CLIP_MEAN).map_err(e)?;
+    let std = b.constant_f32([3], &qwen_vit::CLIP_STD).map_err(e)?;
+    let v = b.sub(v, mean).map_err(e)?;
+    let v = b.div(v, std).map_err(e)?;
+    b.output("vit", v).map_err(e)?;
+    names.push("vit".into());
+    let mut plan = fx.plan(&b.finish().map_err(e)?)?;
+    plan.run(&[("image", &x)]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for n in names {
+        let (s, got) = output_f32(&plan, &n)?;
+        out.push(compare(
+            &n,
+            &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]),
+            &fx.f32(&format!("output.{n}"))?.1,
+            tol,
+        ));
+    }
+    Ok(out)
+}
+
 /// Components this runner knows, by the fixture's `component` metadata.
 pub const COMPONENTS: &[&str] =
-    &["adapter", "convnext", "fusion", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "simvq"];
+    &["adapter", "convnext", "fusion", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "resize", "simvq"];
 
 /// Run a fixture and compare its outputs; `tol` defaults by the fixture dtype.
 pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String> {
@@ -413,6 +465,7 @@ pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String
         "qwen2" => run_qwen2(&fx, tolerance)?,
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
+        "resize" => run_resize(&fx, tolerance)?,
         "adapter" => run_adapter(&fx, tolerance)?,
         "qwen2vl_vit" => run_qwen_vit(&fx, tolerance, false)?,
         "qwen25vl_vit" => run_qwen_vit(&fx, tolerance, true)?,

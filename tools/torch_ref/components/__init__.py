@@ -28,6 +28,7 @@ ORDER = [
     "unet_mask",
     "vae_decoder",
     "euler",
+    "resize",
 ]
 
 
