@@ -10,8 +10,10 @@
 use crate::common::param;
 use focus_graph::{DType, Graph, GraphBuilder, NodeId, ReduceOp, Result, RopeKind, UnaryOp};
 
-/// CLIP normalisation of the ViT input (spec §3.1).
+/// CLIP normalisation of the ViT input (spec §3.1), digits as published.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 #[derive(Clone, Debug, PartialEq)]
