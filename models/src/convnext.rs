@@ -14,10 +14,42 @@ pub struct ConvNextConfig {
     pub layer_scale: bool,
     /// Weight-name prefix, e.g. "" for timm, "visual.trunk." for OpenCLIP.
     pub prefix: String,
+    pub naming: ConvNextNaming,
     pub dtype: DType,
 }
 
+/// Checkpoint naming schemes of the same weights (spec §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvNextNaming {
+    /// timm / OpenCLIP trunk: `stem.0`, `stages.{s}.blocks.{b}.conv_dw`, `.gamma`.
+    Timm,
+    /// transformers ConvNextModel: `convnext.embeddings.*`, `convnext.encoder.stages.{s}.layers.{b}.dwconv`, …
+    Hf,
+}
+
 impl ConvNextConfig {
+    /// Checkpoint name of a weight given by its timm name.
+    pub fn name(&self, timm: &str) -> String {
+        let n = match self.naming {
+            ConvNextNaming::Timm => timm.to_string(),
+            ConvNextNaming::Hf => {
+                let n = timm
+                    .replace("stem.0.", "embeddings.patch_embeddings.")
+                    .replace("stem.1.", "embeddings.layernorm.")
+                    .replace(".downsample.", ".downsampling_layer.")
+                    .replace(".blocks.", ".layers.")
+                    .replace(".conv_dw.", ".dwconv.")
+                    .replace(".norm.", ".layernorm.")
+                    .replace(".mlp.fc1.", ".pwconv1.")
+                    .replace(".mlp.fc2.", ".pwconv2.")
+                    .replace(".gamma", ".layer_scale_parameter");
+                let n = if n.starts_with("stages.") { format!("encoder.{n}") } else { n };
+                format!("convnext.{n}")
+            }
+        };
+        format!("{}{n}", self.prefix)
+    }
+
     /// ConvNeXt-L as FOCUS uses it (spec §4.1).
     pub fn large() -> Self {
         ConvNextConfig {
@@ -27,6 +59,7 @@ impl ConvNextConfig {
             eps: 1e-6,
             layer_scale: true,
             prefix: String::new(),
+            naming: ConvNextNaming::Timm,
             dtype: DType::F32,
         }
     }
@@ -39,24 +72,24 @@ impl ConvNextConfig {
 
 fn block(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId, dim: usize, p: &str) -> Result<NodeId> {
     let dt = c.dtype;
-    let w = conv_weight(b, &format!("{p}conv_dw.weight"), dt, [dim, 1, 7, 7])?;
-    let bias = param(b, &format!("{p}conv_dw.bias"), dt, [dim])?;
+    let w = conv_weight(b, &c.name(&format!("{p}conv_dw.weight")), dt, [dim, 1, 7, 7])?;
+    let bias = param(b, &c.name(&format!("{p}conv_dw.bias")), dt, [dim])?;
     let cp = Conv2dParams { padding: [3, 3], groups: dim, ..Default::default() };
     let y = b.scoped("conv_dw", |b| b.conv2d(x, w, Some(bias), cp))?;
-    let nw = param(b, &format!("{p}norm.weight"), dt, [dim])?;
-    let nb = param(b, &format!("{p}norm.bias"), dt, [dim])?;
+    let nw = param(b, &c.name(&format!("{p}norm.weight")), dt, [dim])?;
+    let nb = param(b, &c.name(&format!("{p}norm.bias")), dt, [dim])?;
     let y = b.scoped("norm", |b| b.layer_norm(y, Some(nw), Some(nb), c.eps))?;
-    let w1 = param(b, &format!("{p}mlp.fc1.weight"), dt, [4 * dim, dim])?;
-    let b1 = param(b, &format!("{p}mlp.fc1.bias"), dt, [4 * dim])?;
-    let w2 = param(b, &format!("{p}mlp.fc2.weight"), dt, [dim, 4 * dim])?;
-    let b2 = param(b, &format!("{p}mlp.fc2.bias"), dt, [dim])?;
+    let w1 = param(b, &c.name(&format!("{p}mlp.fc1.weight")), dt, [4 * dim, dim])?;
+    let b1 = param(b, &c.name(&format!("{p}mlp.fc1.bias")), dt, [4 * dim])?;
+    let w2 = param(b, &c.name(&format!("{p}mlp.fc2.weight")), dt, [dim, 4 * dim])?;
+    let b2 = param(b, &c.name(&format!("{p}mlp.fc2.bias")), dt, [dim])?;
     let y = b.scoped("mlp", |b| {
         let h = b.linear(y, w1, Some(b1))?;
         let h = b.unary(UnaryOp::Gelu, h)?;
         b.linear(h, w2, Some(b2))
     })?;
     let y = if c.layer_scale {
-        let g = param(b, &format!("{p}gamma"), dt, [dim])?;
+        let g = param(b, &c.name(&format!("{p}gamma")), dt, [dim])?;
         b.mul(y, g)?
     } else {
         y
@@ -68,14 +101,13 @@ fn block(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId, dim: usize, p: &st
 /// outputs (strides 4, 8, 16, 32).
 pub fn build(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId) -> Result<Vec<NodeId>> {
     let dt = c.dtype;
-    let pre = &c.prefix;
     let d0 = c.dims[0];
     let mut x = b.scoped("stem", |b| {
-        let w = conv_weight(b, &format!("{pre}stem.0.weight"), dt, [d0, c.in_chans, 4, 4])?;
-        let bias = param(b, &format!("{pre}stem.0.bias"), dt, [d0])?;
+        let w = conv_weight(b, &c.name("stem.0.weight"), dt, [d0, c.in_chans, 4, 4])?;
+        let bias = param(b, &c.name("stem.0.bias"), dt, [d0])?;
         let y = b.conv2d(x, w, Some(bias), Conv2dParams { stride: [4, 4], ..Default::default() })?;
-        let nw = param(b, &format!("{pre}stem.1.weight"), dt, [d0])?;
-        let nb = param(b, &format!("{pre}stem.1.bias"), dt, [d0])?;
+        let nw = param(b, &c.name("stem.1.weight"), dt, [d0])?;
+        let nb = param(b, &c.name("stem.1.bias"), dt, [d0])?;
         b.layer_norm(y, Some(nw), Some(nb), c.eps)
     })?;
     let mut outs = Vec::new();
@@ -83,18 +115,18 @@ pub fn build(b: &mut GraphBuilder, c: &ConvNextConfig, x: NodeId) -> Result<Vec<
         b.push_scope(format!("stages.{s}"));
         if s > 0 {
             let prev = c.dims[s - 1];
-            let p = format!("{pre}stages.{s}.downsample.");
+            let p = format!("stages.{s}.downsample.");
             x = b.scoped("downsample", |b| {
-                let nw = param(b, &format!("{p}0.weight"), dt, [prev])?;
-                let nb = param(b, &format!("{p}0.bias"), dt, [prev])?;
+                let nw = param(b, &c.name(&format!("{p}0.weight")), dt, [prev])?;
+                let nb = param(b, &c.name(&format!("{p}0.bias")), dt, [prev])?;
                 let y = b.layer_norm(x, Some(nw), Some(nb), c.eps)?;
-                let w = conv_weight(b, &format!("{p}1.weight"), dt, [dim, prev, 2, 2])?;
-                let bias = param(b, &format!("{p}1.bias"), dt, [dim])?;
+                let w = conv_weight(b, &c.name(&format!("{p}1.weight")), dt, [dim, prev, 2, 2])?;
+                let bias = param(b, &c.name(&format!("{p}1.bias")), dt, [dim])?;
                 b.conv2d(y, w, Some(bias), Conv2dParams { stride: [2, 2], ..Default::default() })
             })?;
         }
         for j in 0..depth {
-            let p = format!("{pre}stages.{s}.blocks.{j}.");
+            let p = format!("stages.{s}.blocks.{j}.");
             x = b.scoped(format!("blocks.{j}"), |b| block(b, c, x, dim, &p))?;
         }
         b.pop_scope();

@@ -71,3 +71,8 @@ fn simvq_lookup_matches_reference() {
 fn resize_modes_and_vit_preprocessing_match_pytorch_interpolate() {
     check("resize.tiny.safetensors");
 }
+
+#[test]
+fn convnext_hf_layout_matches_transformers() {
+    check("convnext_hf.tiny.safetensors");
+}

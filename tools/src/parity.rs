@@ -5,7 +5,7 @@
 use focus_engine::weights::WeightStore;
 use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
 use focus_graph::DType;
-use focus_models::convnext::{self, ConvNextConfig};
+use focus_models::convnext::{self, ConvNextConfig, ConvNextNaming};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
@@ -135,9 +135,10 @@ fn output_f32(plan: &Plan, name: &str) -> Result<(Vec<usize>, Vec<f32>), String>
     Ok((v.shape.to_vec(), focus_kernels::cpu::common::f32_in(&v).into_owned()))
 }
 
-fn run_convnext(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+fn run_convnext(fx: &Fixture, tol: f64, naming: ConvNextNaming) -> Result<Vec<Comparison>, String> {
     let cfg = &fx.config;
     let c = ConvNextConfig {
+        naming,
         depths: field(cfg, "depths")?,
         dims: field(cfg, "dims")?,
         layer_scale: cfg.get("ls_init_value").is_some_and(|v| !v.is_null()),
@@ -452,8 +453,17 @@ fn run_resize(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
 }
 
 /// Components this runner knows, by the fixture's `component` metadata.
-pub const COMPONENTS: &[&str] =
-    &["adapter", "convnext", "fusion", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "resize", "simvq"];
+pub const COMPONENTS: &[&str] = &[
+    "adapter",
+    "convnext",
+    "convnext_hf",
+    "fusion",
+    "qwen2",
+    "qwen2vl_vit",
+    "qwen25vl_vit",
+    "resize",
+    "simvq",
+];
 
 /// Run a fixture and compare its outputs; `tol` defaults by the fixture dtype.
 pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String> {
@@ -461,7 +471,8 @@ pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String
     let dtype = fx.store.metadata().get("dtype").cloned().unwrap_or_else(|| "float32".into());
     let tolerance = tol.unwrap_or(if dtype == "float32" { 1e-5 } else { 1e-2 });
     let comparisons = match fx.component.as_str() {
-        "convnext" => run_convnext(&fx, tolerance)?,
+        "convnext" => run_convnext(&fx, tolerance, ConvNextNaming::Timm)?,
+        "convnext_hf" => run_convnext(&fx, tolerance, ConvNextNaming::Hf)?,
         "qwen2" => run_qwen2(&fx, tolerance)?,
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
