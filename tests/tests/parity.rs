@@ -2,6 +2,7 @@
 //! produced by tools/torch_ref; see tests/fixtures/MANIFEST.md).
 
 use focus_cli::parity::{run_fixture, COMPONENTS};
+use focus_graph::DType;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -9,13 +10,13 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn check(name: &str) {
-    let r = run_fixture(&fixture(name), None).unwrap();
+    let r = run_fixture(&fixture(name), None, DType::F32).unwrap();
     for c in &r.comparisons {
         println!("{name}: {} rel-L2 {:.3e} max-abs {:.3e}", c.name, c.rel_l2, c.max_abs);
     }
     assert!(r.passed(), "{name}: {:?}", r.comparisons);
     // The comparison is real: a far tighter tolerance must fail on f32 rounding.
-    let strict = run_fixture(&fixture(name), Some(1e-12)).unwrap();
+    let strict = run_fixture(&fixture(name), Some(1e-12), DType::F32).unwrap();
     assert!(!strict.passed(), "{name}: rel-L2 exactly 0 is implausible");
 }
 
@@ -36,7 +37,7 @@ fn unimplemented_components_are_reported_not_faked() {
         let p = e.unwrap().path();
         let comp = p.file_name().unwrap().to_str().unwrap().split('.').next().unwrap().to_string();
         if !COMPONENTS.contains(&comp.as_str()) {
-            let err = run_fixture(&p, None).unwrap_err();
+            let err = run_fixture(&p, None, DType::F32).unwrap_err();
             assert!(err.contains("no engine implementation yet"), "{comp}: {err}");
         }
     }
@@ -75,4 +76,19 @@ fn resize_modes_and_vit_preprocessing_match_pytorch_interpolate() {
 #[test]
 fn convnext_hf_layout_matches_transformers() {
     check("convnext_hf.tiny.safetensors");
+}
+
+/// The same networks stored in bf16 and f16 (weights converted on load) against the f32/f64
+/// reference, with the dtype's network-level tolerance.
+#[test]
+fn half_precision_networks_stay_within_tolerance() {
+    for name in ["convnext", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "fusion", "adapter"] {
+        for dt in [DType::BF16, DType::F16] {
+            let r = run_fixture(&fixture(&format!("{name}.tiny.safetensors")), None, dt).unwrap();
+            for c in &r.comparisons {
+                println!("{name} {dt}: {} rel-L2 {:.3e}", c.name, c.rel_l2);
+            }
+            assert!(r.passed(), "{name} in {dt}: {:?}", r.comparisons);
+        }
+    }
 }

@@ -58,9 +58,12 @@ enum Cmd {
     /// by relative L2 error; exits non-zero beyond the tolerance.
     Parity {
         fixture: PathBuf,
-        /// Override the dtype's default tolerance (f32 1e-5, half 1e-2).
+        /// Override the dtype's default tolerance (f32 1e-5, f16 3e-3, bf16 2e-2).
         #[arg(long)]
         tol: Option<f64>,
+        /// Engine dtype: f32, f16 or bf16 (weights converted on load).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// Run the main job on the embedded default: the most complete model path the project has.
     Demo {
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
-        Cmd::Parity { fixture, tol } => commands::parity::run(&fixture, tol),
+        Cmd::Parity { fixture, tol, dtype } => commands::parity::run(&fixture, tol, &dtype),
         Cmd::Kernels { check, arch } => commands::kernels::run(check, &arch),
         Cmd::Graph { model, config, size, dot, summary, list } => {
             commands::graph::run(&model, &config, size, dot, summary, list)

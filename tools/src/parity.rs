@@ -59,6 +59,8 @@ pub fn compare(name: &str, got: &[f32], want: &[f32], tol: f64) -> Comparison {
 /// A fixture file opened through the memory-mapped weight store.
 pub struct Fixture {
     pub store: Arc<WeightStore>,
+    /// Compute/storage dtype of the engine graphs (weights are converted on load).
+    pub dtype: DType,
     pub component: String,
     pub config: Value,
     pub config_text: String,
@@ -72,7 +74,7 @@ impl Fixture {
         let config_text = meta.get("config").cloned().ok_or("fixture metadata has no 'config'")?;
         let config =
             serde_json::from_str(&config_text).map_err(|e| format!("fixture config is not JSON: {e}"))?;
-        Ok(Fixture { store: Arc::new(store), component, config, config_text })
+        Ok(Fixture { store: Arc::new(store), dtype: DType::F32, component, config, config_text })
     }
 
     /// (shape, values as f32) of a tensor.
@@ -146,9 +148,10 @@ fn run_convnext(fx: &Fixture, tol: f64, naming: ConvNextNaming) -> Result<Vec<Co
     };
     let (shape, img) = fx.f32("input.image")?;
     let [n, ch, h, w] = shape[..] else { return Err(format!("input.image must be NCHW, got {shape:?}")) };
-    let g = convnext::graph(&ConvNextConfig { in_chans: ch, ..c }, n, h, w).map_err(|e| e.to_string())?;
+    let g = convnext::graph(&ConvNextConfig { in_chans: ch, dtype: fx.dtype, ..c }, n, h, w)
+        .map_err(|e| e.to_string())?;
     let mut plan = fx.plan(&g)?;
-    let x = Tensor::from_f32(DType::F32, [n, h, w, ch], &nchw_to_nhwc(&img, n, ch, h, w))
+    let x = Tensor::from_f32(fx.dtype, [n, h, w, ch], &nchw_to_nhwc(&img, n, ch, h, w))
         .map_err(|e| e.to_string())?;
     plan.run(&[("pixel_values", &x)]).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -169,7 +172,7 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let step = |tokens, all_logits| StepOptions {
         tokens,
         capacity,
-        dtype: DType::F32,
+        dtype: fx.dtype,
         all_logits,
         embeds_input: false,
     };
@@ -183,7 +186,8 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     out.push(compare("logits", &logits, &fx.f32("output.logits")?.1, tol));
     let (_, hidden) = output_f32(&prefill, "hidden")?;
     out.push(compare("last_hidden_state", &hidden, &fx.f32("output.last_hidden_state")?.1, tol));
-    if gen > 0 {
+    // Greedy tokens are compared in f32 only: in half precision a near-tie may flip legitimately.
+    if gen > 0 && fx.dtype == DType::F32 {
         // Greedy decode with the KV cache handed from the prefill plan to the decode plan.
         let v = c.vocab_size;
         let mut decode = fx.plan(&qwen2::step_graph(&c, &step(1, false)).map_err(|e| e.to_string())?)?;
@@ -236,6 +240,7 @@ fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison
         in_channels: field(cfg, "in_channels")?,
         act: act_of(&field::<String>(cfg, "hidden_act")?)?,
         prefix: field(cfg, "prefix")?,
+        dtype: fx.dtype,
         ..QwenVitConfig::qwen2vl_600m()
     };
     let c = if windowed {
@@ -263,7 +268,7 @@ fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison
         return Err(format!("input.image must be [1,C,H,W], got {shape:?}"));
     };
     let mut plan = fx.plan(&qwen_vit::graph(&c, h, w).map_err(|e| e.to_string())?)?;
-    let x = Tensor::from_f32(DType::F32, [1, h, w, ch], &nchw_to_nhwc(&img, 1, ch, h, w))
+    let x = Tensor::from_f32(fx.dtype, [1, h, w, ch], &nchw_to_nhwc(&img, 1, ch, h, w))
         .map_err(|e| e.to_string())?;
     plan.run(&[("image", &x)]).map_err(|e| e.to_string())?;
     let mut out = vec![compare("embeds", &output_f32(&plan, "embeds")?.1, &fx.f32("output.embeds")?.1, tol)];
@@ -283,13 +288,12 @@ fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison
 }
 
 /// An NCHW fixture input as an NHWC tensor, plus its NHWC shape.
-fn nhwc_input(fx: &Fixture, name: &str) -> Result<(Tensor, Vec<usize>), String> {
+fn nhwc_input(fx: &Fixture, name: &str, dtype: DType) -> Result<(Tensor, Vec<usize>), String> {
     let (s, v) = fx.f32(name)?;
     let [n, c, h, w] = s[..] else { return Err(format!("{name} must be NCHW, got {s:?}")) };
     let shape = vec![n, h, w, c];
     Ok((
-        Tensor::from_f32(DType::F32, shape.clone(), &nchw_to_nhwc(&v, n, c, h, w))
-            .map_err(|e| e.to_string())?,
+        Tensor::from_f32(dtype, shape.clone(), &nchw_to_nhwc(&v, n, c, h, w)).map_err(|e| e.to_string())?,
         shape,
     ))
 }
@@ -304,17 +308,17 @@ fn run_fusion(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         mlp_ratio: field(cfg, "mlp_ratio")?,
         query_residual: field(cfg, "query_residual")?,
         prefix: field(cfg, "prefix")?,
-        dtype: DType::F32,
+        dtype: fx.dtype,
     };
     let (ls, low) = fx.f32("input.x_low")?;
-    let (high, hs) = nhwc_input(fx, "input.x_high")?;
+    let (high, hs) = nhwc_input(fx, "input.x_high", fx.dtype)?;
     let mut b = focus_graph::GraphBuilder::new();
-    let xl = b.input("x_low", DType::F32, ls.clone()).map_err(|e| e.to_string())?;
-    let xh = b.input("x_high", DType::F32, hs).map_err(|e| e.to_string())?;
+    let xl = b.input("x_low", fx.dtype, ls.clone()).map_err(|e| e.to_string())?;
+    let xh = b.input("x_high", fx.dtype, hs).map_err(|e| e.to_string())?;
     let y = fusion::fusion(&mut b, &c, xl, xh).map_err(|e| e.to_string())?;
     b.output("fused", y).map_err(|e| e.to_string())?;
     let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
-    let low = Tensor::from_f32(DType::F32, ls, &low).map_err(|e| e.to_string())?;
+    let low = Tensor::from_f32(fx.dtype, ls, &low).map_err(|e| e.to_string())?;
     plan.run(&[("x_low", &low), ("x_high", &high)]).map_err(|e| e.to_string())?;
     Ok(vec![compare("fused", &output_f32(&plan, "fused")?.1, &fx.f32("output.fused")?.1, tol)])
 }
@@ -330,14 +334,14 @@ fn run_adapter(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         llm_hidden: field(cfg, "llm_hidden")?,
         kv_include_latents: field(cfg, "kv_include_latents")?,
         prefix: field(cfg, "prefix")?,
-        dtype: DType::F32,
+        dtype: fx.dtype,
     };
     let mut b = focus_graph::GraphBuilder::new();
     let mut feats = Vec::new();
     let mut tensors = Vec::new();
     for j in 0..c.in_channels.len() {
-        let (t, s) = nhwc_input(fx, &format!("input.feats.{j}"))?;
-        feats.push(b.input(&format!("feats.{j}"), DType::F32, s).map_err(|e| e.to_string())?);
+        let (t, s) = nhwc_input(fx, &format!("input.feats.{j}"), fx.dtype)?;
+        feats.push(b.input(&format!("feats.{j}"), fx.dtype, s).map_err(|e| e.to_string())?);
         tensors.push((format!("feats.{j}"), t));
     }
     let y = fusion::adapter(&mut b, &c, &feats).map_err(|e| e.to_string())?;
@@ -367,7 +371,7 @@ fn run_simvq(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         dim: field(cfg, "dim")?,
         prefix: field(cfg, "prefix")?,
     };
-    let (z, zs) = nhwc_input(fx, "input.z")?;
+    let (z, zs) = nhwc_input(fx, "input.z", DType::F32)?;
     let (is, ids) = fx.i64("input.ids")?;
     let mut b = focus_graph::GraphBuilder::new();
     let zi = b.input("z", DType::F32, zs.clone()).map_err(|e| e.to_string())?;
@@ -402,7 +406,7 @@ fn run_simvq(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
 
 fn run_resize(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     use focus_graph::{BinaryOp, ResizeMode::*};
-    let (x, _) = nhwc_input(fx, "input.image")?;
+    let (x, _) = nhwc_input(fx, "input.image", DType::F32)?;
     let shape = x.shape().dims().to_vec();
     let hw = |k: &str| field::<[usize; 2]>(&fx.config, k);
     let modes = [
@@ -465,11 +469,20 @@ pub const COMPONENTS: &[&str] = &[
     "simvq",
 ];
 
-/// Run a fixture and compare its outputs; `tol` defaults by the fixture dtype.
-pub fn run_fixture(path: &Path, tol: Option<f64>) -> Result<ParityReport, String> {
-    let fx = Fixture::open(path)?;
-    let dtype = fx.store.metadata().get("dtype").cloned().unwrap_or_else(|| "float32".into());
-    let tolerance = tol.unwrap_or(if dtype == "float32" { 1e-5 } else { 1e-2 });
+/// Run a fixture with the engine graphs in `dtype` (weights converted on load; f32 fixtures
+/// are the reference) and compare its outputs. Quantisers and resampling stay f32 as the
+/// precision policy says. `tol` defaults by dtype for whole networks: f32 1e-5; in half
+/// precision every stored activation is rounded (bf16 2⁻⁹, f16 2⁻¹² relative) and a few layers
+/// compound it, so 2e-2 for bf16 and 3e-3 for f16 (single ops stay within 1e-2 / 2e-3).
+pub fn run_fixture(path: &Path, tol: Option<f64>, dtype: DType) -> Result<ParityReport, String> {
+    let mut fx = Fixture::open(path)?;
+    fx.dtype = dtype;
+    let tolerance = tol.unwrap_or(match dtype {
+        DType::F32 => 1e-5,
+        DType::F16 => 3e-3,
+        DType::BF16 => 2e-2,
+        d => return Err(format!("parity runs in f32, f16 or bf16, not {d}")),
+    });
     let comparisons = match fx.component.as_str() {
         "convnext" => run_convnext(&fx, tolerance, ConvNextNaming::Timm)?,
         "convnext_hf" => run_convnext(&fx, tolerance, ConvNextNaming::Hf)?,

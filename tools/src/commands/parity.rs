@@ -3,9 +3,13 @@
 use focus_cli::parity::run_fixture;
 use std::path::Path;
 
-pub fn run(path: &Path, tol: Option<f64>) -> Result<(), String> {
-    let r = run_fixture(path, tol)?;
-    println!("{} ({}), tolerance {:.1e}", r.component, path.display(), r.tolerance);
+pub fn run(path: &Path, tol: Option<f64>, dtype: &str) -> Result<(), String> {
+    let dt = focus_graph::DType::ALL
+        .into_iter()
+        .find(|d| d.short_name() == dtype)
+        .ok_or_else(|| format!("unknown dtype '{dtype}' (f32, f16, bf16)"))?;
+    let r = run_fixture(path, tol, dt)?;
+    println!("{} ({}) in {dt}, tolerance {:.1e}", r.component, path.display(), r.tolerance);
     println!("  config {}", r.config);
     for c in &r.comparisons {
         println!(
