@@ -9,5 +9,6 @@ NVRTC_LIB="$(tools/setup-nvrtc.sh)"
 LD_LIBRARY_PATH="$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
   cargo run -q -p focus-cli -- kernels --check --arch sm_80,sm_90a > target/kernels-check.txt
 echo "kernels --check: ok ($(grep -c . target/kernels-check.txt) lines in target/kernels-check.txt)"
-cargo run -q -p focus-cli -- demo --size 64 --reps 1 > /dev/null
+cargo run -q -p focus-cli -- demo --tokens 4 > /dev/null
+cargo run -q -p focus-cli -- demo --tokens 2 --dtype bf16 > /dev/null
 echo "demo: ok"

@@ -65,29 +65,30 @@ enum Cmd {
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
-    /// Run the main job on the embedded default: the most complete model path the project has.
+    /// Run the main job on the embedded default: the FOCUS perception path (image + prompt →
+    /// tokens) with seeded random weights on the bundled image.
     Demo {
         /// Image to run on (PNG/JPEG); defaults to the bundled demo image.
         #[arg(long)]
         image: Option<PathBuf>,
-        /// Square input resolution of the encoder.
-        #[arg(long, default_value_t = 224)]
-        size: usize,
         /// Seed of the random weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Device: cpu or cuda[:N].
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Write a Chrome/Perfetto trace of the run here.
+        /// Storage dtype: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 16)]
+        tokens: usize,
+        /// Write a Chrome/Perfetto trace of the prefill here.
         #[arg(long)]
         profile: Option<PathBuf>,
-        /// Write the outputs (safetensors) here.
+        /// Write the prefill hidden states and the tokens (safetensors) here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Timed repetitions after the profiled run.
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
     },
 }
 
@@ -101,15 +102,17 @@ fn main() -> ExitCode {
         Cmd::Graph { model, config, size, dot, summary, list } => {
             commands::graph::run(&model, &config, size, dot, summary, list)
         }
-        Cmd::Demo { image, size, seed, device, profile, out, reps } => commands::demo::run(
-            image.as_deref(),
-            size,
-            seed,
-            &device,
-            profile.as_deref(),
-            out.as_deref(),
-            reps,
-        ),
+        Cmd::Demo { image, seed, device, dtype, tokens, profile, out } => {
+            commands::demo::run(commands::demo::DemoArgs {
+                image: image.as_deref(),
+                seed,
+                device: &device,
+                profile: profile.as_deref(),
+                out: out.as_deref(),
+                tokens,
+                dtype: &dtype,
+            })
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
