@@ -78,6 +78,10 @@ pub fn preprocess(
 /// `input_ids` i32 `[L]`, `positions` i32 `[L]`; outputs `logits` f32 `[L, V]` and `hidden`.
 pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph> {
     let dt = s.dtype;
+    // Every branch stores in the shape's dtype.
+    let mut c = c.clone();
+    (c.vit.dtype, c.convnext.dtype, c.fusion.dtype, c.adapter.dtype) = (dt, dt, dt, dt);
+    let c = &c;
     let (nv, nq) = c.image_tokens(s.vit_hw);
     let l = s.n_pre + nv + nq + s.n_post;
     let d = c.llm.hidden_size;
