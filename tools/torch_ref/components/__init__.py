@@ -29,6 +29,7 @@ ORDER = [
     "vae_decoder",
     "euler",
     "resize",
+    "movq_kandinsky",
 ]
 
 

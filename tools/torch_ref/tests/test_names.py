@@ -201,3 +201,17 @@ def test_own_module_names():
               "transformer.encoder.layers.0.linear1.weight", "adapter_1.weight", "adapter_1.norm.weight",
               "layer_1.weight", "layer_1.norm.bias", "mask_features.weight"):
         assert p + n in sd, n
+
+
+def test_movq_kandinsky_names():
+    """diffusers VQModel with spatial norm (Kandinsky MoVQ): SpatialNorm carries norm_layer,
+    conv_y and conv_b, conditioned on the quantised map (spec §6.2)."""
+    cfg, sd = state("movq_kandinsky")
+    s = shapes(sd)
+    c0, e = cfg["block_out_channels"][-1], cfg["vq_embed_dim"]
+    assert s["quantize.embedding.weight"] == (cfg["num_vq_embeddings"], e)
+    assert s["quant_conv.weight"] == (e, cfg["latent_channels"], 1, 1)
+    p = "decoder.up_blocks.0.resnets.0.norm1."
+    assert s[p + "norm_layer.weight"] == (c0,)
+    assert s[p + "conv_y.weight"] == (c0, e, 1, 1) and s[p + "conv_b.weight"] == (c0, e, 1, 1)
+    assert "decoder.conv_norm_out.conv_y.weight" in s and "encoder.conv_norm_out.weight" in s
