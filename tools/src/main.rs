@@ -65,6 +65,23 @@ enum Cmd {
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
+    /// Time a named model's graph on random inputs (checkpoint or seeded random weights).
+    Bench {
+        model: String,
+        #[arg(long, default_value = "tiny")]
+        config: String,
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// Checkpoint (safetensors file, index or directory); default: seeded random weights.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+    },
     /// Run the main job on the embedded default: the FOCUS perception path (image + prompt →
     /// tokens) with seeded random weights on the bundled image.
     Demo {
@@ -97,6 +114,17 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
+        Cmd::Bench { model, config, size, weights, device, reps, warmup } => {
+            commands::bench::run(commands::bench::BenchArgs {
+                model: &model,
+                config: &config,
+                size,
+                weights: weights.as_deref(),
+                device: &device,
+                reps,
+                warmup,
+            })
+        }
         Cmd::Parity { fixture, tol, dtype } => commands::parity::run(&fixture, tol, &dtype),
         Cmd::Kernels { check, arch } => commands::kernels::run(check, &arch),
         Cmd::Graph { model, config, size, dot, summary, list } => {

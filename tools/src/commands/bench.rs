@@ -1,0 +1,80 @@
+//! `focus bench`: time a named model's graph (random inputs; checkpoint or seeded random
+//! weights) and print median latency, achieved GFLOP/s and the per-op profile.
+
+use crate::commands::graph::mib;
+use focus_engine::weights::WeightStore;
+use focus_engine::{compile, Device, MemoryWeights, Tensor, WeightSource};
+use focus_models::build_named;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct BenchArgs<'a> {
+    pub model: &'a str,
+    pub config: &'a str,
+    pub size: usize,
+    pub weights: Option<&'a Path>,
+    pub device: &'a str,
+    pub reps: usize,
+    pub warmup: usize,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+pub fn run(a: BenchArgs) -> Result<(), String> {
+    if a.reps == 0 {
+        return Err("--reps must be at least 1".into());
+    }
+    let device = Device::parse(a.device).map_err(err)?;
+    let g = build_named(a.model, a.config, a.size)?;
+    let src: Arc<dyn WeightSource> = match a.weights {
+        Some(p) => Arc::new(WeightStore::open(p).map_err(err)?),
+        None => Arc::new(MemoryWeights::random_for(&g, 0)),
+    };
+    let t = Instant::now();
+    let mut plan = compile(&g, Some(src), device).map_err(err)?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    for (i, (name, id)) in g.inputs().into_iter().enumerate() {
+        let n = g.node(id);
+        let t = if n.dtype.is_float() {
+            let v: Vec<f32> = (0..n.shape.numel()).map(|k| ((k * 7919 + i * 31) % 1000) as f32 / 500.0 - 1.0).collect();
+            Tensor::from_f32(n.dtype, n.shape.clone(), &v).map_err(err)?
+        } else {
+            // Token ids / positions: 0..len, within any vocabulary and cache.
+            let v: Vec<i64> = (0..n.shape.numel() as i64).collect();
+            Tensor::from_i64(n.dtype, n.shape.clone(), &v).map_err(err)?
+        };
+        plan.set_input(name, &t.view()).map_err(err)?;
+    }
+    for _ in 0..a.warmup {
+        plan.execute().map_err(err)?;
+    }
+    let prof = plan.execute_profiled().map_err(err)?;
+    let mut times = Vec::with_capacity(a.reps);
+    for _ in 0..a.reps {
+        let t = Instant::now();
+        plan.execute().map_err(err)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let st = plan.stats();
+    let med = times[times.len() / 2];
+    println!("{}", prof.table(10));
+    println!(
+        "{}/{} @{} on {device}: median {med:.3} ms (min {:.3}, max {:.3}, {} reps), {:.2} GFLOP/s; \
+         {:.3} GFLOP, weights {:.1} MiB, arena {:.1} MiB, compile {compile_ms:.0} ms",
+        a.model,
+        a.config,
+        a.size,
+        times[0],
+        times[times.len() - 1],
+        a.reps,
+        st.flops as f64 / (med * 1e6),
+        st.flops as f64 / 1e9,
+        mib(st.mapped_weight_bytes + st.resident_bytes),
+        mib(st.arena_bytes),
+    );
+    Ok(())
+}
