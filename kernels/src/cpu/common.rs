@@ -127,18 +127,31 @@ pooled!(f32, f64);
 pub struct Scratch<T: Pooled = f32>(Vec<T>);
 
 impl<T: Pooled> Scratch<T> {
-    /// `len` copies of `v`.
-    pub fn filled(len: usize, v: T) -> Self {
+    /// A spare buffer from the pool: the smallest that fits, else the largest (grown by the
+    /// caller once, then kept). Its contents are stale.
+    fn spare(len: usize) -> Vec<T> {
         let spare = T::with_pool(|pool| {
-            // Smallest spare that fits, else the largest (grown once here, then kept).
             let fits =
                 (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
             let i = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()))?;
             Some(pool.swap_remove(i))
         });
-        let mut buf = spare.flatten().unwrap_or_default();
+        spare.flatten().unwrap_or_default()
+    }
+
+    /// `len` copies of `v`.
+    pub fn filled(len: usize, v: T) -> Self {
+        let mut buf = Self::spare(len);
         buf.clear();
         buf.resize(len, v);
+        Scratch(buf)
+    }
+
+    /// `len` elements with unspecified (stale) values, for callers that overwrite them all:
+    /// saves clearing large buffers.
+    pub fn stale(len: usize) -> Self {
+        let mut buf = Self::spare(len);
+        buf.resize(len, T::default());
         Scratch(buf)
     }
 

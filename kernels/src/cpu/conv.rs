@@ -116,7 +116,8 @@ fn general(geo: &Geo, p: &Conv2dParams, xd: &[f32], wd: &[f32], o: &mut [f32]) {
     }
     let row_elems = geo.wo * ncol;
     let chunk_rows = (COL_BUDGET / row_elems.max(1)).clamp(1, geo.ho);
-    let mut col = Scratch::zeroed(chunk_rows * row_elems);
+    // Every element is written by `fill_patch` before the gemm reads it.
+    let mut col = Scratch::stale(chunk_rows * row_elems);
     for img in 0..geo.n {
         let x_img = &xd[img * geo.h * geo.w * geo.cin..][..geo.h * geo.w * geo.cin];
         let o_img = &mut o[img * geo.ho * geo.wo * geo.cout..][..geo.ho * geo.wo * geo.cout];
