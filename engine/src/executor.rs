@@ -105,6 +105,10 @@ fn check_params(g: &Graph, src: Option<&dyn WeightSource>) -> Result<()> {
 pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: Device) -> Result<Plan> {
     let (g, _) = eliminate_dead_code(graph);
     check_params(&g, weights.as_deref())?;
+    // Start every rayon worker now: a worker's one-time setup (e.g. registering with
+    // crossbeam-epoch on its first steal) allocates, and would otherwise land in some later
+    // `execute`.
+    rayon::broadcast(|_| ());
     let is_static = static_nodes(&g);
     let memory = plan_memory(&g, &is_static);
     let mut storage: Vec<Storage> = Vec::with_capacity(g.len());

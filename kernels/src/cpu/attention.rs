@@ -1,9 +1,10 @@
 //! Scaled dot-product attention, flash style: each task owns one (batch, query head, query
 //! block), walks the key blocks with an online softmax in f32 and never holds more than a
 //! `BQ x BK` score tile. Block products go through `gemm` on strided views of the
-//! `[B, T, H, D]` tensors, so nothing is transposed or gathered.
+//! `[B, T, H, D]` tensors, so nothing is transposed or gathered; each task writes its rows
+//! straight into the output and its buffers come from the scratch pool.
 
-use crate::cpu::common::{f32_in, with_f32_out};
+use crate::cpu::common::{f32_in, with_f32_out, Scratch};
 use crate::cpu::matmul::{sgemm, Mat};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
@@ -64,31 +65,48 @@ pub fn attention(
             return Ok(());
         }
         let nqb = tq.div_ceil(BQ);
-        // Tasks (b, h, query block) write strided rows of the output, so each returns its
-        // block and the blocks are scattered afterwards.
-        let blocks: Vec<Vec<f32>> = (0..b * hq * nqb)
-            .into_par_iter()
-            .map(|task| {
-                let (bh, qb) = (task / nqb, task % nqb);
-                let (bi, h) = (bh / hq, bh % hq);
-                let i0 = qb * BQ;
-                let rows = BQ.min(tq - i0);
-                block(&dims, causal, scale, &qd, &kd, &vd, &mask, bi, h, i0, rows)
-            })
-            .collect();
-        for (task, blk) in blocks.iter().enumerate() {
+        let rows_out = OutRows(o.as_mut_ptr(), o.len());
+        // A task is about rows * keys * (D + Dv) multiply-adds; tiny problems run as one task
+        // on the calling thread.
+        let work = BQ.min(tq) * tk * (d + dv);
+        let tasks = (0..b * hq * nqb).into_par_iter().with_min_len((1 << 16) / work.max(1) + 1);
+        tasks.for_each(|task| {
             let (bh, qb) = (task / nqb, task % nqb);
             let (bi, h) = (bh / hq, bh % hq);
-            for (r, src) in blk.chunks_exact(dv.max(1)).enumerate() {
-                let i = qb * BQ + r;
-                o[((bi * tq + i) * hq + h) * dv..][..dv].copy_from_slice(&src[..dv]);
+            let i0 = qb * BQ;
+            let rows = BQ.min(tq - i0);
+            let mut acc = Scratch::zeroed(rows * dv);
+            block(&dims, causal, scale, &qd, &kd, &vd, &mask, bi, h, i0, &mut acc);
+            for (r, src) in acc.chunks_exact(dv).enumerate() {
+                // SAFETY: row (bi, i0 + r, h) of `[B, Tq, Hq, Dv]` is in bounds and belongs to
+                // this task alone: tasks are distinct (bi, h, query block) triples.
+                unsafe { rows_out.write(((bi * tq + i0 + r) * hq + h) * dv, src) };
             }
-        }
+        });
         Ok(())
     })
 }
 
-/// Attention output `[rows, Dv]` for query rows `i0..i0+rows` of head `h` in batch `bi`.
+/// The output buffer, shared by the tasks; each writes only its own (strided) rows, which
+/// are disjoint, so no task sees another's writes.
+#[derive(Clone, Copy)]
+struct OutRows(*mut f32, usize);
+
+// SAFETY: see `OutRows`: concurrent writes go to disjoint rows.
+unsafe impl Send for OutRows {}
+unsafe impl Sync for OutRows {}
+
+impl OutRows {
+    /// # Safety
+    /// No other thread may access `at..at + src.len()` during the call.
+    unsafe fn write(self, at: usize, src: &[f32]) {
+        assert!(at + src.len() <= self.1, "attention row out of bounds");
+        std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(at), src.len());
+    }
+}
+
+/// Attention output `acc [rows, Dv]` (zeroed on entry) for query rows `i0..i0+rows` of head
+/// `h` in batch `bi`.
 #[allow(clippy::too_many_arguments)]
 fn block(
     dm: &Dims,
@@ -101,14 +119,14 @@ fn block(
     bi: usize,
     h: usize,
     i0: usize,
-    rows: usize,
-) -> Vec<f32> {
+    acc: &mut [f32],
+) {
     let (tq, tk, d, dv) = (dm.tq, dm.tk, dm.d, dm.dv);
+    let rows = acc.len() / dv;
     let hk = h / (dm.hq / dm.hkv);
-    let mut acc = vec![0f32; rows * dv];
-    let mut m = vec![f32::NEG_INFINITY; rows];
-    let mut l = vec![0f32; rows];
-    let mut s = vec![0f32; rows * BK];
+    let mut m = Scratch::filled(rows, f32::NEG_INFINITY);
+    let mut l: Scratch = Scratch::zeroed(rows);
+    let mut s = Scratch::zeroed(rows * BK);
     // Causal: query i sees keys j <= i + tk - tq (bottom-right aligned).
     let shift = tk as isize - tq as isize;
     let key_end =
@@ -148,14 +166,13 @@ fn block(
         }
         // acc += P V; V rows [Tk, Hkv, Dv] have row stride Hkv*Dv.
         let v_m = Mat::rows(((bi * tk + j0) * dm.hkv + hk) * dv, dm.hkv * dv);
-        sgemm((rows, dv, cols), &mut acc, Mat::rows(0, dv), true, &s, Mat::rows(0, cols), v, v_m, 1.0, false);
+        sgemm((rows, dv, cols), acc, Mat::rows(0, dv), true, &s, Mat::rows(0, cols), v, v_m, 1.0, false);
     }
     for r in 0..rows {
         // Fully masked rows (l == 0) stay zero instead of 0/0.
         let inv = if l[r] > 0.0 { 1.0 / l[r] } else { 0.0 };
         acc[r * dv..][..dv].iter_mut().for_each(|a| *a *= inv);
     }
-    acc
 }
 
 /// Adds the float mask to, or applies the bool mask on, one row of scores (keys j0..).

@@ -1,11 +1,15 @@
-//! Dtype conversion at the kernel edges. Compute kernels work on f32 (indices on i64);
-//! f32 inputs are borrowed without copying, other dtypes are converted.
+//! Dtype conversion at the kernel edges and per-thread scratch. Compute kernels work on f32
+//! (indices on i64); f32 inputs are borrowed without copying and index tensors are decoded in
+//! place, so f32 kernels allocate nothing once the scratch pools have grown. Other dtypes are
+//! converted through temporaries (`f32_in` allocates for them).
 
 use crate::error::{KernelError, Result};
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::DType;
 use half::{bf16, f16};
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 
 /// Shape/stride bookkeeping that stays on the stack for ranks up to 8, so kernels allocate
 /// nothing per call.
@@ -50,6 +54,129 @@ pub fn f32_in<'a>(t: &TensorRef<'a>) -> Cow<'a, [f32]> {
             t.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
         ),
         DType::U8 | DType::Bool => Cow::Owned(t.data.iter().map(|&b| b as f32).collect()),
+    }
+}
+
+/// An integer (or bool) tensor read element by element as i64, decoding its little-endian
+/// bytes on the fly: no copy and no alignment requirement.
+#[derive(Clone, Copy)]
+pub struct IndexRef<'a> {
+    data: &'a [u8],
+    width: usize,
+}
+
+impl<'a> IndexRef<'a> {
+    pub fn new(t: &TensorRef<'a>) -> Result<Self> {
+        let width = match t.dtype {
+            DType::I32 => 4,
+            DType::I64 => 8,
+            DType::U8 | DType::Bool => 1,
+            d => return Err(KernelError::Unsupported { op: "integer input", dtype: d }),
+        };
+        Ok(IndexRef { data: t.data, width })
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() / self.width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Element `i` (panics if `i >= len()`, like slice indexing).
+    #[inline]
+    pub fn get(&self, i: usize) -> i64 {
+        let b = &self.data[i * self.width..][..self.width];
+        match self.width {
+            4 => i32::from_le_bytes(b.try_into().unwrap()) as i64,
+            8 => i64::from_le_bytes(b.try_into().unwrap()),
+            _ => b[0] as i64,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// Element types with a per-thread pool of spare scratch buffers.
+pub trait Pooled: Copy + Default + 'static {
+    /// Runs `f` on this thread's pool (`None` while the thread is being torn down).
+    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> Option<R>;
+}
+
+macro_rules! pooled {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> Option<R> {
+                thread_local! {
+                    static POOL: RefCell<Vec<Vec<$t>>> = const { RefCell::new(Vec::new()) };
+                }
+                POOL.try_with(|p| f(&mut p.borrow_mut())).ok()
+            }
+        }
+    )*};
+}
+pooled!(f32, f64);
+
+/// A scratch buffer borrowed from the current thread's pool and returned to it on drop, so
+/// kernels reuse the same memory run after run. Nested scratches get distinct buffers; once a
+/// thread's pool has grown to the sizes its kernels ask for, nothing allocates. (Rayon workers
+/// each have their own pool: a worker that first runs a task after warm-up still allocates once.)
+pub struct Scratch<T: Pooled = f32>(Vec<T>);
+
+impl<T: Pooled> Scratch<T> {
+    /// A spare buffer from the pool: the smallest that fits, else the largest (grown by the
+    /// caller once, then kept). Its contents are stale.
+    fn spare(len: usize) -> Vec<T> {
+        let spare = T::with_pool(|pool| {
+            let fits =
+                (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
+            let i = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()))?;
+            Some(pool.swap_remove(i))
+        });
+        spare.flatten().unwrap_or_default()
+    }
+
+    /// `len` copies of `v`.
+    pub fn filled(len: usize, v: T) -> Self {
+        let mut buf = Self::spare(len);
+        buf.clear();
+        buf.resize(len, v);
+        Scratch(buf)
+    }
+
+    /// `len` elements with unspecified (stale) values, for callers that overwrite them all:
+    /// saves clearing large buffers.
+    pub fn stale(len: usize) -> Self {
+        let mut buf = Self::spare(len);
+        buf.resize(len, T::default());
+        Scratch(buf)
+    }
+
+    pub fn zeroed(len: usize) -> Self {
+        Self::filled(len, T::default())
+    }
+}
+
+impl<T: Pooled> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        T::with_pool(|pool| pool.push(buf));
+    }
+}
+
+impl<T: Pooled> Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T: Pooled> DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
     }
 }
 
@@ -116,7 +243,7 @@ pub fn with_f32_out(out: &mut TensorMut<'_>, f: impl FnOnce(&mut [f32]) -> Resul
             return f(s);
         }
     }
-    let mut tmp = vec![0f32; out.numel()];
+    let mut tmp = Scratch::zeroed(out.numel());
     f(&mut tmp)?;
     f32_store(out, &tmp);
     Ok(())

@@ -3,7 +3,7 @@
 //! - 1x1, stride 1, no padding: the input already is the im2col matrix, so plain gemm;
 //! - general: im2col over a chunk of output rows, then one gemm per group.
 
-use crate::cpu::common::{f32_in, with_f32_out};
+use crate::cpu::common::{f32_in, with_f32_out, Scratch};
 use crate::cpu::matmul::{sgemm, Mat};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
@@ -116,14 +116,17 @@ fn general(geo: &Geo, p: &Conv2dParams, xd: &[f32], wd: &[f32], o: &mut [f32]) {
     }
     let row_elems = geo.wo * ncol;
     let chunk_rows = (COL_BUDGET / row_elems.max(1)).clamp(1, geo.ho);
-    let mut col = vec![0f32; chunk_rows * row_elems];
+    // Every element is written by `fill_patch` before the gemm reads it.
+    let mut col = Scratch::stale(chunk_rows * row_elems);
     for img in 0..geo.n {
         let x_img = &xd[img * geo.h * geo.w * geo.cin..][..geo.h * geo.w * geo.cin];
         let o_img = &mut o[img * geo.ho * geo.wo * geo.cout..][..geo.ho * geo.wo * geo.cout];
         for r0 in (0..geo.ho).step_by(chunk_rows) {
             let nr = chunk_rows.min(geo.ho - r0);
             let col = &mut col[..nr * row_elems];
-            col.par_chunks_mut(ncol).enumerate().for_each(|(pix, dst)| {
+            // At least ~16K elements per task, so small inputs stay on the calling thread.
+            let pixels = col.par_chunks_mut(ncol).enumerate().with_min_len((1 << 14) / ncol + 1);
+            pixels.for_each(|(pix, dst)| {
                 let (oy, ox) = (r0 + pix / geo.wo, pix % geo.wo);
                 fill_patch(geo, p, x_img, oy, ox, cg, dst);
             });
@@ -163,14 +166,16 @@ fn depthwise(geo: &Geo, p: &Conv2dParams, xd: &[f32], wd: &[f32], bd: Option<&[f
     let c = geo.cin;
     // Weight [C, KH, KW, 1] -> [KH, KW, C] so a tap is a contiguous channel vector.
     let taps = geo.kh * geo.kw;
-    let mut wt = vec![0f32; taps * c];
+    let mut wt = Scratch::zeroed(taps * c);
     for ch in 0..c {
         for t in 0..taps {
             wt[t * c + ch] = wd[ch * taps + t];
         }
     }
     let row_len = geo.wo * c;
-    o.par_chunks_mut(row_len).enumerate().for_each(|(row, dst)| {
+    // At least ~16K multiply-adds per task, so small inputs stay on the calling thread.
+    let rows = o.par_chunks_mut(row_len).enumerate().with_min_len((1 << 14) / (row_len * taps).max(1) + 1);
+    rows.for_each(|(row, dst)| {
         let (img, oy) = (row / geo.ho, row % geo.ho);
         let x_img = &xd[img * geo.h * geo.w * c..][..geo.h * geo.w * c];
         for (ox, acc) in dst.chunks_exact_mut(c).enumerate() {

@@ -55,6 +55,9 @@ pub(crate) fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
+    if m * n * k <= TINY_GEMM {
+        return tiny_gemm((m, n, k), dst, dm, accumulate, a, am, b, bm, scale);
+    }
     let parallelism = if par { Parallelism::Rayon(rayon::current_num_threads()) } else { Parallelism::None };
     // SAFETY: all three views were bounds-checked above; `dst` is a unique borrow, so it cannot
     // alias `a` or `b`.
@@ -80,6 +83,35 @@ pub(crate) fn sgemm(
             false,
             parallelism,
         );
+    }
+}
+
+/// Up to this many multiply-adds, `sgemm` uses a plain loop: cheaper than gemm's dispatch,
+/// and gemm's general path allocates bookkeeping and packing buffers on every call.
+const TINY_GEMM: usize = 1 << 12;
+
+/// `sgemm` for tiny products: row-by-row axpy on the strided views (already bounds-checked).
+#[allow(clippy::too_many_arguments)]
+fn tiny_gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dm: Mat,
+    accumulate: bool,
+    a: &[f32],
+    am: Mat,
+    b: &[f32],
+    bm: Mat,
+    scale: f32,
+) {
+    for i in 0..m {
+        let d = |j: usize| dm.off + i * dm.rs + j * dm.cs;
+        if !accumulate {
+            (0..n).for_each(|j| dst[d(j)] = 0.0);
+        }
+        for p in 0..k {
+            let av = scale * a[am.off + i * am.rs + p * am.cs];
+            (0..n).for_each(|j| dst[d(j)] += av * b[bm.off + p * bm.rs + j * bm.cs]);
+        }
     }
 }
 

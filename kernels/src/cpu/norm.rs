@@ -1,7 +1,7 @@
 //! LayerNorm, RMSNorm and channels-last GroupNorm. Statistics are accumulated in f64 with a
 //! two-pass mean/variance (biased variance, as PyTorch); the normalisation itself is f32.
 
-use crate::cpu::common::{f32_in, with_f32_out};
+use crate::cpu::common::{f32_in, with_f32_out, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::DType;
@@ -110,29 +110,32 @@ pub fn group_norm(
         let img = o.len() / n;
         let cg = c / groups;
         let chunk = c * min_rows(c);
-        // Per-group sums over a slab of rows.
-        let group_sums = |src: &[f32], f: &(dyn Fn(usize, f32) -> f64 + Sync)| -> Vec<f64> {
-            src.par_chunks(chunk)
-                .map(|slab| {
-                    let mut acc = vec![0f64; groups];
-                    for row in slab.chunks_exact(c) {
-                        for (gi, a) in acc.iter_mut().enumerate() {
-                            *a += row[gi * cg..][..cg].iter().map(|&v| f(gi, v)).sum::<f64>();
-                        }
+        let cnt = (img / c * cg) as f64;
+        // Per-slab partial sums, one row of `groups` per slab (parallel over slabs), then
+        // summed in slab order so the result is deterministic.
+        let mut partial = Scratch::<f64>::zeroed(img.div_ceil(chunk) * groups);
+        let mut group_sums = |src: &[f32], f: &(dyn Fn(usize, f32) -> f64 + Sync), sums: &mut [f64]| {
+            partial.par_chunks_mut(groups).zip(src.par_chunks(chunk)).for_each(|(acc, slab)| {
+                acc.fill(0.0);
+                for row in slab.chunks_exact(c) {
+                    for (gi, a) in acc.iter_mut().enumerate() {
+                        *a += row[gi * cg..][..cg].iter().map(|&v| f(gi, v)).sum::<f64>();
                     }
-                    acc
-                })
-                .reduce(|| vec![0f64; groups], |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect())
+                }
+            });
+            sums.fill(0.0);
+            for acc in partial.chunks_exact(groups) {
+                sums.iter_mut().zip(acc).for_each(|(s, a)| *s += a);
+            }
         };
+        let (mut mean, mut var) = (Scratch::<f64>::zeroed(groups), Scratch::<f64>::zeroed(groups));
+        // y = (x - m[c]) * a[c] + s[c] with per-channel mean, rstd*weight and bias, so the
+        // inner loop is a contiguous channel vector.
+        let (mut m, mut a, mut s) = (Scratch::zeroed(c), Scratch::zeroed(c), Scratch::zeroed(c));
         for (dst, src) in o.chunks_mut(img).zip(xd.chunks(img)) {
-            let cnt = (img / c * cg) as f64;
-            let mean: Vec<f64> = group_sums(src, &|_, v| v as f64).iter().map(|s| s / cnt).collect();
-            let var = group_sums(src, &|gi, v| (v as f64 - mean[gi]).powi(2));
-            // y = (x - m[c]) * a[c] + s[c] with per-channel mean, rstd*weight and bias, so the
-            // inner loop is a contiguous channel vector.
-            let mut m = vec![0f32; c];
-            let mut a = vec![0f32; c];
-            let mut s = vec![0f32; c];
+            group_sums(src, &|_, v| v as f64, &mut mean);
+            mean.iter_mut().for_each(|s| *s /= cnt);
+            group_sums(src, &|gi, v| (v as f64 - mean[gi]).powi(2), &mut var);
             for ch in 0..c {
                 let gi = ch / cg;
                 let rstd = 1.0 / (var[gi] / cnt + eps as f64).sqrt();
@@ -140,9 +143,10 @@ pub fn group_norm(
                 a[ch] = (rstd * wd.as_ref().map_or(1.0, |w| w[ch] as f64)) as f32;
                 s[ch] = bd.as_ref().map_or(0.0, |b| b[ch]);
             }
+            let (m, a, s) = (&*m, &*a, &*s);
             dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, x)| {
                 for (dr, xr) in d.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    for ((((d, &x), &m), &a), &s) in dr.iter_mut().zip(xr).zip(&m).zip(&a).zip(&s) {
+                    for ((((d, &x), &m), &a), &s) in dr.iter_mut().zip(xr).zip(m).zip(a).zip(s) {
                         *d = (x - m) * a + s;
                     }
                 }

@@ -7,30 +7,30 @@
 //! kernels produce up to an ulp. The rotation itself is f32 (the ViT reference upcasts to f32;
 //! for half inputs we also rotate in f32 and round once at the end).
 
-use crate::cpu::common::{f32_in, i64_in, with_f32_out};
+use crate::cpu::common::{f32_in, with_f32_out, IndexRef, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::RopeKind;
 use rayon::prelude::*;
 
 /// f32 inverse frequencies for a rotary table of `dim` dims (dim/2 frequencies).
-fn inv_freq(theta: f32, dim: usize) -> Vec<f32> {
-    (0..dim / 2)
-        .map(|i| {
-            let e = (2 * i) as f32 / dim as f32;
-            1.0 / ((theta as f64).powf(e as f64) as f32)
-        })
-        .collect()
+fn inv_freq(theta: f32, dim: usize) -> Scratch {
+    let mut f = Scratch::zeroed(dim / 2);
+    for (i, fi) in f.iter_mut().enumerate() {
+        let e = (2 * i) as f32 / dim as f32;
+        *fi = 1.0 / ((theta as f64).powf(e as f64) as f32);
+    }
+    f
 }
 
 pub fn rope(kind: RopeKind, theta: f32, x: &TensorRef, pos: &TensorRef, out: &mut TensorMut) -> Result<()> {
     let r = x.shape.len();
     let (t, h, d) = (x.shape[r - 3], x.shape[r - 2], x.shape[r - 1]);
     let half = d / 2;
-    let p = i64_in(pos)?;
+    let p = IndexRef::new(pos)?;
     // Angle table [T, D/2]: dim i (< D/2) and dim i + D/2 rotate by angle[t][i].
-    let mut cos = vec![0f32; t * half];
-    let mut sin = vec![0f32; t * half];
+    let mut cos = Scratch::zeroed(t * half);
+    let mut sin = Scratch::zeroed(t * half);
     let mut set = |ti: usize, i: usize, angle: f32| {
         cos[ti * half + i] = (angle as f64).cos() as f32;
         sin[ti * half + i] = (angle as f64).sin() as f32;
@@ -38,7 +38,7 @@ pub fn rope(kind: RopeKind, theta: f32, x: &TensorRef, pos: &TensorRef, out: &mu
     match kind {
         RopeKind::OneD => {
             let f = inv_freq(theta, d);
-            for (ti, &pt) in p.iter().enumerate() {
+            for (ti, pt) in p.iter().enumerate() {
                 for (i, &fi) in f.iter().enumerate() {
                     set(ti, i, pt as f32 * fi);
                 }
@@ -49,7 +49,7 @@ pub fn rope(kind: RopeKind, theta: f32, x: &TensorRef, pos: &TensorRef, out: &mu
             let f = inv_freq(theta, half);
             let q = f.len();
             for ti in 0..t {
-                let (row, col) = (p[2 * ti] as f32, p[2 * ti + 1] as f32);
+                let (row, col) = (p.get(2 * ti) as f32, p.get(2 * ti + 1) as f32);
                 for (j, &fj) in f.iter().enumerate() {
                     set(ti, j, row * fj);
                     set(ti, q + j, col * fj);
@@ -63,8 +63,11 @@ pub fn rope(kind: RopeKind, theta: f32, x: &TensorRef, pos: &TensorRef, out: &mu
             o.copy_from_slice(&xd);
             return Ok(());
         }
-        // One task per (leading index, t): H heads of D.
-        o.par_chunks_mut(h * d).zip(xd.par_chunks(h * d)).enumerate().for_each(|(row, (dst, src))| {
+        // Rows of (leading index, t), H heads of D each; tasks of at least ~16K elements so
+        // small inputs run on the calling thread.
+        let min_rows = (1 << 14) / (h * d) + 1;
+        let rows = o.par_chunks_mut(h * d).zip(xd.par_chunks(h * d)).enumerate().with_min_len(min_rows);
+        rows.for_each(|(row, (dst, src))| {
             let ti = row % t;
             let (c, s) = (&cos[ti * half..][..half], &sin[ti * half..][..half]);
             for (dh, sh) in dst.chunks_exact_mut(d).zip(src.chunks_exact(d)) {

@@ -1,7 +1,7 @@
 //! Numerically stable softmax (max-subtracted) over any axis, f32 compute.
 //! A row that is all `-inf` gives NaN, as in PyTorch.
 
-use crate::cpu::common::{f32_in, with_f32_out};
+use crate::cpu::common::{f32_in, with_f32_out, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use rayon::prelude::*;
@@ -43,13 +43,13 @@ fn row(src: &[f32], dst: &mut [f32]) {
 /// `len` rows of `inner` lanes; softmax runs down each lane, processed a whole row at a time
 /// so the inner loops are contiguous.
 fn strided(src: &[f32], dst: &mut [f32], len: usize, inner: usize) {
-    let mut m = vec![f32::NEG_INFINITY; inner];
+    let mut m = Scratch::filled(inner, f32::NEG_INFINITY);
     for r in src.chunks_exact(inner) {
         m.iter_mut().zip(r).for_each(|(m, &v)| *m = m.max(v));
     }
-    let mut sum = vec![0f32; inner];
+    let mut sum = Scratch::zeroed(inner);
     for (d, s) in dst.chunks_exact_mut(inner).zip(src.chunks_exact(inner)) {
-        for (((d, &s), &m), acc) in d.iter_mut().zip(s).zip(&m).zip(&mut sum) {
+        for (((d, &s), &m), acc) in d.iter_mut().zip(s).zip(m.iter()).zip(sum.iter_mut()) {
             *d = (s - m).exp();
             *acc += *d;
         }
@@ -57,6 +57,6 @@ fn strided(src: &[f32], dst: &mut [f32], len: usize, inner: usize) {
     sum.iter_mut().for_each(|s| *s = 1.0 / *s);
     debug_assert_eq!(dst.len(), len * inner);
     for d in dst.chunks_exact_mut(inner) {
-        d.iter_mut().zip(&sum).for_each(|(d, s)| *d *= s);
+        d.iter_mut().zip(sum.iter()).for_each(|(d, s)| *d *= s);
     }
 }

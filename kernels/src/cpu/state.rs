@@ -1,13 +1,13 @@
 //! In-place writes into persistent state buffers (KV cache rows, latents).
 
-use crate::cpu::common::i64_in;
+use crate::cpu::common::IndexRef;
 use crate::error::{KernelError, Result};
 use crate::tensor::{TensorMut, TensorRef};
 
 /// Copy `src` into `out` (which already holds the destination state) along `axis`, starting
 /// at `offset[0]`. Out-of-range offsets are an error, never a partial write.
 pub fn write_slice(axis: usize, src: &TensorRef, offset: &TensorRef, out: &mut TensorMut) -> Result<()> {
-    let off = i64_in(offset)?[0];
+    let off = IndexRef::new(offset)?.get(0);
     let (len, cap) = (src.shape[axis], out.shape[axis]);
     if off < 0 || off as usize + len > cap {
         return Err(KernelError::IndexOutOfRange {

@@ -1,0 +1,115 @@
+//! Re-running a compiled plan allocates no memory: activations live in the planned arena and
+//! kernel scratch comes from per-thread pools that stop growing after the first run.
+//! (One test in this binary: the counting allocator is global to the process.)
+
+use focus_engine::{compile, Device, MemoryWeights, Tensor};
+use focus_graph::{Conv2dParams, DType, GraphBuilder, NodeId, Op, RopeKind, UnaryOp};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+type Case = (&'static str, fn(&mut GraphBuilder, NodeId) -> NodeId);
+
+/// One small f32 graph per op family on `x [6, 32]`.
+const CASES: &[Case] = &[
+    ("unary", |b, x| b.unary(UnaryOp::Gelu, x).unwrap()),
+    ("binary broadcast", |b, x| {
+        let r = b.slice(x, 0, 0, 1).unwrap();
+        b.add(x, r).unwrap()
+    }),
+    ("linear", |b, x| {
+        let w = b.param("w", DType::F32, [32, 32]).unwrap();
+        b.linear(x, w, None).unwrap()
+    }),
+    ("softmax", |b, x| b.softmax(x, -1).unwrap()),
+    ("softmax axis 0", |b, x| b.softmax(x, 0).unwrap()),
+    ("layer_norm", |b, x| b.layer_norm(x, None, None, 1e-5).unwrap()),
+    ("rms_norm", |b, x| {
+        let w = b.param("w", DType::F32, [32]).unwrap();
+        b.rms_norm(x, w, 1e-6).unwrap()
+    }),
+    ("group_norm", |b, x| {
+        let r = b.reshape(x, [1, 6, 32]).unwrap();
+        b.op(Op::GroupNorm { groups: 4, eps: 1e-5 }, &[r]).unwrap()
+    }),
+    ("rope", |b, x| {
+        let p = b.input("pos", DType::I32, [6]).unwrap();
+        let r = b.reshape(x, [1, 6, 2, 16]).unwrap();
+        b.rope(r, p, RopeKind::OneD, 1e4).unwrap()
+    }),
+    ("attention", |b, x| {
+        let r = b.reshape(x, [1, 6, 2, 16]).unwrap();
+        b.attention(r, r, r, None, true, 0.25).unwrap()
+    }),
+    ("embedding", |b, x| {
+        let ids = b.input("pos", DType::I32, [6]).unwrap();
+        b.embedding(x, ids).unwrap()
+    }),
+    ("depthwise conv", |b, x| {
+        let w = b.param("w", DType::F32, [32, 3, 3, 1]).unwrap();
+        let r = b.reshape(x, [1, 2, 3, 32]).unwrap();
+        b.conv2d(r, w, None, Conv2dParams { padding: [1, 1], groups: 32, ..Default::default() }).unwrap()
+    }),
+    ("conv 3x3", |b, x| {
+        let w = b.param("w", DType::F32, [8, 3, 3, 32]).unwrap();
+        let r = b.reshape(x, [1, 2, 3, 32]).unwrap();
+        b.conv2d(r, w, None, Conv2dParams { padding: [1, 1], ..Default::default() }).unwrap()
+    }),
+    ("permute, reshape, slice, concat", |b, x| {
+        let t = b.permute(x, &[1, 0]).unwrap();
+        let t = b.reshape(t, [64, 3]).unwrap();
+        let t = b.slice(t, 0, 0, 32).unwrap();
+        b.concat(&[t, t], 1).unwrap()
+    }),
+];
+
+#[test]
+fn rerunning_a_plan_allocates_nothing() {
+    let v: Vec<f32> = (0..192).map(|i| (i as f32 * 0.1).sin()).collect();
+    let x = Tensor::from_f32(DType::F32, [6, 32], &v).unwrap();
+    let pos = Tensor::from_i64(DType::I32, [6], &[0, 1, 2, 3, 4, 5]).unwrap();
+    let mut failures = Vec::new();
+    for (name, build) in CASES {
+        let mut b = GraphBuilder::new();
+        let xi = b.input("x", DType::F32, [6, 32]).unwrap();
+        let y = build(&mut b, xi);
+        b.output("y", y).unwrap();
+        let g = b.finish().unwrap();
+        let w = MemoryWeights::random_for(&g, 0);
+        let mut plan = compile(&g, Some(Arc::new(w)), Device::Cpu).unwrap();
+        plan.set_input("x", &x.view()).unwrap();
+        if g.inputs().len() > 1 {
+            plan.set_input("pos", &pos.view()).unwrap();
+        }
+        plan.execute().unwrap(); // warm-up: thread pools, lazy statics, scratch pools
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            plan.execute().unwrap();
+        }
+        let n = ALLOCS.load(Ordering::SeqCst) - before;
+        if n > 0 {
+            failures.push(format!("{name}: {n}"));
+        }
+    }
+    assert!(failures.is_empty(), "allocations in 3 re-runs: {failures:?}");
+}
