@@ -39,7 +39,8 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     for (i, (name, id)) in g.inputs().into_iter().enumerate() {
         let n = g.node(id);
         let t = if n.dtype.is_float() {
-            let v: Vec<f32> = (0..n.shape.numel()).map(|k| ((k * 7919 + i * 31) % 1000) as f32 / 500.0 - 1.0).collect();
+            let v: Vec<f32> =
+                (0..n.shape.numel()).map(|k| ((k * 7919 + i * 31) % 1000) as f32 / 500.0 - 1.0).collect();
             Tensor::from_f32(n.dtype, n.shape.clone(), &v).map_err(err)?
         } else {
             // Token ids / positions: 0..len, within any vocabulary and cache.
