@@ -82,7 +82,7 @@ fn convnext_hf_layout_matches_transformers() {
 /// reference, with the dtype's network-level tolerance.
 #[test]
 fn half_precision_networks_stay_within_tolerance() {
-    for name in ["convnext", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "fusion", "adapter"] {
+    for name in ["convnext", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "fusion", "adapter", "perception"] {
         for dt in [DType::BF16, DType::F16] {
             let r = run_fixture(&fixture(&format!("{name}.tiny.safetensors")), None, dt).unwrap();
             for c in &r.comparisons {
@@ -91,4 +91,9 @@ fn half_precision_networks_stay_within_tolerance() {
             assert!(r.passed(), "{name} in {dt}: {:?}", r.comparisons);
         }
     }
+}
+
+#[test]
+fn chained_perception_path_matches_reference_including_greedy_decode() {
+    check("perception.tiny.safetensors");
 }

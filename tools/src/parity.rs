@@ -7,6 +7,7 @@ use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
 use focus_graph::DType;
 use focus_models::convnext::{self, ConvNextConfig, ConvNextNaming};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
+use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
 use focus_models::simvq::{self, SimVqConfig};
@@ -137,19 +138,22 @@ fn output_f32(plan: &Plan, name: &str) -> Result<(Vec<usize>, Vec<f32>), String>
     Ok((v.shape.to_vec(), focus_kernels::cpu::common::f32_in(&v).into_owned()))
 }
 
-fn run_convnext(fx: &Fixture, tol: f64, naming: ConvNextNaming) -> Result<Vec<Comparison>, String> {
-    let cfg = &fx.config;
-    let c = ConvNextConfig {
+fn convnext_cfg(cfg: &Value, naming: ConvNextNaming, dtype: DType) -> Result<ConvNextConfig, String> {
+    Ok(ConvNextConfig {
         naming,
         depths: field(cfg, "depths")?,
         dims: field(cfg, "dims")?,
         layer_scale: cfg.get("ls_init_value").is_some_and(|v| !v.is_null()),
+        dtype,
         ..ConvNextConfig::large()
-    };
+    })
+}
+
+fn run_convnext(fx: &Fixture, tol: f64, naming: ConvNextNaming) -> Result<Vec<Comparison>, String> {
+    let c = convnext_cfg(&fx.config, naming, fx.dtype)?;
     let (shape, img) = fx.f32("input.image")?;
     let [n, ch, h, w] = shape[..] else { return Err(format!("input.image must be NCHW, got {shape:?}")) };
-    let g = convnext::graph(&ConvNextConfig { in_chans: ch, dtype: fx.dtype, ..c }, n, h, w)
-        .map_err(|e| e.to_string())?;
+    let g = convnext::graph(&ConvNextConfig { in_chans: ch, ..c }, n, h, w).map_err(|e| e.to_string())?;
     let mut plan = fx.plan(&g)?;
     let x = Tensor::from_f32(fx.dtype, [n, h, w, ch], &nchw_to_nhwc(&img, n, ch, h, w))
         .map_err(|e| e.to_string())?;
@@ -188,34 +192,48 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     out.push(compare("last_hidden_state", &hidden, &fx.f32("output.last_hidden_state")?.1, tol));
     // Greedy tokens are compared in f32 only: in half precision a near-tie may flip legitimately.
     if gen > 0 && fx.dtype == DType::F32 {
-        // Greedy decode with the KV cache handed from the prefill plan to the decode plan.
         let v = c.vocab_size;
-        let mut decode = fx.plan(&qwen2::step_graph(&c, &step(1, false)).map_err(|e| e.to_string())?)?;
-        for l in 0..c.num_hidden_layers {
-            decode.swap_state(&mut prefill, &qwen2::k_cache_name(l)).map_err(|e| e.to_string())?;
-            decode.swap_state(&mut prefill, &qwen2::v_cache_name(l)).map_err(|e| e.to_string())?;
-        }
-        let argmax = |x: &[f32]| x.iter().enumerate().fold(0, |b, (i, &y)| if y > x[b] { i } else { b });
-        let mut next = argmax(&logits[(t - 1) * v..t * v]);
-        let mut tokens = vec![next as i64];
-        for p in t..t + gen - 1 {
-            let id = Tensor::from_i64(DType::I32, [1], &[next as i64]).map_err(|e| e.to_string())?;
-            let pt = Tensor::from_i64(DType::I32, [1], &[p as i64]).map_err(|e| e.to_string())?;
-            decode.run(&[("input_ids", &id), ("positions", &pt)]).map_err(|e| e.to_string())?;
-            next = argmax(&output_f32(&decode, "logits")?.1);
-            tokens.push(next as i64);
-        }
-        let (_, want) = fx.i64("output.tokens")?;
-        let same = tokens == want;
-        out.push(Comparison {
-            name: format!("greedy tokens {tokens:?} vs {want:?}"),
-            numel: want.len(),
-            rel_l2: if same { 0.0 } else { 1.0 },
-            max_abs: if same { 0.0 } else { 1.0 },
-            pass: same,
-        });
+        out.push(greedy(fx, &c, &mut prefill, &logits[(t - 1) * v..t * v], t, gen, capacity)?);
     }
     Ok(out)
+}
+
+/// Greedy decoding after a prefill of `start` tokens: the KV cache moves from the prefill plan
+/// to a one-token decode plan; compares with `output.tokens` exactly.
+fn greedy(
+    fx: &Fixture,
+    c: &Qwen2Config,
+    prefill: &mut Plan,
+    last_logits: &[f32],
+    start: usize,
+    gen: usize,
+    capacity: usize,
+) -> Result<Comparison, String> {
+    let o = StepOptions { tokens: 1, capacity, dtype: fx.dtype, all_logits: false, embeds_input: false };
+    let mut decode = fx.plan(&qwen2::step_graph(c, &o).map_err(|e| e.to_string())?)?;
+    for l in 0..c.num_hidden_layers {
+        decode.swap_state(prefill, &qwen2::k_cache_name(l)).map_err(|e| e.to_string())?;
+        decode.swap_state(prefill, &qwen2::v_cache_name(l)).map_err(|e| e.to_string())?;
+    }
+    let argmax = |x: &[f32]| x.iter().enumerate().fold(0, |b, (i, &y)| if y > x[b] { i } else { b });
+    let mut next = argmax(last_logits);
+    let mut tokens = vec![next as i64];
+    for p in start..start + gen - 1 {
+        let id = Tensor::from_i64(DType::I32, [1], &[next as i64]).map_err(|e| e.to_string())?;
+        let pt = Tensor::from_i64(DType::I32, [1], &[p as i64]).map_err(|e| e.to_string())?;
+        decode.run(&[("input_ids", &id), ("positions", &pt)]).map_err(|e| e.to_string())?;
+        next = argmax(&output_f32(&decode, "logits")?.1);
+        tokens.push(next as i64);
+    }
+    let (_, want) = fx.i64("output.tokens")?;
+    let same = tokens == want;
+    Ok(Comparison {
+        name: format!("greedy tokens {tokens:?} vs {want:?}"),
+        numel: want.len(),
+        rel_l2: if same { 0.0 } else { 1.0 },
+        max_abs: if same { 0.0 } else { 1.0 },
+        pass: same,
+    })
 }
 
 fn act_of(name: &str) -> Result<focus_graph::UnaryOp, String> {
@@ -229,8 +247,7 @@ fn act_of(name: &str) -> Result<focus_graph::UnaryOp, String> {
     })
 }
 
-fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison>, String> {
-    let cfg = &fx.config;
+fn vit_cfg(cfg: &Value, windowed: bool, dtype: DType) -> Result<QwenVitConfig, String> {
     let base = QwenVitConfig {
         depth: field(cfg, "depth")?,
         num_heads: field(cfg, "num_heads")?,
@@ -240,10 +257,10 @@ fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison
         in_channels: field(cfg, "in_channels")?,
         act: act_of(&field::<String>(cfg, "hidden_act")?)?,
         prefix: field(cfg, "prefix")?,
-        dtype: fx.dtype,
+        dtype,
         ..QwenVitConfig::qwen2vl_600m()
     };
-    let c = if windowed {
+    Ok(if windowed {
         QwenVitConfig {
             variant: VitVariant::Qwen25Vl {
                 window: field(cfg, "window_size")?,
@@ -262,7 +279,11 @@ fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison
             out_dim: field(cfg, "hidden_size")?,
             ..base
         }
-    };
+    })
+}
+
+fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison>, String> {
+    let c = vit_cfg(&fx.config, windowed, fx.dtype)?;
     let (shape, img) = fx.f32("input.image")?;
     let [1, ch, h, w] = shape[..] else {
         return Err(format!("input.image must be [1,C,H,W], got {shape:?}"));
@@ -298,9 +319,8 @@ fn nhwc_input(fx: &Fixture, name: &str, dtype: DType) -> Result<(Tensor, Vec<usi
     ))
 }
 
-fn run_fusion(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
-    let cfg = &fx.config;
-    let c = FusionConfig {
+fn fusion_cfg(cfg: &Value, dtype: DType) -> Result<FusionConfig, String> {
+    Ok(FusionConfig {
         d_q: field(cfg, "d_q")?,
         d_kv: field(cfg, "d_kv")?,
         d: field(cfg, "d")?,
@@ -308,8 +328,12 @@ fn run_fusion(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         mlp_ratio: field(cfg, "mlp_ratio")?,
         query_residual: field(cfg, "query_residual")?,
         prefix: field(cfg, "prefix")?,
-        dtype: fx.dtype,
-    };
+        dtype,
+    })
+}
+
+fn run_fusion(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let c = fusion_cfg(&fx.config, fx.dtype)?;
     let (ls, low) = fx.f32("input.x_low")?;
     let (high, hs) = nhwc_input(fx, "input.x_high", fx.dtype)?;
     let mut b = focus_graph::GraphBuilder::new();
@@ -323,9 +347,8 @@ fn run_fusion(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     Ok(vec![compare("fused", &output_f32(&plan, "fused")?.1, &fx.f32("output.fused")?.1, tol)])
 }
 
-fn run_adapter(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
-    let cfg = &fx.config;
-    let c = AdapterConfig {
+fn adapter_cfg(cfg: &Value, dtype: DType) -> Result<AdapterConfig, String> {
+    Ok(AdapterConfig {
         in_channels: field(cfg, "in_channels")?,
         d: field(cfg, "d")?,
         heads: field(cfg, "heads")?,
@@ -334,8 +357,12 @@ fn run_adapter(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         llm_hidden: field(cfg, "llm_hidden")?,
         kv_include_latents: field(cfg, "kv_include_latents")?,
         prefix: field(cfg, "prefix")?,
-        dtype: fx.dtype,
-    };
+        dtype,
+    })
+}
+
+fn run_adapter(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let c = adapter_cfg(&fx.config, fx.dtype)?;
     let mut b = focus_graph::GraphBuilder::new();
     let mut feats = Vec::new();
     let mut tensors = Vec::new();
@@ -456,6 +483,56 @@ fn run_resize(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     Ok(out)
 }
 
+fn run_perception(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let sub = |k: &str| cfg.get(k).ok_or_else(|| format!("config has no '{k}'"));
+    let llm_text = serde_json::to_string(sub("llm")?).map_err(|e| e.to_string())?;
+    let c = PerceptionConfig {
+        vit: vit_cfg(sub("vit")?, false, fx.dtype)?,
+        convnext: convnext_cfg(sub("convnext")?, ConvNextNaming::Timm, fx.dtype)?,
+        fusion: fusion_cfg(sub("fusion")?, fx.dtype)?,
+        adapter: adapter_cfg(sub("adapter")?, fx.dtype)?,
+        llm: Qwen2Config::from_json(&llm_text)?,
+        projector: field(cfg, "projector")?,
+    };
+    let (vit_img, vs) = nhwc_input(fx, "input.image_vit", fx.dtype)?;
+    let (hr_img, hs) = nhwc_input(fx, "input.image_hr", fx.dtype)?;
+    let (_, ids) = fx.i64("input.input_ids")?;
+    let gen: usize = field(cfg, "gen_tokens")?;
+    let l = ids.len();
+    let shape = PerceptionShape {
+        vit_hw: [vs[1], vs[2]],
+        hr_hw: [hs[1], hs[2]],
+        raw_image: None,
+        n_pre: field(cfg, "n_pre")?,
+        n_post: field(cfg, "n_post")?,
+        capacity: l + gen,
+        dtype: fx.dtype,
+    };
+    let mut prefill = fx.plan(&perception::prefill_graph(&c, &shape).map_err(|e| e.to_string())?)?;
+    let ids_t = Tensor::from_i64(DType::I32, [l], &ids).map_err(|e| e.to_string())?;
+    let pos: Vec<i64> = (0..l as i64).collect();
+    let pos_t = Tensor::from_i64(DType::I32, [l], &pos).map_err(|e| e.to_string())?;
+    prefill
+        .run(&[("image_vit", &vit_img), ("image_hr", &hr_img), ("input_ids", &ids_t), ("positions", &pos_t)])
+        .map_err(|e| e.to_string())?;
+    let (_, logits) = output_f32(&prefill, "logits")?;
+    let mut out = vec![
+        compare("logits", &logits, &fx.f32("output.logits")?.1, tol),
+        compare(
+            "last_hidden_state",
+            &output_f32(&prefill, "hidden")?.1,
+            &fx.f32("output.last_hidden_state")?.1,
+            tol,
+        ),
+    ];
+    if gen > 0 && fx.dtype == DType::F32 {
+        let v = c.llm.vocab_size;
+        out.push(greedy(fx, &c.llm, &mut prefill, &logits[(l - 1) * v..l * v], l, gen, l + gen)?);
+    }
+    Ok(out)
+}
+
 /// Components this runner knows, by the fixture's `component` metadata.
 pub const COMPONENTS: &[&str] = &[
     "adapter",
@@ -465,6 +542,7 @@ pub const COMPONENTS: &[&str] = &[
     "qwen2",
     "qwen2vl_vit",
     "qwen25vl_vit",
+    "perception",
     "resize",
     "simvq",
 ];
@@ -490,6 +568,7 @@ pub fn run_fixture(path: &Path, tol: Option<f64>, dtype: DType) -> Result<Parity
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
         "resize" => run_resize(&fx, tolerance)?,
+        "perception" => run_perception(&fx, tolerance)?,
         "adapter" => run_adapter(&fx, tolerance)?,
         "qwen2vl_vit" => run_qwen_vit(&fx, tolerance, false)?,
         "qwen25vl_vit" => run_qwen_vit(&fx, tolerance, true)?,

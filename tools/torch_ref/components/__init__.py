@@ -30,6 +30,7 @@ ORDER = [
     "euler",
     "resize",
     "movq_kandinsky",
+    "perception",
 ]
 
 
