@@ -31,6 +31,7 @@ ORDER = [
     "resize",
     "movq_kandinsky",
     "perception",
+    "generation",
 ]
 
 

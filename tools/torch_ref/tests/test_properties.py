@@ -206,3 +206,22 @@ def test_committed_fixtures_match_generator():
         _, w2, i2, o2, _, _ = generate(name, "tiny", int(meta["seed"]))
         for k, v in o.items():
             assert torch.allclose(v.to(D), o2[k].to(D).to(v.dtype).to(D), atol=0), k
+
+
+def test_chained_fixtures_reuse_their_parts():
+    """The chained components are compositions: their weight names are the parts' names, and
+    perception's fused tokens equal the fusion module run alone on the same inputs."""
+    import torch
+    from torch_ref.make_fixture import generate
+
+    cfg, w, inputs, out, inter, _ = generate("perception", "tiny", 0)
+    assert "visual.patch_embed.proj.weight" in w and "stem.0.weight" in w and "fusion.attn.q_proj.weight" in w
+    assert "adapter.latents" in w and "model.embed_tokens.weight" in w and "projector_1.0.weight" in w
+    assert not any(k.startswith("head.") for k in w)
+    n0, nv = cfg["n_pre"], inter["fused"].shape[1]
+    assert (inputs["input_ids"][0, n0:n0 + nv] == 0).all()
+    cfg, w, inputs, out, inter, _ = generate("generation", "tiny", 0)
+    assert "semantic_quantizer.frozen_codebook" in w and "pixel_quantizer.code_transform.weight" in w
+    assert "conv_in.weight" in w and "decoder.conv_in.weight" in w and "post_quant_conv.weight" in w
+    assert inter["vq"].shape[1] == cfg["unet"]["vq_channels"]
+    assert torch.isfinite(out["image"]).all()
