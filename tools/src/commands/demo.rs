@@ -6,11 +6,12 @@
 
 use crate::commands::graph::mib;
 use crate::image_io;
-use focus_engine::sampling::{Allowed, Sampler, SamplingParams};
-use focus_engine::{compile, Device, MemoryWeights, Plan, Tensor, WeightSource};
+use focus_engine::sampling::SamplingParams;
+use focus_engine::{Device, MemoryWeights, Plan, Tensor, WeightSource};
 use focus_graph::DType;
 use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
-use focus_models::qwen2::{self, StepOptions};
+use focus_pipeline::perception::Image;
+use focus_pipeline::Perception;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,10 +33,6 @@ fn err(e: impl std::fmt::Display) -> String {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
-}
-
-fn ids_tensor(v: &[i64]) -> Result<Tensor, String> {
-    Tensor::from_i64(DType::I32, [v.len()], v).map_err(err)
 }
 
 fn summary(name: &str, plan: &Plan, compile_ms: f64) {
@@ -96,60 +93,41 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         cfg.llm.hidden_size
     );
     let t = Instant::now();
-    let mut prefill = compile(&graph, Some(weights.clone()), device).map_err(err)?;
-    summary("prefill", &prefill, ms(t));
-    let step =
-        StepOptions { tokens: 1, capacity: shape.capacity, dtype, all_logits: false, embeds_input: false };
+    let mut runner =
+        Perception::new(cfg.clone(), weights, device, dtype, shape.vit_hw, shape.hr_hw, shape.capacity)
+            .map_err(err)?;
+    summary("decode", runner.decode_plan(), ms(t));
     let t = Instant::now();
-    let mut decode =
-        compile(&qwen2::step_graph(&cfg.llm, &step).map_err(err)?, Some(weights), device).map_err(err)?;
-    summary("decode", &decode, ms(t));
+    runner.prefill_plan([img.h, img.w], n_pre, n_post).map_err(err)?;
+    let compile_ms = ms(t);
+    summary("prefill", runner.prefill_plan([img.h, img.w], n_pre, n_post).map_err(err)?, compile_ms);
 
-    // Prompt: text ids around the image span (placeholders there are not read).
-    let v = cfg.llm.vocab_size as i64;
-    let ids: Vec<i64> = (0..len as i64).map(|i| (i * 37 + 11) % v).collect();
-    let pos: Vec<i64> = (0..len as i64).collect();
-    let image = Tensor::from_f32(DType::F32, [1, img.h, img.w, 3], &img.data).map_err(err)?;
-    prefill.set_input("image", &image.view()).map_err(err)?;
-    prefill.set_input("input_ids", &ids_tensor(&ids)?.view()).map_err(err)?;
-    prefill.set_input("positions", &ids_tensor(&pos)?.view()).map_err(err)?;
-    let prof = prefill.execute_profiled().map_err(err)?;
+    // Prompt: text ids around the image span.
+    let v = cfg.llm.vocab_size as u32;
+    let before: Vec<u32> = (0..n_pre as u32).map(|i| (i * 37 + 11) % v).collect();
+    let after: Vec<u32> = (0..n_post as u32).map(|i| (i * 53 + 7) % v).collect();
+    let image = Image { h: img.h, w: img.w, data: &img.data };
+    let params = SamplingParams::default();
+    let first = runner.generate(&image, &before, &after, &params, a.tokens, None, None, true).map_err(err)?;
+    let prof = first.prefill_profile.clone().expect("profile requested");
     println!("\nprefill profile (first run):\n{}", prof.table(8));
-    let t = Instant::now();
-    prefill.execute().map_err(err)?;
-    let prefill_ms = ms(t);
-
-    for l in 0..cfg.llm.num_hidden_layers {
-        decode.swap_state(&mut prefill, &qwen2::k_cache_name(l)).map_err(err)?;
-        decode.swap_state(&mut prefill, &qwen2::v_cache_name(l)).map_err(err)?;
-    }
-    let logits = prefill.output("logits").map_err(err)?;
-    let last = focus_kernels::cpu::common::f32_in(&logits)[(len - 1) * v as usize..].to_vec();
-    let mut sampler = Sampler::new(SamplingParams::default()).map_err(err)?;
-    let mut tokens = vec![sampler.sample(&last, &Allowed::All).map_err(err)? as i64];
-    let mut times = Vec::new();
-    for p in len..len + a.tokens - 1 {
-        decode.set_input("input_ids", &ids_tensor(&tokens[tokens.len() - 1..])?.view()).map_err(err)?;
-        decode.set_input("positions", &ids_tensor(&[p as i64])?.view()).map_err(err)?;
-        let t = Instant::now();
-        decode.execute().map_err(err)?;
-        times.push(ms(t));
-        let l = focus_kernels::cpu::common::f32_in(&decode.output("logits").map_err(err)?).into_owned();
-        tokens.push(sampler.sample(&l, &Allowed::All).map_err(err)? as i64);
-    }
+    let g = runner.generate(&image, &before, &after, &params, a.tokens, None, None, false).map_err(err)?;
+    let mut times = g.decode_ms.clone();
     times.sort_by(f64::total_cmp);
-    println!("prefill of {len} tokens (image encoders + LLM): {prefill_ms:.2} ms (second run)");
+    println!("prefill of {len} tokens (image encoders + LLM): {:.2} ms (second run)", g.prefill_ms);
     if !times.is_empty() {
         let med = times[times.len() / 2];
         println!("decode: median {med:.3} ms/token ({:.0} tokens/s) over {} steps", 1e3 / med, times.len());
     }
-    println!("greedy tokens: {tokens:?}");
+    println!("greedy tokens: {:?}", g.tokens);
+    let tokens: Vec<i64> = g.tokens.iter().map(|&t| t as i64).collect();
 
     if let Some(p) = a.profile {
         std::fs::write(p, prof.chrome_trace()).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
         println!("wrote Chrome/Perfetto trace of the prefill to {}", p.display());
     }
     if let Some(p) = a.out {
+        let prefill = runner.prefill_plan([img.h, img.w], n_pre, n_post).map_err(err)?;
         let hidden = prefill.output("hidden").map_err(err)?;
         let tok = Tensor::from_i64(DType::I64, [tokens.len()], &tokens).map_err(err)?;
         crate::commands::inspect::save_outputs(

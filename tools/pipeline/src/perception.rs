@@ -1,0 +1,229 @@
+//! The perception runner: image + prompt tokens → generated tokens. A prefill plan per prompt
+//! shape (built on first use and cached: static graphs), one decode plan whose KV cache is
+//! handed over from the prefill without copying, host sampling with optional constraints.
+
+use focus_engine::sampling::{Allowed, Constraint, SampleError, Sampler, SamplingParams};
+use focus_engine::{compile, Device, EngineError, Plan, Profile, Tensor, WeightSource};
+use focus_graph::{DType, GraphError};
+use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
+use focus_models::qwen2::{self, StepOptions};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PerceptionError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    #[error("prompt of {prompt} tokens plus {new} new tokens exceeds the KV-cache capacity {capacity}")]
+    TooLong { prompt: usize, new: usize, capacity: usize },
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("image: {0}")]
+    Image(String),
+}
+
+/// An RGB image, row-major HWC, values in [0, 1].
+pub struct Image<'a> {
+    pub h: usize,
+    pub w: usize,
+    pub data: &'a [f32],
+}
+
+/// Largest accepted image side.
+pub const MAX_IMAGE_SIDE: usize = 8192;
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub prefill_ms: f64,
+    /// Per decode step.
+    pub decode_ms: Vec<f64>,
+    /// Per-node profile of the prefill, when asked for.
+    pub prefill_profile: Option<Profile>,
+}
+
+pub struct Perception {
+    cfg: PerceptionConfig,
+    weights: Arc<dyn WeightSource>,
+    device: Device,
+    dtype: DType,
+    vit_hw: [usize; 2],
+    hr_hw: [usize; 2],
+    capacity: usize,
+    prefills: HashMap<([usize; 2], usize, usize), Plan>,
+    decode: Plan,
+}
+
+fn ids(v: &[u32]) -> Result<Tensor, EngineError> {
+    let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+    Tensor::from_i64(DType::I32, [v.len()], &v)
+}
+
+fn positions(start: usize, n: usize) -> Result<Tensor, EngineError> {
+    let v: Vec<i64> = (start as i64..(start + n) as i64).collect();
+    Tensor::from_i64(DType::I32, [n], &v)
+}
+
+impl Perception {
+    /// Encoders run at `vit_hw` / `hr_hw`; the KV cache holds `capacity` positions.
+    pub fn new(
+        cfg: PerceptionConfig,
+        weights: Arc<dyn WeightSource>,
+        device: Device,
+        dtype: DType,
+        vit_hw: [usize; 2],
+        hr_hw: [usize; 2],
+        capacity: usize,
+    ) -> Result<Self, PerceptionError> {
+        let step = StepOptions { tokens: 1, capacity, dtype, all_logits: false, embeds_input: false };
+        let decode = compile(&qwen2::step_graph(&cfg.llm, &step)?, Some(weights.clone()), device)?;
+        Ok(Perception {
+            cfg,
+            weights,
+            device,
+            dtype,
+            vit_hw,
+            hr_hw,
+            capacity,
+            prefills: HashMap::new(),
+            decode,
+        })
+    }
+
+    pub fn config(&self) -> &PerceptionConfig {
+        &self.cfg
+    }
+
+    /// Image tokens the prompt gets between `before` and `after`.
+    pub fn image_tokens(&self) -> usize {
+        let (nv, nq) = self.cfg.image_tokens(self.vit_hw);
+        nv + nq
+    }
+
+    pub fn decode_plan(&self) -> &Plan {
+        &self.decode
+    }
+
+    fn check_ids(&self, v: &[u32]) -> Result<(), PerceptionError> {
+        let vocab = self.cfg.llm.vocab_size;
+        match v.iter().find(|&&id| id as usize >= vocab) {
+            Some(&id) => Err(PerceptionError::TokenOutOfRange { id, vocab }),
+            None => Ok(()),
+        }
+    }
+
+    /// The prefill plan for this image size and prompt split (compiled on first use).
+    pub fn prefill_plan(
+        &mut self,
+        image_hw: [usize; 2],
+        n_pre: usize,
+        n_post: usize,
+    ) -> Result<&mut Plan, PerceptionError> {
+        let key = (image_hw, n_pre, n_post);
+        if !self.prefills.contains_key(&key) {
+            let shape = PerceptionShape {
+                vit_hw: self.vit_hw,
+                hr_hw: self.hr_hw,
+                raw_image: Some(image_hw),
+                n_pre,
+                n_post,
+                capacity: self.capacity,
+                dtype: self.dtype,
+            };
+            let g = perception::prefill_graph(&self.cfg, &shape)?;
+            let plan = compile(&g, Some(self.weights.clone()), self.device)?;
+            self.prefills.insert(key, plan);
+        }
+        Ok(self.prefills.get_mut(&key).expect("inserted above"))
+    }
+
+    /// Generate up to `max_new` tokens after `before` + image + `after`, stopping after `stop`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate(
+        &mut self,
+        image: &Image,
+        before: &[u32],
+        after: &[u32],
+        params: &SamplingParams,
+        max_new: usize,
+        stop: Option<u32>,
+        mut constraint: Option<&mut dyn Constraint>,
+        profile: bool,
+    ) -> Result<Generation, PerceptionError> {
+        if image.h == 0 || image.w == 0 || image.h > MAX_IMAGE_SIDE || image.w > MAX_IMAGE_SIDE {
+            return Err(PerceptionError::Image(format!(
+                "{}x{} outside 1..={MAX_IMAGE_SIDE} per side",
+                image.w, image.h
+            )));
+        }
+        if image.data.len() != image.h * image.w * 3 {
+            return Err(PerceptionError::Image(format!(
+                "{} values for a {}x{} RGB image (expected {})",
+                image.data.len(),
+                image.w,
+                image.h,
+                image.h * image.w * 3
+            )));
+        }
+        self.check_ids(before)?;
+        self.check_ids(after)?;
+        let len = before.len() + self.image_tokens() + after.len();
+        if len + max_new > self.capacity {
+            return Err(PerceptionError::TooLong { prompt: len, new: max_new, capacity: self.capacity });
+        }
+        let mut prompt: Vec<u32> = before.to_vec();
+        prompt.extend(std::iter::repeat_n(0, self.image_tokens()));
+        prompt.extend_from_slice(after);
+        let layers = self.cfg.llm.num_hidden_layers;
+        let vocab = self.cfg.llm.vocab_size;
+
+        let key = ([image.h, image.w], before.len(), after.len());
+        self.prefill_plan(key.0, key.1, key.2)?;
+        // Disjoint field borrows: the prefill plan and the decode plan trade KV caches below.
+        let plan = self.prefills.get_mut(&key).expect("compiled above");
+        let img = Tensor::from_f32(DType::F32, [1, image.h, image.w, 3], image.data)?;
+        plan.set_input("image", &img.view())?;
+        plan.set_input("input_ids", &ids(&prompt)?.view())?;
+        plan.set_input("positions", &positions(0, len)?.view())?;
+        let t = Instant::now();
+        let prefill_profile =
+            if profile { Some(plan.execute_profiled()?) } else { plan.execute().map(|_| None)? };
+        let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+        let logits =
+            focus_kernels::cpu::common::f32_in(&plan.output("logits")?)[(len - 1) * vocab..].to_vec();
+        for l in 0..layers {
+            self.decode.swap_state(plan, &qwen2::k_cache_name(l))?;
+            self.decode.swap_state(plan, &qwen2::v_cache_name(l))?;
+        }
+
+        let mut sampler = Sampler::new(params.clone())?;
+        let mut tokens: Vec<u32> = Vec::new();
+        let mut decode_ms = Vec::new();
+        let mut next_logits = logits;
+        while tokens.len() < max_new {
+            let allowed = match constraint.as_deref_mut() {
+                Some(c) => c.allowed(&tokens.iter().map(|&t| t as usize).collect::<Vec<_>>()),
+                None => Allowed::All,
+            };
+            let tok = sampler.sample(&next_logits, &allowed)? as u32;
+            tokens.push(tok);
+            if Some(tok) == stop || tokens.len() == max_new {
+                break;
+            }
+            self.decode.set_input("input_ids", &ids(&[tok])?.view())?;
+            self.decode.set_input("positions", &positions(len + tokens.len() - 1, 1)?.view())?;
+            let t = Instant::now();
+            self.decode.execute()?;
+            decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            next_logits = focus_kernels::cpu::common::f32_in(&self.decode.output("logits")?).into_owned();
+        }
+        Ok(Generation { tokens, prompt_tokens: len, prefill_ms, decode_ms, prefill_profile })
+    }
+}
