@@ -65,6 +65,16 @@ enum Cmd {
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
+    /// Check every CUDA kernel against the CPU kernels on GPU `device` (needs a GPU).
+    GpuCheck {
+        #[arg(long, default_value_t = 0)]
+        device: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Time a named model's graph on random inputs (checkpoint or seeded random weights).
     Bench {
         model: String,
@@ -114,6 +124,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
+        Cmd::GpuCheck { device, seed, out } => commands::gpu_check::run(device, seed, out.as_deref()),
         Cmd::Bench { model, config, size, weights, device, reps, warmup } => {
             commands::bench::run(commands::bench::BenchArgs {
                 model: &model,

@@ -13,8 +13,9 @@ use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::RopeKind;
 use rayon::prelude::*;
 
-/// f32 inverse frequencies for a rotary table of `dim` dims (dim/2 frequencies).
-fn inv_freq(theta: f32, dim: usize) -> Scratch {
+/// f32 inverse frequencies for a rotary table of `dim` dims (dim/2 frequencies); the CUDA
+/// kernel takes this same table so both backends rotate by identical angles.
+pub fn inv_freq(theta: f32, dim: usize) -> Scratch {
     let mut f = Scratch::zeroed(dim / 2);
     for (i, fi) in f.iter_mut().enumerate() {
         let e = (2 * i) as f32 / dim as f32;

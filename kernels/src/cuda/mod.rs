@@ -2,6 +2,8 @@
 //! file) and their run-time compilation by NVRTC. Libraries are loaded dynamically, so this
 //! builds without a toolkit; without NVRTC every entry point returns [`CudaError::Unavailable`].
 
+pub mod check;
+pub mod device;
 pub mod nvrtc;
 pub mod sources;
 
@@ -9,11 +11,15 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum CudaError {
-    #[error("{0} not found: set LD_LIBRARY_PATH to a directory with it (tools/setup-nvrtc.sh installs NVRTC locally)")]
+    #[error("{0} could not be loaded: put its directory on LD_LIBRARY_PATH (tools/setup-nvrtc.sh installs libnvrtc; libcuda comes with the NVIDIA driver, so its absence usually means no GPU here)")]
     Unavailable(&'static str),
     #[error("NVRTC failed on {file} for {arch}: {call} returned {code}\n{log}")]
     Compile { file: String, arch: String, call: &'static str, code: i32, log: String },
-    #[error("unsupported architecture '{0}' (expected sm_80, sm_86, sm_89, sm_90 or sm_90a)")]
+    #[error("CUDA driver: {0}")]
+    Driver(String),
+    #[error(
+        "unsupported architecture '{0}' (expected one of sm_80, sm_86, sm_89, sm_90, sm_90a, sm_100, sm_120)"
+    )]
     Arch(String),
     #[error("kernel cache at {path}: {source}")]
     Cache {

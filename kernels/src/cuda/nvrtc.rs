@@ -8,7 +8,7 @@ use cudarc::nvrtc::sys;
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};
 
-pub const ARCHS: &[&str] = &["sm_80", "sm_86", "sm_89", "sm_90", "sm_90a"];
+pub const ARCHS: &[&str] = &["sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_120"];
 
 /// Per-kernel resource usage reported by ptxas.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
