@@ -2,6 +2,7 @@
 //! Instruct chat template, image placeholder) and the perception runner (image + prompt →
 //! generated tokens and text, prefill + KV-cache decode, sampling with constraints).
 
+pub mod image_tokens;
 pub mod perception;
 pub mod text;
 

@@ -157,3 +157,29 @@ fn constraints_stop_tokens_and_bad_requests() {
     let e = p.generate(&Image { h: 0, w: 48, data: &[] }, &[1], &[2], &sp, 2, None, None, false).unwrap_err();
     assert!(matches!(e, PerceptionError::Image(_)), "{e}");
 }
+
+#[test]
+fn generated_image_blocks_follow_the_grammar() {
+    use focus_pipeline::image_tokens::{ImageGrammar, ImageVocab};
+    let (mut p, _) = runner(64);
+    let data = image();
+    let img = Image { h: 40, w: 48, data: &data };
+    // A small stand-in for the ILLUME+ layout, inside the demo vocabulary.
+    let vocab = ImageVocab {
+        start_of_image: 10,
+        end_of_image: 11,
+        end_of_line: 12,
+        start_of_level: [13, 15],
+        end_of_level: [14, 16],
+        code_base: [100, 200],
+        codes: [50, 100],
+    };
+    let mut g = ImageGrammar { vocab, grids: [(2, 2), (2, 3)] };
+    let n = g.len();
+    let sp = SamplingParams { temperature: 1.0, top_k: 20, top_p: 1.0, seed: 9 };
+    let out = p.generate(&img, &[1, 2], &[3], &sp, n, None, Some(&mut g), false).unwrap();
+    let toks: Vec<usize> = out.tokens.iter().map(|&t| t as usize).collect();
+    let [sem, pix] = g.parse(&toks).unwrap();
+    assert_eq!((sem.len(), pix.len()), (4, 6));
+    assert!(sem.iter().all(|&c| c < 50) && pix.iter().all(|&c| c < 100));
+}
