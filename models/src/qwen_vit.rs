@@ -262,6 +262,81 @@ pub fn graph(c: &QwenVitConfig, h: usize, w: usize) -> Result<Graph> {
     b.finish()
 }
 
+impl QwenVitConfig {
+    /// From a HF `vision_config` (Qwen2-VL or Qwen2.5-VL; the variant is recognised by its
+    /// window fields). Missing fields take the matching paper default; an optional `prefix`
+    /// field sets the weight-name prefix.
+    pub fn from_hf_json(json: &str) -> std::result::Result<Self, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("invalid vision config JSON: {e}"))?;
+        let get = |k: &str| v.get(k).filter(|x| !x.is_null());
+        let num = |k: &str, d: usize| -> std::result::Result<usize, String> {
+            get(k).map_or(Ok(d), |x| {
+                x.as_u64().map(|n| n as usize).ok_or(format!("vision config '{k}' must be an integer"))
+            })
+        };
+        let windowed = get("window_size").is_some() || get("fullatt_block_indexes").is_some();
+        let base = if windowed { Self::qwen25vl_3b() } else { Self::qwen2vl_600m() };
+        let act = match get("hidden_act").and_then(|a| a.as_str()) {
+            None => base.act,
+            Some("quick_gelu") => UnaryOp::QuickGelu,
+            Some("silu") => UnaryOp::Silu,
+            Some("gelu") => UnaryOp::Gelu,
+            Some("gelu_pytorch_tanh") => UnaryOp::GeluTanh,
+            Some(other) => return Err(format!("unsupported hidden_act '{other}'")),
+        };
+        let in_channels = num("in_channels", num("in_chans", base.in_channels)?)?;
+        let prefix = get("prefix").and_then(|p| p.as_str()).map_or(base.prefix.clone(), String::from);
+        let c = if windowed {
+            let full = match get("fullatt_block_indexes") {
+                Some(x) => {
+                    serde_json::from_value(x.clone()).map_err(|e| format!("fullatt_block_indexes: {e}"))?
+                }
+                None => vec![7, 15, 23, 31],
+            };
+            QwenVitConfig {
+                variant: VitVariant::Qwen25Vl {
+                    window: num("window_size", 112)?,
+                    full_attention_blocks: full,
+                },
+                embed_dim: num("hidden_size", base.embed_dim)?,
+                mlp_dim: num("intermediate_size", base.mlp_dim)?,
+                out_dim: num("out_hidden_size", base.out_dim)?,
+                ..base.clone()
+            }
+        } else {
+            let embed = num("embed_dim", base.embed_dim)?;
+            QwenVitConfig {
+                embed_dim: embed,
+                mlp_dim: embed * num("mlp_ratio", 4)?,
+                out_dim: num("hidden_size", base.out_dim)?,
+                ..base.clone()
+            }
+        };
+        let c = QwenVitConfig {
+            depth: num("depth", base.depth)?,
+            num_heads: num("num_heads", base.num_heads)?,
+            patch_size: num("patch_size", base.patch_size)?,
+            temporal_patch_size: num("temporal_patch_size", base.temporal_patch_size)?,
+            merge: num("spatial_merge_size", base.merge)?,
+            in_channels,
+            act,
+            prefix,
+            ..c
+        };
+        if c.num_heads == 0
+            || !c.embed_dim.is_multiple_of(c.num_heads)
+            || !(c.embed_dim / c.num_heads).is_multiple_of(4)
+        {
+            return Err(format!(
+                "embed dim {} must split into heads of a multiple of 4 ({} heads)",
+                c.embed_dim, c.num_heads
+            ));
+        }
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +347,22 @@ mod tests {
         let (order, win) = window_order(3, 5, 2);
         assert_eq!(order, vec![0, 1, 5, 6, 2, 3, 7, 8, 4, 9, 10, 11, 12, 13, 14]);
         assert_eq!(win, vec![0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5]);
+    }
+
+    #[test]
+    fn hf_vision_configs() {
+        let a = QwenVitConfig::from_hf_json(
+            r#"{"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "in_chans": 3,
+                "out_hidden_size": 2048, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                "hidden_act": "silu", "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(a, QwenVitConfig::qwen25vl_3b());
+        let b = QwenVitConfig::from_hf_json(r#"{"embed_dim": 1280, "hidden_size": 3584, "mlp_ratio": 4}"#)
+            .unwrap();
+        assert_eq!(b, QwenVitConfig::qwen2vl_600m());
+        assert!(QwenVitConfig::from_hf_json(r#"{"hidden_act": "swish"}"#).unwrap_err().contains("swish"));
+        assert!(QwenVitConfig::from_hf_json(r#"{"embed_dim": 100, "num_heads": 3}"#).is_err());
+        assert!(QwenVitConfig::from_hf_json("[1,").is_err());
     }
 }

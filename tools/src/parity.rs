@@ -236,54 +236,12 @@ fn greedy(
     })
 }
 
-fn act_of(name: &str) -> Result<focus_graph::UnaryOp, String> {
-    use focus_graph::UnaryOp::*;
-    Ok(match name {
-        "quick_gelu" => QuickGelu,
-        "silu" => Silu,
-        "gelu" => Gelu,
-        "gelu_pytorch_tanh" => GeluTanh,
-        other => return Err(format!("unsupported hidden_act '{other}'")),
-    })
+fn vit_cfg(cfg: &Value, dtype: DType) -> Result<QwenVitConfig, String> {
+    Ok(QwenVitConfig { dtype, ..QwenVitConfig::from_hf_json(&cfg.to_string())? })
 }
 
-fn vit_cfg(cfg: &Value, windowed: bool, dtype: DType) -> Result<QwenVitConfig, String> {
-    let base = QwenVitConfig {
-        depth: field(cfg, "depth")?,
-        num_heads: field(cfg, "num_heads")?,
-        patch_size: field(cfg, "patch_size")?,
-        temporal_patch_size: field(cfg, "temporal_patch_size")?,
-        merge: field(cfg, "spatial_merge_size")?,
-        in_channels: field(cfg, "in_channels")?,
-        act: act_of(&field::<String>(cfg, "hidden_act")?)?,
-        prefix: field(cfg, "prefix")?,
-        dtype,
-        ..QwenVitConfig::qwen2vl_600m()
-    };
-    Ok(if windowed {
-        QwenVitConfig {
-            variant: VitVariant::Qwen25Vl {
-                window: field(cfg, "window_size")?,
-                full_attention_blocks: field(cfg, "fullatt_block_indexes")?,
-            },
-            embed_dim: field(cfg, "hidden_size")?,
-            mlp_dim: field(cfg, "intermediate_size")?,
-            out_dim: field(cfg, "out_hidden_size")?,
-            ..base
-        }
-    } else {
-        let embed: usize = field(cfg, "embed_dim")?;
-        QwenVitConfig {
-            embed_dim: embed,
-            mlp_dim: embed * field::<usize>(cfg, "mlp_ratio")?,
-            out_dim: field(cfg, "hidden_size")?,
-            ..base
-        }
-    })
-}
-
-fn run_qwen_vit(fx: &Fixture, tol: f64, windowed: bool) -> Result<Vec<Comparison>, String> {
-    let c = vit_cfg(&fx.config, windowed, fx.dtype)?;
+fn run_qwen_vit(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let c = vit_cfg(&fx.config, fx.dtype)?;
     let (shape, img) = fx.f32("input.image")?;
     let [1, ch, h, w] = shape[..] else {
         return Err(format!("input.image must be [1,C,H,W], got {shape:?}"));
@@ -488,7 +446,7 @@ fn run_perception(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let sub = |k: &str| cfg.get(k).ok_or_else(|| format!("config has no '{k}'"));
     let llm_text = serde_json::to_string(sub("llm")?).map_err(|e| e.to_string())?;
     let c = PerceptionConfig {
-        vit: vit_cfg(sub("vit")?, false, fx.dtype)?,
+        vit: vit_cfg(sub("vit")?, fx.dtype)?,
         convnext: convnext_cfg(sub("convnext")?, ConvNextNaming::Timm, fx.dtype)?,
         fusion: fusion_cfg(sub("fusion")?, fx.dtype)?,
         adapter: adapter_cfg(sub("adapter")?, fx.dtype)?,
@@ -570,8 +528,8 @@ pub fn run_fixture(path: &Path, tol: Option<f64>, dtype: DType) -> Result<Parity
         "resize" => run_resize(&fx, tolerance)?,
         "perception" => run_perception(&fx, tolerance)?,
         "adapter" => run_adapter(&fx, tolerance)?,
-        "qwen2vl_vit" => run_qwen_vit(&fx, tolerance, false)?,
-        "qwen25vl_vit" => run_qwen_vit(&fx, tolerance, true)?,
+        "qwen2vl_vit" => run_qwen_vit(&fx, tolerance)?,
+        "qwen25vl_vit" => run_qwen_vit(&fx, tolerance)?,
         other => {
             return Err(format!(
                 "component '{other}' has no engine implementation yet (known: {})",
