@@ -174,3 +174,58 @@ pub fn graph_with_preprocess(c: &ConvNextConfig, src_h: usize, src_w: usize, siz
     }
     b.finish()
 }
+
+impl ConvNextConfig {
+    /// From a config JSON: transformers `ConvNextConfig` (`hidden_sizes`, `depths`,
+    /// `layer_scale_init_value`, `num_channels`) or timm-style arguments (`dims`, `depths`,
+    /// `ls_init_value`, `in_chans`). The naming scheme follows the format.
+    pub fn from_json(json: &str) -> std::result::Result<Self, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("invalid ConvNeXt config JSON: {e}"))?;
+        let list = |k: &str| -> Option<std::result::Result<Vec<usize>, String>> {
+            v.get(k)
+                .map(|x| serde_json::from_value(x.clone()).map_err(|e| format!("ConvNeXt config '{k}': {e}")))
+        };
+        let hf = v.get("hidden_sizes").is_some();
+        let dims = list(if hf { "hidden_sizes" } else { "dims" })
+            .ok_or("ConvNeXt config needs dims or hidden_sizes")??;
+        let depths = list("depths").ok_or("ConvNeXt config needs depths")??;
+        if dims.len() != depths.len() || dims.is_empty() || dims.contains(&0) {
+            return Err(format!(
+                "ConvNeXt depths {depths:?} and dims {dims:?} must be non-empty, positive and match"
+            ));
+        }
+        let ls = v.get(if hf { "layer_scale_init_value" } else { "ls_init_value" });
+        let in_chans =
+            v.get(if hf { "num_channels" } else { "in_chans" }).and_then(|x| x.as_u64()).unwrap_or(3)
+                as usize;
+        Ok(ConvNextConfig {
+            depths,
+            dims,
+            in_chans,
+            // HF builds no layer scale when the init value is <= 0; timm when it is null.
+            layer_scale: ls.is_none_or(|x| x.as_f64().is_some_and(|f| f > 0.0)),
+            naming: if hf { ConvNextNaming::Hf } else { ConvNextNaming::Timm },
+            ..ConvNextConfig::large()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_from_hf_and_timm_json() {
+        let hf = ConvNextConfig::from_json(
+            r#"{"hidden_sizes": [192, 384, 768, 1536], "depths": [3, 3, 27, 3], "layer_scale_init_value": 1e-6}"#,
+        )
+        .unwrap();
+        assert_eq!(hf, ConvNextConfig { naming: ConvNextNaming::Hf, ..ConvNextConfig::large() });
+        let timm = ConvNextConfig::from_json(r#"{"dims": [8, 16], "depths": [1, 2], "ls_init_value": null}"#)
+            .unwrap();
+        assert!(!timm.layer_scale && timm.naming == ConvNextNaming::Timm);
+        assert!(ConvNextConfig::from_json(r#"{"dims": [8], "depths": [1, 2]}"#).is_err());
+        assert!(ConvNextConfig::from_json(r#"{"depths": [1]}"#).is_err());
+    }
+}
