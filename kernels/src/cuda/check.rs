@@ -116,6 +116,9 @@ fn suffix(dt: DType) -> &'static str {
     }
 }
 
+/// (batch, tq, tk, hq, hkv, head dim, causal, mask kind 0/1 bool/2 additive).
+type AttnCase = (usize, usize, usize, usize, usize, usize, bool, u8);
+
 type Launch<'a> =
     Box<dyn FnOnce(&GpuDevice, &mut CudaSlice<u8>, &[CudaSlice<u8>]) -> Result<(), CudaError> + 'a>;
 
@@ -467,6 +470,77 @@ pub fn run_all(dev: &GpuDevice, seed: u64) -> Result<Vec<CheckResult>, CudaError
             tol(dt),
             launch,
         )?);
+        // Attention: GQA, odd lengths, causal, bool and additive masks, ViT and decode shapes.
+        let cases: [AttnCase; 6] = [
+            (2, 77, 130, 6, 2, 64, false, 0),
+            (2, 77, 130, 6, 2, 64, true, 0),
+            (2, 77, 130, 6, 2, 64, false, 1),
+            (1, 77, 130, 4, 4, 64, true, 2),
+            (1, 50, 50, 16, 16, 80, false, 0),
+            (1, 1, 300, 16, 2, 128, true, 0),
+        ];
+        for (bn, tq, tk, hq, hkv, d, causal, kind) in cases {
+            let q = encode(&r.vec(bn * tq * hq * d, -1.0, 1.0), dt);
+            let k = encode(&r.vec(bn * tk * hkv * d, -1.0, 1.0), dt);
+            let v = encode(&r.vec(bn * tk * hkv * d, -1.0, 1.0), dt);
+            let scale = 1.0 / (d as f32).sqrt();
+            let mut ins = vec![
+                (dt, vec![bn, tq, hq, d], q.clone()),
+                (dt, vec![bn, tk, hkv, d], k.clone()),
+                (dt, vec![bn, tk, hkv, d], v.clone()),
+            ];
+            // Mask tensor and its element strides over (b, h, q, k).
+            let (mask, strides): (Vec<u8>, [u64; 4]) = match kind {
+                1 => {
+                    let m: Vec<u8> = (0..bn * tk).map(|_| (r.next() < 0.8) as u8).collect();
+                    ins.push((DType::Bool, vec![bn, 1, 1, tk], m.clone()));
+                    (m, [tk as u64, 0, 0, 1])
+                }
+                2 => {
+                    let m: Vec<f32> = (0..tq * tk)
+                        .map(|_| if r.next() < 0.1 { f32::NEG_INFINITY } else { r.next() - 0.5 })
+                        .collect();
+                    let b = encode(&m, DType::F32);
+                    ins.push((DType::F32, vec![1, 1, tq, tk], b.clone()));
+                    (b, [0, 0, tk as u64, 1])
+                }
+                _ => (vec![0u8; 4], [0; 4]),
+            };
+            let want = cpu_ref(&Op::Attention { causal, scale }, &ins, dt, &[bn, tq, hq, d]);
+            let f = dev.function("attention.cu", &format!("attention_{s}"))?;
+            let launch: Launch = Box::new(move |dev, y, b| {
+                let ints = [tq as i32, tk as i32, hq as i32, hkv as i32, d as i32, d as i32];
+                let (c, mk) = (causal as i32, kind as i32);
+                let mut l = dev.stream.launch_builder(&f);
+                l.arg(&b[0]).arg(&b[1]).arg(&b[2]).arg(&b[3]).arg(y);
+                for x in &ints {
+                    l.arg(x);
+                }
+                l.arg(&scale).arg(&c).arg(&mk);
+                for x in &strides {
+                    l.arg(x);
+                }
+                let cfg = LaunchConfig {
+                    grid_dim: (tq.div_ceil(4) as u32, hq as u32, bn as u32),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: (32 * 2 * d * 4) as u32,
+                };
+                // SAFETY: matches attention.cu; smem holds one K and one V tile of 32 keys.
+                unsafe { l.launch(cfg) }.map(|_| ()).map_err(drv)
+            });
+            let name =
+                format!("attention b{bn} q{tq} k{tk} h{hq}/{hkv} d{d} causal={causal} mask={kind} {dt}");
+            out.push(run_case(
+                dev,
+                name,
+                &[q, k, v, mask],
+                bn * tq * hq * d * dt.size_in_bytes(),
+                dt,
+                &want,
+                tol(dt),
+                launch,
+            )?);
+        }
     }
     // VQ lookup (f32 distances), exact indices.
     let (nq, k, d) = (100usize, 4096usize, 32usize);

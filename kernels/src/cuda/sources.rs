@@ -5,6 +5,7 @@ pub const COMMON_HEADER: (&str, &str) = ("focus_common.cuh", include_str!("../..
 
 /// (file name, source) of every kernel file, one op family each.
 pub const SOURCES: &[(&str, &str)] = &[
+    ("attention.cu", include_str!("../../cuda/attention.cu")),
     ("binary.cu", include_str!("../../cuda/binary.cu")),
     ("cast.cu", include_str!("../../cuda/cast.cu")),
     ("conv_dw.cu", include_str!("../../cuda/conv_dw.cu")),
