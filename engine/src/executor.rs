@@ -253,13 +253,8 @@ impl Plan {
         }
     }
 
-    /// Copy one input into its arena slot (validated against the graph's declaration).
-    pub fn set_input(&mut self, name: &str, t: &TensorRef<'_>) -> Result<()> {
-        let id = *self.inputs.get(name).ok_or_else(|| {
-            let mut known: Vec<&str> = self.inputs.keys().map(|s| s.as_str()).collect();
-            known.sort_unstable();
-            EngineError::UnknownInput { name: name.into(), known: known.join(", ") }
-        })?;
+    /// Validate a tensor written into node `id` (an input or a state); returns its byte size.
+    fn check_tensor(&self, id: NodeId, name: &str, t: &TensorRef<'_>) -> Result<usize> {
         let n = self.graph.node(id);
         if n.dtype != t.dtype || n.shape.dims() != t.shape {
             return Err(EngineError::InputMismatch {
@@ -279,6 +274,17 @@ impl Plan {
                 want,
             });
         }
+        Ok(want)
+    }
+
+    /// Copy one input into its arena slot (validated against the graph's declaration).
+    pub fn set_input(&mut self, name: &str, t: &TensorRef<'_>) -> Result<()> {
+        let id = *self.inputs.get(name).ok_or_else(|| {
+            let mut known: Vec<&str> = self.inputs.keys().map(|s| s.as_str()).collect();
+            known.sort_unstable();
+            EngineError::UnknownInput { name: name.into(), known: known.join(", ") }
+        })?;
+        let want = self.check_tensor(id, name, t)?;
         let Storage::Arena(off) = self.storage[id.0] else { unreachable!("inputs live in the arena") };
         self.arena.as_mut_slice()[off..off + want].copy_from_slice(t.data);
         self.input_set[id.0] = true;
@@ -401,16 +407,7 @@ impl Plan {
     /// Overwrite a persistent buffer (validated like an input).
     pub fn set_state(&mut self, name: &str, t: &TensorRef<'_>) -> Result<()> {
         let id = self.state_node(name)?;
-        let n = self.graph.node(id);
-        if n.dtype != t.dtype || n.shape.dims() != t.shape || t.data.len() != n.bytes() {
-            return Err(EngineError::InputMismatch {
-                name: name.into(),
-                want_dtype: n.dtype,
-                want_shape: n.shape.clone(),
-                got_dtype: t.dtype,
-                got_shape: Shape::from(t.shape),
-            });
-        }
+        self.check_tensor(id, name, t)?;
         let Storage::State(b) = &mut self.storage[id.0] else { unreachable!("state nodes hold state") };
         b.as_mut_slice().copy_from_slice(t.data);
         Ok(())
