@@ -5,22 +5,6 @@ use common::*;
 use focus_graph::{DType, Op, RopeKind};
 use rand::Rng;
 
-const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
-fn input(seed: u64, shape: &[usize], dtype: DType) -> (Owned, Vec<f32>) {
-    let n = shape.iter().product();
-    let v = rand_vec(&mut rng(seed), n, -1.0, 1.0);
-    (Owned::from_f32(&v, shape, dtype), round_trip(&v, dtype))
-}
-
-#[track_caller]
-fn check(got: &Owned, want: &[f64], dtype: DType, what: &str) {
-    let want: Vec<f32> = want.iter().map(|&x| x as f32).collect();
-    let got = got.to_f32();
-    eprintln!("{what} {dtype:?}: rel-L2 {:.2e}", rel_l2(&got, &want));
-    assert_close(&got, &want, dtype, what);
-}
-
 /// Mask values as the reference sees them.
 enum RefMask {
     None,
@@ -140,7 +124,7 @@ fn run_case(seed: u64, dtype: DType, c: &Case, what: &str) -> Vec<f32> {
     }
     let got = run_op(&op, &ins).unwrap();
     let want = ref_attention(&qv, &kv, &vv, c.dims, &rmask, c.causal, scale);
-    check(&got, &want, dtype, what);
+    check_f64(&got, &want, dtype, what);
     got.to_f32()
 }
 
@@ -271,7 +255,7 @@ fn attention_permuted_inputs() {
             }
         }
     }
-    check(&got, &want, DType::F32, "attention permuted");
+    check_f64(&got, &want, DType::F32, "attention permuted");
 }
 
 /// Reference RoPE in f64. `angle(t, i)` gives the angle of pair (i, i + D/2).
@@ -304,7 +288,7 @@ fn rope_1d_small_positions() {
             let want = ref_rope(&xv, t, h, d, |ti, i| {
                 pos[ti] as f64 * (theta as f64).powf(-2.0 * i as f64 / d as f64)
             });
-            check(&got, &want, dtype, &format!("rope_1d pos {pdt:?}"));
+            check_f64(&got, &want, dtype, &format!("rope_1d pos {pdt:?}"));
         }
     }
 }
@@ -323,7 +307,7 @@ fn rope_1d_large_positions_match_f32_angles() {
         let inv = 1.0f32 / (theta as f64).powf(e as f64) as f32;
         (pos[ti] as f32 * inv) as f64
     });
-    check(&got, &want, DType::F32, "rope_1d large positions");
+    check_f64(&got, &want, DType::F32, "rope_1d large positions");
 }
 
 #[test]
@@ -343,6 +327,6 @@ fn rope_2d_vision() {
             let (axis, j) = if i < f { (0, i) } else { (1, i - f) };
             pos[2 * ti + axis] as f64 * (theta as f64).powf(-(j as f64) / f as f64)
         });
-        check(&got, &want, dtype, "rope_2d");
+        check_f64(&got, &want, dtype, "rope_2d");
     }
 }

@@ -4,23 +4,6 @@ mod common;
 use common::*;
 use focus_graph::{Conv2dParams, DType, Op};
 
-const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
-/// A random tensor of `dtype` plus the values the kernel will actually see.
-fn input(seed: u64, shape: &[usize], dtype: DType) -> (Owned, Vec<f32>) {
-    let n = shape.iter().product();
-    let v = rand_vec(&mut rng(seed), n, -1.0, 1.0);
-    (Owned::from_f32(&v, shape, dtype), round_trip(&v, dtype))
-}
-
-#[track_caller]
-fn check(got: &Owned, want: &[f64], dtype: DType, what: &str) {
-    let want: Vec<f32> = want.iter().map(|&x| x as f32).collect();
-    let got = got.to_f32();
-    eprintln!("{what}: rel-L2 {:.2e}", rel_l2(&got, &want));
-    assert_close(&got, &want, dtype, what);
-}
-
 /// Row-major strides of `shape`.
 fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -35,15 +18,6 @@ fn bcast_index(idx: &[usize], src: &[usize]) -> usize {
     let off = idx.len() - src.len();
     let st = strides(src);
     (0..src.len()).map(|i| if src[i] == 1 { 0 } else { idx[off + i] * st[i] }).sum()
-}
-
-fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; shape.len()];
-    for d in (0..shape.len()).rev() {
-        idx[d] = i % shape[d];
-        i /= shape[d];
-    }
-    idx
 }
 
 fn ref_matmul(
@@ -110,7 +84,7 @@ fn matmul_all_transposes_broadcast_dtypes() {
                 let got = run_op(&Op::MatMul { trans_a: ta, trans_b: tb }, &[&a, &b]).unwrap();
                 let (want, shape) = ref_matmul(&av, &sa, &bv, &sb, ta, tb);
                 assert_eq!(got.shape, shape);
-                check(&got, &want, dtype, &format!("matmul {dtype:?} {sa:?}x{sb:?} ta={ta} tb={tb}"));
+                check_f64(&got, &want, dtype, &format!("matmul {dtype:?} {sa:?}x{sb:?} ta={ta} tb={tb}"));
             }
         }
     }
@@ -180,7 +154,7 @@ fn linear_with_and_without_bias() {
                         want[r * n + j] = acc;
                     }
                 }
-                check(&got, &want, dtype, &format!("linear {dtype:?} x{xs:?} n={n} bias={with_bias}"));
+                check_f64(&got, &want, dtype, &format!("linear {dtype:?} x{xs:?} n={n} bias={with_bias}"));
             }
         }
     }
@@ -244,7 +218,7 @@ fn conv_case(
     let ins: Vec<&Owned> = if bias { vec![&x, &w, &b] } else { vec![&x, &w] };
     let got = run_op(&Op::Conv2d(p.clone()), &ins).unwrap();
     let want = ref_conv(&xv, &xs, &wv, &ws, bias.then_some(&bv[..]), &p);
-    check(&got, &want, dtype, &format!("conv {what} {dtype:?} bias={bias}"));
+    check_f64(&got, &want, dtype, &format!("conv {what} {dtype:?} bias={bias}"));
 }
 
 fn params(stride: usize, padding: usize, dilation: usize, groups: usize) -> Conv2dParams {

@@ -7,25 +7,10 @@ use focus_graph::{ArgOp, BinaryOp, CmpOp, DType, Op, ReduceOp, UnaryOp};
 use half::{bf16, f16};
 use rand::Rng;
 
-const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
 #[track_caller]
 fn check(got: &[f32], want: &[f32], dt: DType, what: &str) {
     eprintln!("RELL2 {dt} {:.3e} {what}", rel_l2(got, want));
     assert_close(got, want, dt, what);
-}
-
-fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
-    let mut ix = vec![0; shape.len()];
-    for d in (0..shape.len()).rev() {
-        ix[d] = i % shape[d];
-        i /= shape[d];
-    }
-    ix
-}
-
-fn ravel(ix: &[usize], shape: &[usize]) -> usize {
-    ix.iter().zip(shape).fold(0, |acc, (i, n)| acc * n + i)
 }
 
 /// Index into `src` (shape `src`) for output multi-index `oi` under NumPy broadcasting.

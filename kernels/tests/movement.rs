@@ -8,19 +8,6 @@ use rand::Rng;
 
 const DTYPES: [DType; 6] = [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::U8];
 
-fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
-    let mut ix = vec![0; shape.len()];
-    for d in (0..shape.len()).rev() {
-        ix[d] = i % shape[d];
-        i /= shape[d];
-    }
-    ix
-}
-
-fn ravel(ix: &[usize], shape: &[usize]) -> usize {
-    ix.iter().zip(shape).fold(0, |acc, (i, n)| acc * n + i)
-}
-
 /// Random values exactly representable in `dt`.
 fn vals(seed: u64, n: usize, dt: DType) -> Vec<f32> {
     let mut r = rng(seed);

@@ -5,22 +5,6 @@ use common::*;
 use focus_graph::{DType, Op};
 use half::{bf16, f16};
 
-const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
-fn input(seed: u64, shape: &[usize], dtype: DType, lo: f32, hi: f32) -> (Owned, Vec<f32>) {
-    let n = shape.iter().product();
-    let v = rand_vec(&mut rng(seed), n, lo, hi);
-    (Owned::from_f32(&v, shape, dtype), round_trip(&v, dtype))
-}
-
-#[track_caller]
-fn check(got: &Owned, want: &[f64], dtype: DType, what: &str) {
-    let want: Vec<f32> = want.iter().map(|&x| x as f32).collect();
-    let got = got.to_f32();
-    eprintln!("{what} {dtype:?}: rel-L2 {:.2e}", rel_l2(&got, &want));
-    assert_close(&got, &want, dtype, what);
-}
-
 #[test]
 fn softmax_every_axis() {
     let shapes: [&[usize]; 4] = [&[1], &[3, 17], &[2, 33, 5], &[4, 1, 3, 65]];
@@ -30,7 +14,7 @@ fn softmax_every_axis() {
             for axis in 0..shape.len() {
                 seed += 1;
                 // Wide range so max-subtraction matters (exp(80) overflows nothing, exp(100) would in f32 sums).
-                let (x, xv) = input(seed, shape, dtype, -60.0, 90.0);
+                let (x, xv) = input_in(seed, shape, dtype, -60.0, 90.0);
                 let got = run_op(&Op::Softmax { axis }, &[&x]).unwrap();
                 let len = shape[axis];
                 let inner: usize = shape[axis + 1..].iter().product();
@@ -45,7 +29,7 @@ fn softmax_every_axis() {
                         }
                     }
                 }
-                check(&got, &want, dtype, &format!("softmax {shape:?} axis {axis}"));
+                check_f64(&got, &want, dtype, &format!("softmax {shape:?} axis {axis}"));
             }
         }
     }
@@ -61,9 +45,9 @@ fn layer_norm_affine_variants() {
                 seed += 3;
                 let c = *shape.last().unwrap();
                 // Offset mean so a one-pass variance would lose precision.
-                let (x, xv) = input(seed, shape, dtype, 3.0, 5.0);
-                let (w, wv) = input(seed + 1, &[c], dtype, -2.0, 2.0);
-                let (b, bv) = input(seed + 2, &[c], dtype, -1.0, 1.0);
+                let (x, xv) = input_in(seed, shape, dtype, 3.0, 5.0);
+                let (w, wv) = input_in(seed + 1, &[c], dtype, -2.0, 2.0);
+                let (b, bv) = input_in(seed + 2, &[c], dtype, -1.0, 1.0);
                 let mut ins = vec![&x];
                 if with_w {
                     ins.push(&w);
@@ -88,7 +72,7 @@ fn layer_norm_affine_variants() {
                         want[r * c + i] = y;
                     }
                 }
-                check(&got, &want, dtype, &format!("layer_norm {shape:?} w={with_w} b={with_b}"));
+                check_f64(&got, &want, dtype, &format!("layer_norm {shape:?} w={with_w} b={with_b}"));
             }
         }
     }
@@ -111,8 +95,8 @@ fn rms_norm_with_and_without_weight() {
             for with_w in [false, true] {
                 seed += 2;
                 let c = *shape.last().unwrap();
-                let (x, xv) = input(seed, shape, dtype, -3.0, 3.0);
-                let (w, wv) = input(seed + 1, &[c], dtype, -2.0, 2.0);
+                let (x, xv) = input_in(seed, shape, dtype, -3.0, 3.0);
+                let (w, wv) = input_in(seed + 1, &[c], dtype, -2.0, 2.0);
                 let ins = if with_w { vec![&x, &w] } else { vec![&x] };
                 let eps = 1e-6;
                 let got = run_op(&Op::RmsNorm { eps }, &ins).unwrap();
@@ -125,7 +109,7 @@ fn rms_norm_with_and_without_weight() {
                         want[r * c + i] = if with_w { y * wv[i] as f64 } else { y };
                     }
                 }
-                check(&got, &want, dtype, &format!("rms_norm {shape:?} w={with_w}"));
+                check_f64(&got, &want, dtype, &format!("rms_norm {shape:?} w={with_w}"));
                 if dtype != DType::F32 {
                     // The tolerance cannot see the intermediate rounding, but exact matches can:
                     // nearly every element equals the reference rounded to the dtype.
@@ -149,9 +133,9 @@ fn group_norm_channels_last() {
             for (with_w, with_b) in [(false, false), (true, false), (true, true)] {
                 seed += 3;
                 let c = *shape.last().unwrap();
-                let (x, xv) = input(seed, shape, dtype, 1.0, 4.0);
-                let (w, wv) = input(seed + 1, &[c], dtype, -2.0, 2.0);
-                let (b, bv) = input(seed + 2, &[c], dtype, -1.0, 1.0);
+                let (x, xv) = input_in(seed, shape, dtype, 1.0, 4.0);
+                let (w, wv) = input_in(seed + 1, &[c], dtype, -2.0, 2.0);
+                let (b, bv) = input_in(seed + 2, &[c], dtype, -1.0, 1.0);
                 let ins = match (with_w, with_b) {
                     (true, true) => vec![&x, &w, &b],
                     (true, false) => vec![&x, &w],
@@ -184,7 +168,12 @@ fn group_norm_channels_last() {
                         }
                     }
                 }
-                check(&got, &want, dtype, &format!("group_norm {shape:?} g={groups} w={with_w} b={with_b}"));
+                check_f64(
+                    &got,
+                    &want,
+                    dtype,
+                    &format!("group_norm {shape:?} g={groups} w={with_w} b={with_b}"),
+                );
             }
         }
     }

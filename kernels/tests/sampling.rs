@@ -5,8 +5,6 @@ mod common;
 use common::*;
 use focus_graph::{DType, Op, ResizeMode};
 
-const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
 #[track_caller]
 fn check(got: &[f32], want: &[f32], dt: DType, what: &str) {
     eprintln!("RELL2 {dt} {:.3e} {what}", rel_l2(got, want));

@@ -3,7 +3,7 @@
 //! Float dtypes compute in f32 (halves converted at the edges, like PyTorch's opmath);
 //! integer dtypes compute exactly in i64 (wrapping) and are stored back to their own width.
 
-use super::common::{broadcast_strides, f32_in, i64_in, with_f32_out, Dims};
+use super::common::{broadcast_strides, f32_in, i64_in, i64_store, with_f32_out, Dims};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::*;
@@ -122,33 +122,6 @@ fn int_map(bc: &Bcast, a: &[i64], b: &[i64], o: &mut [i64], f: impl Fn(i64, i64)
     });
 }
 
-/// Store i64 values into an integer (or bool) output, wrapping to its width.
-pub(crate) fn int_store(out: &mut TensorMut, v: &[i64]) {
-    match out.dtype {
-        DType::I64 => {
-            for (c, x) in out.data.chunks_exact_mut(8).zip(v) {
-                c.copy_from_slice(&x.to_le_bytes());
-            }
-        }
-        DType::I32 => {
-            for (c, x) in out.data.chunks_exact_mut(4).zip(v) {
-                c.copy_from_slice(&(*x as i32).to_le_bytes());
-            }
-        }
-        DType::Bool => {
-            for (c, x) in out.data.iter_mut().zip(v) {
-                *c = (*x != 0) as u8;
-            }
-        }
-        // U8 (and nothing else reaches here: floats never use this path).
-        _ => {
-            for (c, x) in out.data.iter_mut().zip(v) {
-                *c = *x as u8;
-            }
-        }
-    }
-}
-
 pub fn binary(op: BinaryOp, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) -> Result<()> {
     if out.numel() == 0 {
         return Ok(());
@@ -184,8 +157,7 @@ pub fn binary(op: BinaryOp, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) -
             int_map(&bc, &av, &bv, &mut o, |x, y| x.wrapping_pow(y.clamp(0, u32::MAX as i64) as u32))
         }
     }
-    int_store(out, &o);
-    Ok(())
+    i64_store(out, &o)
 }
 
 pub fn compare(op: CmpOp, a: &TensorRef, b: &TensorRef, out: &mut TensorMut) -> Result<()> {

@@ -2,8 +2,7 @@
 //! range wrap through i64 (what PyTorch does on x86 in practice; it is UB there). Float → bool
 //! and int → bool are `!= 0` (NaN → true). Halves round to nearest even via `half`.
 
-use super::binary::int_store;
-use super::common::{f32_in, f32_store, i64_in};
+use super::common::{f32_in, f32_store, i64_in, i64_store};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::*;
@@ -24,7 +23,7 @@ pub fn cast(x: &TensorRef, out: &mut TensorMut) -> Result<()> {
             } else {
                 // `as i64` truncates toward zero (saturating, NaN → 0), then wraps to width.
                 let iv: Vec<i64> = v.iter().map(|&f| f as i64).collect();
-                int_store(out, &iv);
+                i64_store(out, &iv)?;
             }
         }
         (false, true) => {
@@ -48,7 +47,7 @@ pub fn cast(x: &TensorRef, out: &mut TensorMut) -> Result<()> {
                 }
             }
         }
-        (false, false) => int_store(out, &i64_in(x)?),
+        (false, false) => i64_store(out, &i64_in(x)?)?,
     }
     Ok(())
 }

@@ -249,7 +249,7 @@ pub fn with_f32_out(out: &mut TensorMut<'_>, f: impl FnOnce(&mut [f32]) -> Resul
     Ok(())
 }
 
-/// Write i64 values into an i64 (or i32) output.
+/// Write i64 values into an integer or bool output, wrapping to its width (bool: `!= 0`).
 pub fn i64_store(out: &mut TensorMut<'_>, v: &[i64]) -> Result<()> {
     match out.dtype {
         DType::I64 => {
@@ -260,6 +260,16 @@ pub fn i64_store(out: &mut TensorMut<'_>, v: &[i64]) -> Result<()> {
         DType::I32 => {
             for (c, x) in out.data.chunks_exact_mut(4).zip(v) {
                 c.copy_from_slice(&(*x as i32).to_le_bytes());
+            }
+        }
+        DType::U8 => {
+            for (c, x) in out.data.iter_mut().zip(v) {
+                *c = *x as u8;
+            }
+        }
+        DType::Bool => {
+            for (c, x) in out.data.iter_mut().zip(v) {
+                *c = (*x != 0) as u8;
             }
         }
         d => return Err(KernelError::Unsupported { op: "integer output", dtype: d }),

@@ -140,3 +140,41 @@ pub fn assert_close(got: &[f32], want: &[f32], dtype: DType, what: &str) {
     let e = rel_l2(got, want);
     assert!(e <= tol(dtype), "{what}: rel-L2 {e:.3e} > tol {:.1e} for {dtype}", tol(dtype));
 }
+
+pub const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+/// A random tensor of `dtype` with values in [lo, hi), plus the values the kernel will see.
+pub fn input_in(seed: u64, shape: &[usize], dtype: DType, lo: f32, hi: f32) -> (Owned, Vec<f32>) {
+    let n = shape.iter().product();
+    let v = rand_vec(&mut rng(seed), n, lo, hi);
+    (Owned::from_f32(&v, shape, dtype), round_trip(&v, dtype))
+}
+
+/// [`input_in`] on [-1, 1).
+pub fn input(seed: u64, shape: &[usize], dtype: DType) -> (Owned, Vec<f32>) {
+    input_in(seed, shape, dtype, -1.0, 1.0)
+}
+
+/// Compare a kernel output with an f64 reference at the dtype's tolerance (prints the error).
+#[track_caller]
+pub fn check_f64(got: &Owned, want: &[f64], dtype: DType, what: &str) {
+    let want: Vec<f32> = want.iter().map(|&x| x as f32).collect();
+    let got = got.to_f32();
+    eprintln!("{what} {dtype:?}: rel-L2 {:.2e}", rel_l2(&got, &want));
+    assert_close(&got, &want, dtype, what);
+}
+
+/// Multi-index of flat index `i` in a row-major `shape`.
+pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut ix = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        ix[d] = i % shape[d];
+        i /= shape[d];
+    }
+    ix
+}
+
+/// Flat index of multi-index `ix` in a row-major `shape`.
+pub fn ravel(ix: &[usize], shape: &[usize]) -> usize {
+    ix.iter().zip(shape).fold(0, |acc, (i, n)| acc * n + i)
+}
