@@ -48,15 +48,21 @@ __device__ void pad_impl(const E* __restrict__ in, E* __restrict__ out, u64 n, P
 
 // Copy a [outer, len, inner] slab into [outer, cap, inner] at `offset` along the middle axis
 // (concat pieces, KV-cache appends). `offset` is read on the device so a captured graph can
-// replay with a new position.
+// replay with a new position; an offset that does not fit sets *error and writes nothing.
 template <typename E>
 __device__ void write_slab(const E* __restrict__ src, E* __restrict__ dst, u64 outer, u64 len, u64 inner, u64 cap,
-                          const long long* __restrict__ dev_offset, u64 host_offset) {
-    const u64 off = dev_offset ? (u64)dev_offset[0] : host_offset;
+                          const void* __restrict__ dev_offset, int offset_i64, u64 host_offset, int* error) {
+    const long long off = !dev_offset ? (long long)host_offset
+                          : offset_i64 ? ((const long long*)dev_offset)[0]
+                                       : (long long)((const int*)dev_offset)[0];
+    if (off < 0 || (u64)off + len > cap) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) *error = 1;
+        return;
+    }
     const u64 n = outer * len * inner;
     GRID_STRIDE(i, n) {
         const u64 o = i / (len * inner), r = i % (len * inner);
-        dst[o * cap * inner + off * inner + r] = src[i];
+        dst[o * cap * inner + (u64)off * inner + r] = src[i];
     }
 }
 
@@ -86,8 +92,9 @@ __device__ void take_impl(const E* __restrict__ x, const I* __restrict__ idx, E*
         pad_impl<E>(in, out, n, p, value);                                                                \
     }                                                                                                     \
     extern "C" __global__ void write_slab_##name(const E* src, E* dst, u64 outer, u64 len, u64 inner, u64 cap, \
-                                                 const long long* dev_offset, u64 host_offset) {          \
-        write_slab<E>(src, dst, outer, len, inner, cap, dev_offset, host_offset);                         \
+                                                 const void* dev_offset, int offset_i64, u64 host_offset,  \
+                                                 int* error) {                                            \
+        write_slab<E>(src, dst, outer, len, inner, cap, dev_offset, offset_i64, host_offset, error);      \
     }                                                                                                     \
     extern "C" __global__ void take_i32_##name(const E* x, const int* idx, E* out, u64 outer, u64 len,      \
                                                u64 inner, u64 count, int* error) {                        \

@@ -104,6 +104,11 @@ pub fn parse_ptxas(log: &str) -> Vec<KernelStats> {
 
 /// Compile one source file to cubin for `arch`.
 pub fn compile(file: &str, src: &str, arch: &str) -> Result<Compiled, CudaError> {
+    compile_with_header(file, src, COMMON_HEADER.1, arch)
+}
+
+/// As `compile`, with the shared header's text given (sources read from disk while editing).
+pub fn compile_with_header(file: &str, src: &str, header: &str, arch: &str) -> Result<Compiled, CudaError> {
     if !ARCHS.contains(&arch) {
         return Err(CudaError::Arch(arch.into()));
     }
@@ -119,7 +124,7 @@ pub fn compile(file: &str, src: &str, arch: &str) -> Result<Compiled, CudaError>
     };
     let c = |s: &str| CString::new(s).expect("no NUL in sources or options");
     let (csrc, cname) = (c(src), c(file));
-    let (hsrc, hname) = (c(COMMON_HEADER.1), c(COMMON_HEADER.0));
+    let (hsrc, hname) = (c(header), c(COMMON_HEADER.0));
     let mut opts = vec![
         format!("--gpu-architecture={arch}"),
         "--std=c++17".into(),

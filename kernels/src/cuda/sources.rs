@@ -8,28 +8,95 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("attention.cu", include_str!("../../cuda/attention.cu")),
     ("binary.cu", include_str!("../../cuda/binary.cu")),
     ("cast.cu", include_str!("../../cuda/cast.cu")),
+    ("conv.cu", include_str!("../../cuda/conv.cu")),
     ("conv_dw.cu", include_str!("../../cuda/conv_dw.cu")),
+    ("flash_attn.cu", include_str!("../../cuda/flash_attn.cu")),
     ("movement.cu", include_str!("../../cuda/movement.cu")),
     ("norm.cu", include_str!("../../cuda/norm.cu")),
+    ("reduce.cu", include_str!("../../cuda/reduce.cu")),
     ("rope.cu", include_str!("../../cuda/rope.cu")),
+    ("sampling.cu", include_str!("../../cuda/sampling.cu")),
     ("softmax.cu", include_str!("../../cuda/softmax.cu")),
     ("unary.cu", include_str!("../../cuda/unary.cu")),
     ("vq.cu", include_str!("../../cuda/vq.cu")),
 ];
 
+/// How a kernel parameter is passed, from its declared type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    Ptr,
+    Int,
+    U64,
+    Float,
+    /// A by-value struct or element-typed scalar.
+    Other,
+}
+
+fn param_kind(decl: &str) -> ParamKind {
+    if decl.contains('*') {
+        return ParamKind::Ptr;
+    }
+    // Drop the parameter name; what is left is the type.
+    let ty = decl.trim().rsplit_once(char::is_whitespace).map_or("", |(t, _)| t.trim());
+    match ty.trim_start_matches("const ").trim() {
+        "int" => ParamKind::Int,
+        "u64" | "unsigned long long" => ParamKind::U64,
+        "float" => ParamKind::Float,
+        _ => ParamKind::Other,
+    }
+}
+
 /// Names of the `extern "C"` kernels a source defines. Entry points written inside an
 /// instantiation macro (`#define M(name, T) ... void foo_##name(...)`) are expanded for every
 /// invocation of the macro, directly or through `FOR_FLOAT_TYPES(M)`.
 pub fn entry_points(src: &str) -> Vec<String> {
+    entry_signatures(src).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Every entry point with the kinds of its parameters.
+pub fn entry_signatures(src: &str) -> Vec<(String, Vec<ParamKind>)> {
     const MARK: &str = "extern \"C\" __global__ void ";
     let ident = |s: &str| -> String {
         s.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '#').collect()
     };
-    let mut names = Vec::new();
-    // (macro name, parameter names, entry-point patterns)
-    let mut macros: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let lines: Vec<&str> = src.lines().collect();
+    // The parameter list starting at `rest` (just after the name), across continuation lines.
+    let params_at = |li: usize, rest: &str| -> Vec<ParamKind> {
+        let mut text = String::new();
+        let mut depth = 0;
+        let mut first = true;
+        'outer: for line in std::iter::once(rest).chain(lines[li + 1..].iter().copied()) {
+            for ch in line.trim_end().trim_end_matches('\\').chars() {
+                match ch {
+                    '(' => {
+                        depth += 1;
+                        if first {
+                            first = false;
+                            continue;
+                        }
+                    }
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break 'outer;
+                        }
+                    }
+                    _ => {}
+                }
+                if !first {
+                    text.push(ch);
+                }
+            }
+            text.push(' ');
+        }
+        text.split(',').filter(|p| !p.trim().is_empty()).map(param_kind).collect()
+    };
+    let mut out = Vec::new();
+    // (macro name, parameter names, entry-point patterns with their parameters)
+    type Macro = (String, Vec<String>, Vec<(String, Vec<ParamKind>)>);
+    let mut macros: Vec<Macro> = Vec::new();
     let mut in_macro = false;
-    for line in src.lines() {
+    for (li, line) in lines.iter().enumerate() {
         let t = line.trim_start();
         if let Some(def) = t.strip_prefix("#define ") {
             let name = ident(def);
@@ -43,9 +110,10 @@ pub fn entry_points(src: &str) -> Vec<String> {
         }
         if let Some(rest) = line.split(MARK).nth(1) {
             let pat = ident(rest);
+            let sig = params_at(li, &rest[pat.len()..]);
             match macros.last_mut() {
-                Some(m) if in_macro => m.2.push(pat),
-                _ => names.push(pat),
+                Some(m) if in_macro => m.2.push((pat, sig)),
+                _ => out.push((pat, sig)),
             }
         }
         if in_macro && !line.trim_end().ends_with('\\') {
@@ -68,16 +136,16 @@ pub fn entry_points(src: &str) -> Vec<String> {
             }
         }
         for args in &arg_lists {
-            for pat in pats {
+            for (pat, sig) in pats {
                 let mut n = pat.clone();
                 for (p, a) in params.iter().zip(args) {
                     n = n.replace(&format!("##{p}##"), a).replace(&format!("##{p}"), a);
                 }
-                names.push(n);
+                out.push((n, sig.clone()));
             }
         }
     }
-    names
+    out
 }
 
 #[cfg(test)]
@@ -93,5 +161,13 @@ mod tests {
         }
         let all: Vec<String> = SOURCES.iter().flat_map(|(_, s)| entry_points(s)).collect();
         assert!(all.contains(&"unary_bf16".to_string()) && all.contains(&"take_i64_b8".to_string()));
+    }
+
+    #[test]
+    fn signatures_classify_parameters() {
+        use ParamKind::*;
+        let src = "#define M(name, T) \\\n    extern \"C\" __global__ void k_##name(const T* x, T* y, u64 n, \\\n        int op, float s, Spec p, T v) { \\\n    }\nM(f32, float)\n";
+        let sig = entry_signatures(src);
+        assert_eq!(sig, vec![("k_f32".to_string(), vec![Ptr, Ptr, U64, Int, Float, Other, Other])]);
     }
 }
