@@ -33,6 +33,12 @@ pub enum EngineError {
     Weights(String),
     #[error("tensor data has {got} bytes, {dtype}{shape} needs {want}")]
     DataSize { dtype: DType, shape: Shape, got: usize, want: usize },
+    #[error("CUDA: {0}")]
+    Cuda(#[from] focus_kernels::cuda::CudaError),
+    #[error("{count} node(s) have no CUDA kernel for their dtype/shape (run them on cpu):\n  {nodes}")]
+    NoCudaKernel { count: usize, nodes: String },
+    #[error("{0} needs matching devices (cpu with cpu, the same GPU for both plans)")]
+    DeviceMismatch(&'static str),
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,

@@ -4,6 +4,7 @@
 //! (weight layout conversions) are computed once here, at compile time.
 
 use crate::buffer::AlignedBuf;
+use crate::cuda::CudaBackend;
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::profiler::{NodeProfile, Profile};
@@ -13,10 +14,11 @@ use focus_graph::passes::{
     eliminate_dead_code, fusion_groups, plan_memory, static_nodes, FusionGroup, MemoryPlan,
 };
 use focus_graph::{Graph, NodeId, Op, Shape};
+use focus_kernels::cuda::device::GpuDevice;
 use focus_kernels::{cpu, TensorMut, TensorRef};
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// Where a node's bytes live.
@@ -50,6 +52,8 @@ pub struct PlanStats {
     pub unused_weights: usize,
     /// Persistent buffers (KV caches, latents).
     pub state_bytes: usize,
+    /// CUDA plans: bytes of weights and constants uploaded to the device.
+    pub device_const_bytes: usize,
 }
 
 pub struct Plan {
@@ -67,6 +71,27 @@ pub struct Plan {
     /// Addresses of the state buffers per node (0 elsewhere), refreshed whenever a buffer
     /// moves (compile, `swap_state`), so `execute` needs no allocation to reach them.
     state_addrs: Vec<usize>,
+    /// The device side of a CUDA plan (the host-side storage then holds only weights, folded
+    /// constants and host mirrors of the states).
+    cuda: Option<CudaBackend>,
+}
+
+/// One open device per ordinal, shared by every plan (so plans can exchange state buffers).
+fn gpu(ordinal: usize) -> Result<Arc<GpuDevice>> {
+    static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<GpuDevice>>>> = OnceLock::new();
+    let mut m = DEVICES
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .map_err(|_| EngineError::DeviceMismatch("a device registry poisoned by a panic"))?;
+    if let Some(d) = m.get(&ordinal) {
+        return Ok(d.clone());
+    }
+    let d = Arc::new(
+        GpuDevice::open(ordinal)
+            .map_err(|e| EngineError::DeviceUnavailable(format!("cuda:{ordinal}"), e.to_string()))?,
+    );
+    m.insert(ordinal, d.clone());
+    Ok(d)
 }
 
 fn check_params(g: &Graph, src: Option<&dyn WeightSource>) -> Result<()> {
@@ -154,7 +179,7 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         };
         storage.push(s);
     }
-    let steps = g
+    let steps: Vec<NodeId> = g
         .ids()
         .filter(|id| {
             let op = &g.node(*id).op;
@@ -170,10 +195,18 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         .map(|w| w.names().into_iter().filter(|n| !used.contains(n.as_str())).collect())
         .unwrap_or_default();
     unused_weights.sort();
+    let cuda = match device {
+        Device::Cpu => None,
+        Device::Cuda(ordinal) => {
+            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_deref(), &steps)?)
+        }
+    };
     let mut plan = Plan {
         state_addrs: Vec::new(),
         unused_weights,
-        arena: AlignedBuf::zeroed(memory.arena_bytes),
+        // A CUDA plan's intermediates live in its device arena.
+        arena: AlignedBuf::zeroed(if cuda.is_some() { 0 } else { memory.arena_bytes }),
+        cuda,
         input_set: vec![false; g.len()],
         graph: g,
         device,
@@ -186,6 +219,41 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
     };
     plan.refresh_state_addrs();
     Ok(plan)
+}
+
+/// Upload what the steps read from the host side (weights, folded constants) and plan every
+/// step on the device.
+fn cuda_backend(
+    dev: Arc<GpuDevice>,
+    g: &Graph,
+    storage: &[Storage],
+    memory: &MemoryPlan,
+    weights: Option<&dyn WeightSource>,
+    steps: &[NodeId],
+) -> Result<CudaBackend> {
+    let mut needed = vec![false; g.len()];
+    for &id in steps {
+        for i in &g.node(id).inputs {
+            needed[g.storage_root(*i).0] = true;
+        }
+    }
+    for (_, id) in &g.outputs {
+        needed[g.storage_root(*id).0] = true;
+    }
+    let mut consts = Vec::new();
+    let mut states = Vec::new();
+    for id in g.ids() {
+        match &storage[id.0] {
+            Storage::Weight(_) | Storage::Resident(_) if needed[id.0] => {
+                consts.push((id, view_of(g, storage, &[], weights, id).data))
+            }
+            Storage::State(_) => states.push(id),
+            _ => {}
+        }
+    }
+    let offsets: Vec<Option<usize>> =
+        g.ids().map(|id| if let Storage::Arena(off) = storage[id.0] { Some(off) } else { None }).collect();
+    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, &consts, &states, steps)
 }
 
 /// View of a node's bytes outside `execute` (compile time and output reads).
@@ -250,6 +318,7 @@ impl Plan {
             fusion_groups: self.fusion.len(),
             unused_weights: self.unused_weights.len(),
             state_bytes: state,
+            device_const_bytes: self.cuda.as_ref().map_or(0, |c| c.const_bytes),
         }
     }
 
@@ -286,7 +355,10 @@ impl Plan {
         })?;
         let want = self.check_tensor(id, name, t)?;
         let Storage::Arena(off) = self.storage[id.0] else { unreachable!("inputs live in the arena") };
-        self.arena.as_mut_slice()[off..off + want].copy_from_slice(t.data);
+        match &self.cuda {
+            Some(c) => c.set_input(&self.graph, id, t.data)?,
+            None => self.arena.as_mut_slice()[off..off + want].copy_from_slice(t.data),
+        }
         self.input_set[id.0] = true;
         Ok(())
     }
@@ -312,6 +384,15 @@ impl Plan {
             if !self.input_set[id.0] {
                 return Err(EngineError::MissingInput(name.clone()));
             }
+        }
+        if let Some(c) = self.cuda.as_mut() {
+            let t0 = Instant::now();
+            c.execute(&self.graph, profile.as_deref_mut().map(|p| &mut p.nodes), &self.steps)?;
+            if let Some(p) = profile {
+                c.wait()?;
+                p.total_us = t0.elapsed().as_secs_f64() * 1e6;
+            }
+            return Ok(());
         }
         let base = self.arena.as_mut_ptr();
         // State buffers are reached through their exposed addresses, for reads and in-place
@@ -398,16 +479,51 @@ impl Plan {
             .ok_or_else(|| EngineError::UnknownState(name.into()))
     }
 
-    /// Read a persistent buffer.
-    pub fn state(&self, name: &str) -> Result<TensorRef<'_>> {
+    /// Read a persistent buffer (a CUDA plan first copies it back from the device).
+    pub fn state(&mut self, name: &str) -> Result<TensorRef<'_>> {
         let id = self.state_node(name)?;
+        if let (Some(c), Storage::State(b)) = (&self.cuda, &mut self.storage[id.0]) {
+            c.wait()?;
+            c.read_state(id, b.as_mut_slice())?;
+        }
         Ok(view_of(&self.graph, &self.storage, self.arena.as_slice(), self.weights.as_deref(), id))
+    }
+
+    /// Capture the plan as a CUDA graph so later runs replay it in one launch (the LLM decode
+    /// step, the UNet step). Inputs keep their device slots, so `set_input` + `execute` work as
+    /// before. Returns false on a CPU plan, where there is nothing to capture.
+    pub fn capture_graph(&mut self) -> Result<bool> {
+        match self.cuda.as_mut() {
+            Some(c) => {
+                c.capture()?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The GPU a CUDA plan runs on.
+    pub fn gpu(&self) -> Option<&Arc<GpuDevice>> {
+        self.cuda.as_ref().map(|c| &c.dev)
+    }
+
+    /// Wait until the last run has finished (CUDA runs are asynchronous; a no-op on CPU).
+    pub fn wait(&self) -> Result<()> {
+        self.cuda.as_ref().map_or(Ok(()), |c| c.wait())
+    }
+
+    /// Whether runs replay a captured CUDA graph.
+    pub fn has_graph(&self) -> bool {
+        self.cuda.as_ref().is_some_and(|c| c.has_graph())
     }
 
     /// Overwrite a persistent buffer (validated like an input).
     pub fn set_state(&mut self, name: &str, t: &TensorRef<'_>) -> Result<()> {
         let id = self.state_node(name)?;
         self.check_tensor(id, name, t)?;
+        if let Some(c) = &self.cuda {
+            return c.write_state(id, t.data);
+        }
         let Storage::State(b) = &mut self.storage[id.0] else { unreachable!("state nodes hold state") };
         b.as_mut_slice().copy_from_slice(t.data);
         Ok(())
@@ -416,26 +532,57 @@ impl Plan {
     /// Swap a persistent buffer with the same-named one of `other` (zero-copy), e.g. to hand
     /// the KV cache from the prefill plan to the decode plan. Both must declare it alike.
     pub fn swap_state(&mut self, other: &mut Plan, name: &str) -> Result<()> {
-        let (a, b) = (self.state_node(name)?, other.state_node(name)?);
-        let (na, nb) = (self.graph.node(a), other.graph.node(b));
-        if na.dtype != nb.dtype || na.shape != nb.shape {
-            return Err(EngineError::InputMismatch {
-                name: name.into(),
-                want_dtype: na.dtype,
-                want_shape: na.shape.clone(),
-                got_dtype: nb.dtype,
-                got_shape: nb.shape.clone(),
-            });
+        self.swap_states(other, &[name])
+    }
+
+    /// `swap_state` for several buffers at once. All are validated before any moves; a CUDA
+    /// plan re-plans its launches (which hold buffer addresses) once, after the last swap, and
+    /// drops its captured graph.
+    pub fn swap_states(&mut self, other: &mut Plan, names: &[&str]) -> Result<()> {
+        let mut pairs = Vec::with_capacity(names.len());
+        for name in names {
+            let (a, b) = (self.state_node(name)?, other.state_node(name)?);
+            let (na, nb) = (self.graph.node(a), other.graph.node(b));
+            if na.dtype != nb.dtype || na.shape != nb.shape {
+                return Err(EngineError::InputMismatch {
+                    name: name.to_string(),
+                    want_dtype: na.dtype,
+                    want_shape: na.shape.clone(),
+                    got_dtype: nb.dtype,
+                    got_shape: nb.shape.clone(),
+                });
+            }
+            pairs.push((a, b));
         }
-        std::mem::swap(&mut self.storage[a.0], &mut other.storage[b.0]);
-        self.refresh_state_addrs();
-        other.refresh_state_addrs();
+        match (self.cuda.as_mut(), other.cuda.as_mut()) {
+            (None, None) => {
+                for (a, b) in pairs {
+                    std::mem::swap(&mut self.storage[a.0], &mut other.storage[b.0]);
+                }
+                self.refresh_state_addrs();
+                other.refresh_state_addrs();
+            }
+            (Some(x), Some(y)) => {
+                for (a, b) in pairs {
+                    x.swap_state(a, y, b)?;
+                }
+                x.plan_steps(&self.graph, &self.steps)?;
+                y.plan_steps(&other.graph, &other.steps)?;
+            }
+            _ => return Err(EngineError::DeviceMismatch("swap_state")),
+        }
         Ok(())
     }
 
     /// Borrow an output after `execute`.
     pub fn output(&self, name: &str) -> Result<TensorRef<'_>> {
         let id = self.graph.output(name).ok_or_else(|| EngineError::UnknownOutput(name.into()))?;
+        if let Some(c) = &self.cuda {
+            c.wait()?;
+            let n = self.graph.node(id);
+            let data = c.output(id).expect("every output has a mirror");
+            return Ok(TensorRef::new(n.dtype, n.shape.dims(), data));
+        }
         Ok(view_of(&self.graph, &self.storage, self.arena.as_slice(), self.weights.as_deref(), id))
     }
 

@@ -2,6 +2,7 @@
 //! or in memory), the executor that compiles a graph into a plan and runs it, and the profiler.
 
 pub mod buffer;
+mod cuda;
 pub mod device;
 pub mod error;
 pub mod executor;

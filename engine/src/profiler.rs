@@ -113,6 +113,43 @@ impl Profile {
         s
     }
 
+    /// Per-kind roofline against measured ceilings (peak GFLOP/s of a large GEMM, copy GB/s):
+    /// each kind's arithmetic intensity, the attainable rate `min(peak, intensity · bandwidth)`,
+    /// and the fraction of it achieved — where the time goes and how far each op is from its
+    /// floor.
+    pub fn roofline(&self, peak_gflops: f64, gbps: f64) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "roofline: peak {peak_gflops:.0} GFLOP/s, {gbps:.0} GB/s (ridge {:.1} FLOP/B)",
+            peak_gflops / gbps.max(1e-9)
+        );
+        let _ = writeln!(
+            s,
+            "{:<22} {:>11} {:>8} {:>11} {:>9} {:>11} {:>7} {:>8}",
+            "op", "time (us)", "FLOP/B", "GFLOP/s", "GB/s", "floor (us)", "% roof", "bound"
+        );
+        for k in self.by_kind() {
+            let intensity = if k.bytes > 0 { k.flops as f64 / k.bytes as f64 } else { f64::INFINITY };
+            // Time at the roof: the larger of compute time and memory time.
+            let floor_us = (k.flops as f64 / (peak_gflops * 1e3)).max(k.bytes as f64 / (gbps * 1e3));
+            let bound = if intensity >= peak_gflops / gbps.max(1e-9) { "compute" } else { "memory" };
+            let _ = writeln!(
+                s,
+                "{:<22} {:>11.1} {:>8.2} {:>11.1} {:>9.1} {:>11.1} {:>6.1}% {:>8}",
+                k.kind,
+                k.us,
+                intensity,
+                rate(k.flops, k.us),
+                rate(k.bytes, k.us),
+                floor_us,
+                if k.us > 0.0 { 100.0 * floor_us / k.us } else { 0.0 },
+                bound
+            );
+        }
+        s
+    }
+
     /// Chrome trace-event JSON (open in Perfetto or chrome://tracing).
     pub fn chrome_trace(&self) -> String {
         let events: Vec<_> = self

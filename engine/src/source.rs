@@ -54,22 +54,31 @@ impl MemoryWeights {
     /// 1, biases and layer scales small. For demos and tests, not for quality.
     pub fn random_for(graph: &focus_graph::Graph, seed: u64) -> Self {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        use rayon::prelude::*;
+        // Independent streams per (tensor, 1M-element chunk), filled in parallel: paper-size
+        // models (3B parameters) get their weights in seconds.
+        const CHUNK: usize = 1 << 20;
         let mut w = MemoryWeights::new();
-        for (name, id) in graph.params() {
+        for (k, (name, id)) in graph.params().into_iter().enumerate() {
             let n = graph.node(id);
             let dims = n.shape.dims();
             let numel = n.shape.numel();
-            let vals: Vec<f32> = if dims.len() >= 2 {
+            let (lo, hi) = if dims.len() >= 2 {
                 let a = (3.0 / (numel / dims[0]).max(1) as f32).sqrt();
-                (0..numel).map(|_| rng.gen_range(-a..a)).collect()
+                (-a, a)
             } else if name.ends_with("bias") {
-                (0..numel).map(|_| rng.gen_range(-0.1..0.1)).collect()
+                (-0.1, 0.1)
             } else if name.ends_with("gamma") || name.contains("scale") {
-                (0..numel).map(|_| rng.gen_range(0.05..0.15)).collect()
+                (0.05, 0.15)
             } else {
-                (0..numel).map(|_| rng.gen_range(0.9..1.1)).collect()
+                (0.9, 1.1)
             };
+            let mut vals = vec![0f32; numel];
+            vals.par_chunks_mut(CHUNK).enumerate().for_each(|(j, c)| {
+                let stream = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((k as u64) << 24) ^ j as u64;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(stream);
+                c.iter_mut().for_each(|v| *v = rng.gen_range(lo..hi));
+            });
             let mut t = crate::tensor::Tensor::zeros(n.dtype, n.shape.clone());
             focus_kernels::cpu::common::f32_store(&mut t.view_mut(), &vals);
             w.insert(name, n.dtype, dims.to_vec(), t.bytes().to_vec());

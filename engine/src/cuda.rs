@@ -1,0 +1,353 @@
+//! The CUDA side of a plan: one device arena at the planner's offsets, one slab holding every
+//! weight and precomputed constant (uploaded from the memory map through pinned staging
+//! buffers), device state buffers, and every step planned once into prepared launches
+//! (`focus_kernels::cuda::ops::plan`). `execute` only enqueues work: launches (or one CUDA
+//! graph replay) and the copies of the outputs back to host mirrors; reading an output waits.
+
+use crate::buffer::AlignedBuf;
+use crate::error::{EngineError, Result};
+use crate::profiler::NodeProfile;
+use cudarc::driver::{CudaGraph, CudaSlice};
+use focus_graph::{Graph, NodeId};
+use focus_kernels::cuda::device::{GpuDevice, Prepared};
+use focus_kernels::cuda::fused::{self, FusedGroup};
+use focus_kernels::cuda::launch::{Call, DevTensor, Scratch};
+use focus_kernels::cuda::{ops, CudaError};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+const ALIGN: usize = 256;
+
+/// Where a node's device bytes are, by storage root.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DevLoc {
+    Arena(usize),
+    /// Offset into the constant slab (weights, folded constants).
+    Const(usize),
+    State,
+}
+
+pub(crate) struct CudaBackend {
+    pub dev: Arc<GpuDevice>,
+    arena: CudaSlice<u8>,
+    consts: CudaSlice<u8>,
+    states: HashMap<usize, CudaSlice<u8>>,
+    scratch: CudaSlice<u8>,
+    /// Per node (by storage root): its device location; None for nodes without storage.
+    locs: Vec<Option<DevLoc>>,
+    /// Prepared launches per plan step, preceded by the flag reset.
+    steps: Vec<Prepared>,
+    graph: Option<CudaGraph>,
+    /// Host copies of the outputs (and of the index-error flag), filled after every run.
+    mirrors: Vec<(NodeId, AlignedBuf)>,
+    flag: AlignedBuf,
+    pub const_bytes: usize,
+    /// Fusion groups run as one generated kernel: by the group's last node, the group and its
+    /// kernel; other members run nothing.
+    fused: FusedByLast,
+    fused_members: HashSet<usize>,
+}
+
+/// By a group's last node: the group, its kernel entry and its external inputs.
+type FusedByLast = HashMap<usize, (FusedGroup, String, Vec<NodeId>)>;
+
+/// Fusion groups of `steps` that become generated kernels (all members must be steps; set
+/// FOCUS_NO_FUSION=1 to run every node on its own kernel).
+fn fusion(dev: &GpuDevice, g: &Graph, steps: &[NodeId]) -> Result<(FusedByLast, HashSet<usize>)> {
+    let mut by_last = HashMap::new();
+    let mut members = HashSet::new();
+    if std::env::var_os("FOCUS_NO_FUSION").is_some() {
+        return Ok((by_last, members));
+    }
+    let is_step: HashSet<usize> = steps.iter().map(|s| s.0).collect();
+    for group in focus_graph::passes::fusion_groups(g) {
+        let nodes: Vec<NodeId> = group.nodes.into_iter().filter(|n| is_step.contains(&n.0)).collect();
+        let Some((fg, externals)) = fused::from_graph(g, &nodes) else { continue };
+        let Ok((entry, src)) = fg.source() else { continue };
+        dev.add_generated(&entry, &src).map_err(cuda)?;
+        let (last, inner) = nodes.split_last().expect("at least two members");
+        members.extend(inner.iter().map(|n| n.0));
+        by_last.insert(last.0, (fg, entry, externals));
+    }
+    Ok((by_last, members))
+}
+
+fn cuda(e: CudaError) -> EngineError {
+    EngineError::Cuda(e)
+}
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+impl CudaBackend {
+    /// `consts[i]` holds the bytes of every node that lives in the constant slab.
+    pub fn new(
+        dev: Arc<GpuDevice>,
+        g: &Graph,
+        arena_bytes: usize,
+        arena_offsets: &[Option<usize>],
+        consts: &[(NodeId, &[u8])],
+        states: &[NodeId],
+        steps: &[NodeId],
+    ) -> Result<Self> {
+        let outputs: Vec<NodeId> = g.outputs.iter().map(|(_, id)| *id).collect();
+        let mut locs: Vec<Option<DevLoc>> = arena_offsets.iter().map(|o| o.map(DevLoc::Arena)).collect();
+        let mut at = 0;
+        for (id, bytes) in consts {
+            locs[id.0] = Some(DevLoc::Const(at));
+            at += align(bytes.len());
+        }
+        let const_bytes = at;
+        let slab = dev.alloc(const_bytes).map_err(cuda)?;
+        let base = dev.ptr(&slab);
+        for (id, bytes) in consts {
+            let Some(DevLoc::Const(off)) = locs[id.0] else { unreachable!("set above") };
+            // SAFETY: `off..off+len` lies inside the slab just allocated.
+            unsafe { dev.upload_staged(base + off as u64, bytes) }.map_err(cuda)?;
+        }
+        let mut state_bufs = HashMap::new();
+        for id in states {
+            locs[id.0] = Some(DevLoc::State);
+            state_bufs.insert(id.0, dev.zeros(g.node(*id).bytes()).map_err(cuda)?);
+        }
+        let arena = dev.alloc(arena_bytes).map_err(cuda)?;
+        let mirrors = outputs.iter().map(|id| (*id, AlignedBuf::zeroed(g.node(*id).bytes()))).collect();
+        let (fused, fused_members) = fusion(&dev, g, steps)?;
+        let mut b = CudaBackend {
+            fused,
+            fused_members,
+            scratch: dev.zeros(ALIGN).map_err(cuda)?,
+            dev,
+            arena,
+            consts: slab,
+            states: state_bufs,
+            locs,
+            steps: Vec::new(),
+            graph: None,
+            mirrors,
+            flag: AlignedBuf::zeroed(4),
+            const_bytes,
+        };
+        b.plan_steps(g, steps)?;
+        Ok(b)
+    }
+
+    fn addr(&self, g: &Graph, id: NodeId) -> u64 {
+        let root = g.storage_root(id).0;
+        match self.locs[root] {
+            Some(DevLoc::Arena(off)) => self.dev.ptr(&self.arena) + off as u64,
+            Some(DevLoc::Const(off)) => self.dev.ptr(&self.consts) + off as u64,
+            Some(DevLoc::State) => self.dev.ptr(&self.states[&root]),
+            None => 0,
+        }
+    }
+
+    /// Plan and prepare every step against the current buffers (again after a state moves).
+    pub fn plan_steps(&mut self, g: &Graph, steps: &[NodeId]) -> Result<()> {
+        self.graph = None;
+        let view = |id: NodeId, ptr: u64| {
+            let n = g.node(id);
+            (n.dtype, n.shape.dims().to_vec(), ptr)
+        };
+        // Device views of every step's inputs and output.
+        let mut descs = Vec::with_capacity(steps.len());
+        let mut need = 0;
+        for &id in steps {
+            let n = g.node(id);
+            let ins: Vec<_> = n.inputs.iter().map(|i| view(*i, self.addr(g, *i))).collect();
+            let out = view(id, self.addr(g, id));
+            {
+                let (iv, ov) = dev_views(&ins, &out);
+                need = need.max(ops::scratch_bytes(&n.op, &iv, &ov));
+            }
+            descs.push((ins, out));
+        }
+        if need + ALIGN > self.scratch.len() {
+            self.scratch = self.dev.zeros(need + ALIGN).map_err(cuda)?;
+        }
+        let sbase = self.dev.ptr(&self.scratch);
+        let scratch = Scratch { ptr: sbase + ALIGN as u64, bytes: need, flag: sbase };
+        let mut prepared =
+            vec![self.dev.prepare(&[Call::Memset { ptr: sbase, bytes: 4, value: 0 }]).map_err(cuda)?];
+        let mut unsupported = Vec::new();
+        for (&id, (ins, out)) in steps.iter().zip(&descs) {
+            let n = g.node(id);
+            if self.fused_members.contains(&id.0) {
+                prepared.push(self.dev.prepare(&[]).map_err(cuda)?);
+                continue;
+            }
+            if let Some((fg, entry, externals)) = self.fused.get(&id.0) {
+                let ext: Vec<View> = externals.iter().map(|e| view(*e, self.addr(g, *e))).collect();
+                let (ev, ov) = dev_views(&ext, out);
+                let call = fg.plan(entry, &ev, &ov).map_err(cuda)?;
+                prepared.push(self.dev.prepare(&[call]).map_err(cuda)?);
+                continue;
+            }
+            let (iv, ov) = dev_views(ins, out);
+            match ops::plan(&n.op, &iv, &ov, scratch) {
+                Ok(calls) => prepared.push(self.dev.prepare(&calls).map_err(cuda)?),
+                Err(CudaError::Unsupported { op, why }) => {
+                    unsupported.push(format!("node #{} '{}' ({op}): {why}", id.0, n.name))
+                }
+                Err(e) => return Err(cuda(e)),
+            }
+        }
+        if !unsupported.is_empty() {
+            let total = unsupported.len();
+            unsupported.truncate(20);
+            return Err(EngineError::NoCudaKernel { count: total, nodes: unsupported.join("\n  ") });
+        }
+        self.steps = prepared;
+        Ok(())
+    }
+
+    /// Write an input's bytes into its arena slot.
+    pub fn set_input(&self, g: &Graph, id: NodeId, data: &[u8]) -> Result<()> {
+        let dst = self.addr(g, id);
+        // SAFETY: the input's planned range in the arena; the stream is synchronised before
+        // `data` is released.
+        unsafe { self.dev.write(dst, data) }.map_err(cuda)?;
+        self.dev.sync().map_err(cuda)
+    }
+
+    /// Enqueue the run: the CUDA graph if one was captured, else the prepared launches; then
+    /// the copies of the outputs and of the error flag to their host mirrors.
+    pub fn execute(
+        &mut self,
+        g: &Graph,
+        profile: Option<&mut Vec<NodeProfile>>,
+        steps: &[NodeId],
+    ) -> Result<()> {
+        match (&self.graph, profile) {
+            (Some(graph), None) => graph.launch().map_err(|e| cuda(CudaError::Driver(e.to_string())))?,
+            (_, None) => {
+                for p in &self.steps {
+                    self.dev.launch(p).map_err(cuda)?;
+                }
+            }
+            (_, Some(out)) => self.execute_timed(g, out, steps)?,
+        }
+        self.fetch_outputs(g)
+    }
+
+    fn fetch_outputs(&mut self, g: &Graph) -> Result<()> {
+        let sbase = self.dev.ptr(&self.scratch);
+        for k in 0..self.mirrors.len() {
+            let src = self.addr(g, self.mirrors[k].0);
+            let dst = self.mirrors[k].1.as_mut_slice();
+            // SAFETY: the mirror is owned by the plan and not read before `wait` syncs.
+            unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, self.dev.stream.cu_stream()) }
+                .map_err(|e| cuda(CudaError::Driver(e.to_string())))?;
+        }
+        // SAFETY: as above; the flag is the scratch's first 4 bytes.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(
+                self.flag.as_mut_slice(),
+                sbase,
+                self.dev.stream.cu_stream(),
+            )
+        }
+        .map_err(|e| cuda(CudaError::Driver(e.to_string())))
+    }
+
+    fn execute_timed(&mut self, g: &Graph, out: &mut Vec<NodeProfile>, steps: &[NodeId]) -> Result<()> {
+        let ctx = &self.dev.ctx;
+        let ev = || ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT));
+        let drv = |e: cudarc::driver::DriverError| cuda(CudaError::Driver(e.to_string()));
+        let t0 = ev().map_err(drv)?;
+        t0.record(&self.dev.stream).map_err(drv)?;
+        self.dev.launch(&self.steps[0]).map_err(cuda)?;
+        let mut marks = Vec::with_capacity(steps.len());
+        for p in &self.steps[1..] {
+            let (a, b) = (ev().map_err(drv)?, ev().map_err(drv)?);
+            a.record(&self.dev.stream).map_err(drv)?;
+            self.dev.launch(p).map_err(cuda)?;
+            b.record(&self.dev.stream).map_err(drv)?;
+            marks.push((a, b));
+        }
+        self.dev.sync().map_err(cuda)?;
+        for (&id, (a, b)) in steps.iter().zip(&marks) {
+            let n = g.node(id);
+            let c = g.node_cost(id);
+            out.push(NodeProfile {
+                node: id.0,
+                name: n.name.clone(),
+                kind: n.op.kind(),
+                start_us: t0.elapsed_ms(a).map_err(drv)? as f64 * 1e3,
+                dur_us: a.elapsed_ms(b).map_err(drv)? as f64 * 1e3,
+                flops: c.flops,
+                bytes: c.bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Capture the prepared launches once as a CUDA graph; later runs replay it.
+    pub fn capture(&mut self) -> Result<()> {
+        let drv = |e: cudarc::driver::DriverError| cuda(CudaError::Driver(e.to_string()));
+        let s = &self.dev.stream;
+        s.begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(drv)?;
+        let launched: Result<()> = self.steps.iter().try_for_each(|p| self.dev.launch(p).map_err(cuda));
+        let graph = s.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0)).map_err(drv)?;
+        launched?;
+        let graph =
+            graph.ok_or_else(|| cuda(CudaError::Driver("stream capture produced no graph".into())))?;
+        graph.upload().map_err(drv)?;
+        self.graph = Some(graph);
+        Ok(())
+    }
+
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// Wait for the enqueued run and check the kernels' index-error flag.
+    pub fn wait(&self) -> Result<()> {
+        self.dev.sync().map_err(cuda)?;
+        if self.flag.as_slice() != [0, 0, 0, 0] {
+            return Err(EngineError::Cuda(CudaError::Driver(
+                "a gather or state write on the GPU met an out-of-range index; outputs are invalid".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// An output's host mirror (after `wait`).
+    pub fn output(&self, id: NodeId) -> Option<&[u8]> {
+        self.mirrors.iter().find(|(n, _)| *n == id).map(|(_, b)| b.as_slice())
+    }
+
+    /// Copy a state buffer to `dst`.
+    pub fn read_state(&self, root: NodeId, dst: &mut [u8]) -> Result<()> {
+        let src = self.dev.ptr(&self.states[&root.0]);
+        // SAFETY: `dst` has the state's size (the caller's host mirror).
+        unsafe { self.dev.read(src, dst) }.map_err(cuda)
+    }
+
+    pub fn write_state(&self, root: NodeId, src: &[u8]) -> Result<()> {
+        let dst = self.dev.ptr(&self.states[&root.0]);
+        // SAFETY: `src` has the state's size; synchronised before returning.
+        unsafe { self.dev.write(dst, src) }.map_err(cuda)?;
+        self.dev.sync().map_err(cuda)
+    }
+
+    /// Exchange a state buffer with another plan's (zero-copy); both must re-plan their steps.
+    pub fn swap_state(&mut self, root: NodeId, other: &mut CudaBackend, other_root: NodeId) -> Result<()> {
+        if !Arc::ptr_eq(&self.dev, &other.dev) {
+            return Err(EngineError::Cuda(CudaError::Driver("cannot swap state between devices".into())));
+        }
+        let a = self.states.get_mut(&root.0).expect("state node");
+        let b = other.states.get_mut(&other_root.0).expect("state node");
+        std::mem::swap(a, b);
+        Ok(())
+    }
+}
+
+type View = (focus_graph::DType, Vec<usize>, u64);
+
+fn dev_views<'a>(ins: &'a [View], out: &'a View) -> (Vec<DevTensor<'a>>, DevTensor<'a>) {
+    let d = |v: &'a View| DevTensor { dtype: v.0, shape: &v.1, ptr: v.2 };
+    (ins.iter().map(d).collect(), d(out))
+}
