@@ -3,7 +3,7 @@
 use crate::convnext::{self, ConvNextConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
-use focus_graph::{Graph, GraphError};
+use focus_graph::{DType, Graph, GraphError};
 
 /// A buildable model: name, configs, default input size.
 pub struct ModelSpec {
@@ -35,8 +35,9 @@ pub const MODELS: &[ModelSpec] = &[
     },
 ];
 
-/// Build `model` at `config` for a `size`×`size` input.
-pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, String> {
+/// Build `model` at `config` for a `size`×`size` input, storing activations and weights in
+/// `dtype`.
+pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Result<Graph, String> {
     match model {
         "convnext" => {
             let c = match config {
@@ -44,6 +45,7 @@ pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, Stri
                 "large" => ConvNextConfig::large(),
                 other => return Err(format!("unknown convnext config '{other}' (tiny, large)")),
             };
+            let c = ConvNextConfig { dtype, ..c };
             if size < 32 || !size.is_multiple_of(32) {
                 return Err(format!("convnext input size must be a positive multiple of 32, got {size}"));
             }
@@ -55,6 +57,7 @@ pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, Stri
                 ("qwen25vl_vit", "3b") => QwenVitConfig::qwen25vl_3b(),
                 (_, other) => return Err(format!("unknown {model} config '{other}'")),
             };
+            let c = QwenVitConfig { dtype, ..c };
             qwen_vit::graph(&c, size, size).map_err(|e| e.to_string())
         }
         "qwen2" => {
@@ -77,7 +80,7 @@ pub fn build_named(model: &str, config: &str, size: usize) -> Result<Graph, Stri
             let o = StepOptions {
                 tokens: size,
                 capacity: (2 * size).max(if config == "3b" { 1024 } else { 16 }),
-                dtype: focus_graph::DType::F32,
+                dtype,
                 all_logits: false,
                 embeds_input: false,
             };

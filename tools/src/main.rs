@@ -53,6 +53,9 @@ enum Cmd {
         /// Target architectures.
         #[arg(long, value_delimiter = ',', default_values_t = ["sm_80".to_string(), "sm_90a".to_string()])]
         arch: Vec<String>,
+        /// Read the kernel sources from this directory instead of the embedded copies.
+        #[arg(long)]
+        src: Option<PathBuf>,
     },
     /// Run a PyTorch-reference fixture (tools/torch_ref) on the engine and compare every output
     /// by relative L2 error; exits non-zero beyond the tolerance.
@@ -64,6 +67,9 @@ enum Cmd {
         /// Engine dtype: f32, f16 or bf16 (weights converted on load).
         #[arg(long, default_value = "f32")]
         dtype: String,
+        /// cpu or cuda[:N].
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Check every CUDA kernel against the CPU kernels on GPU `device` (needs a GPU).
     GpuCheck {
@@ -71,6 +77,20 @@ enum Cmd {
         device: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Only the cases whose name contains this (e.g. `attention` for racecheck).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Time our CUDA ops at the PyTorch baseline's shapes (tools/torch_ref/gpu_bench.py).
+    GpuBench {
+        #[arg(long, default_value_t = 0)]
+        device: usize,
+        /// Small shapes (a smoke run).
+        #[arg(long)]
+        quick: bool,
         /// Write the results as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -87,10 +107,22 @@ enum Cmd {
         weights: Option<PathBuf>,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Storage dtype: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
         #[arg(long, default_value_t = 5)]
         reps: usize,
         #[arg(long, default_value_t = 1)]
         warmup: usize,
+        /// CUDA: capture the plan as a CUDA graph and time its replays.
+        #[arg(long)]
+        graph: bool,
+        /// Write the per-node profile as a Chrome trace here.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Write the result as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Run the main job on the embedded default: the FOCUS perception path (image + prompt →
     /// tokens) with seeded random weights on the bundled image.
@@ -124,20 +156,27 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
-        Cmd::GpuCheck { device, seed, out } => commands::gpu_check::run(device, seed, out.as_deref()),
-        Cmd::Bench { model, config, size, weights, device, reps, warmup } => {
+        Cmd::GpuCheck { device, seed, filter, out } => {
+            commands::gpu_check::run(device, seed, filter.as_deref(), out.as_deref())
+        }
+        Cmd::GpuBench { device, quick, out } => commands::gpu_bench::run(device, quick, out.as_deref()),
+        Cmd::Bench { model, config, size, weights, device, dtype, reps, warmup, graph, profile, json } => {
             commands::bench::run(commands::bench::BenchArgs {
                 model: &model,
                 config: &config,
                 size,
                 weights: weights.as_deref(),
                 device: &device,
+                dtype: &dtype,
+                graph,
+                profile: profile.as_deref(),
+                json: json.as_deref(),
                 reps,
                 warmup,
             })
         }
-        Cmd::Parity { fixture, tol, dtype } => commands::parity::run(&fixture, tol, &dtype),
-        Cmd::Kernels { check, arch } => commands::kernels::run(check, &arch),
+        Cmd::Parity { fixture, tol, dtype, device } => commands::parity::run(&fixture, tol, &dtype, &device),
+        Cmd::Kernels { check, arch, src } => commands::kernels::run(check, &arch, src.as_deref()),
         Cmd::Graph { model, config, size, dot, summary, list } => {
             commands::graph::run(&model, &config, size, dot, summary, list)
         }

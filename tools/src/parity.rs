@@ -62,6 +62,8 @@ pub struct Fixture {
     pub store: Arc<WeightStore>,
     /// Compute/storage dtype of the engine graphs (weights are converted on load).
     pub dtype: DType,
+    /// Where the engine graphs run.
+    pub device: Device,
     pub component: String,
     pub config: Value,
     pub config_text: String,
@@ -75,7 +77,14 @@ impl Fixture {
         let config_text = meta.get("config").cloned().ok_or("fixture metadata has no 'config'")?;
         let config =
             serde_json::from_str(&config_text).map_err(|e| format!("fixture config is not JSON: {e}"))?;
-        Ok(Fixture { store: Arc::new(store), dtype: DType::F32, component, config, config_text })
+        Ok(Fixture {
+            store: Arc::new(store),
+            dtype: DType::F32,
+            device: Device::Cpu,
+            component,
+            config,
+            config_text,
+        })
     }
 
     /// (shape, values as f32) of a tensor.
@@ -95,7 +104,7 @@ impl Fixture {
 
     fn plan(&self, g: &focus_graph::Graph) -> Result<Plan, String> {
         let src: Arc<dyn WeightSource> = self.store.clone();
-        compile(g, Some(src), Device::Cpu).map_err(|e| e.to_string())
+        compile(g, Some(src), self.device).map_err(|e| e.to_string())
     }
 }
 
@@ -211,10 +220,12 @@ fn greedy(
 ) -> Result<Comparison, String> {
     let o = StepOptions { tokens: 1, capacity, dtype: fx.dtype, all_logits: false, embeds_input: false };
     let mut decode = fx.plan(&qwen2::step_graph(c, &o).map_err(|e| e.to_string())?)?;
-    for l in 0..c.num_hidden_layers {
-        decode.swap_state(prefill, &qwen2::k_cache_name(l)).map_err(|e| e.to_string())?;
-        decode.swap_state(prefill, &qwen2::v_cache_name(l)).map_err(|e| e.to_string())?;
-    }
+    let names: Vec<String> =
+        (0..c.num_hidden_layers).flat_map(|l| [qwen2::k_cache_name(l), qwen2::v_cache_name(l)]).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    decode.swap_states(prefill, &names).map_err(|e| e.to_string())?;
+    // On a GPU, greedy decoding replays the step as a CUDA graph (checked token for token).
+    decode.capture_graph().map_err(|e| e.to_string())?;
     let argmax = |x: &[f32]| x.iter().enumerate().fold(0, |b, (i, &y)| if y > x[b] { i } else { b });
     let mut next = argmax(last_logits);
     let mut tokens = vec![next as i64];
@@ -511,8 +522,19 @@ pub const COMPONENTS: &[&str] = &[
 /// precision every stored activation is rounded (bf16 2⁻⁹, f16 2⁻¹² relative) and a few layers
 /// compound it, so 2e-2 for bf16 and 3e-3 for f16 (single ops stay within 1e-2 / 2e-3).
 pub fn run_fixture(path: &Path, tol: Option<f64>, dtype: DType) -> Result<ParityReport, String> {
+    run_fixture_on(path, tol, dtype, Device::Cpu)
+}
+
+/// `run_fixture` with the engine graphs compiled for `device`.
+pub fn run_fixture_on(
+    path: &Path,
+    tol: Option<f64>,
+    dtype: DType,
+    device: Device,
+) -> Result<ParityReport, String> {
     let mut fx = Fixture::open(path)?;
     fx.dtype = dtype;
+    fx.device = device;
     let tolerance = tol.unwrap_or(match dtype {
         DType::F32 => 1e-5,
         DType::F16 => 3e-3,

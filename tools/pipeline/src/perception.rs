@@ -195,13 +195,16 @@ impl Perception {
         let t = Instant::now();
         let prefill_profile =
             if profile { Some(plan.execute_profiled()?) } else { plan.execute().map(|_| None)? };
+        plan.wait()?;
         let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
         let logits =
             focus_kernels::cpu::common::f32_in(&plan.output("logits")?)[(len - 1) * vocab..].to_vec();
-        for l in 0..layers {
-            self.decode.swap_state(plan, &qwen2::k_cache_name(l))?;
-            self.decode.swap_state(plan, &qwen2::v_cache_name(l))?;
-        }
+        let names: Vec<String> =
+            (0..layers).flat_map(|l| [qwen2::k_cache_name(l), qwen2::v_cache_name(l)]).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.decode.swap_states(plan, &names)?;
+        // On a GPU the decode step replays one CUDA graph per token (the swap dropped the old one).
+        self.decode.capture_graph()?;
 
         let mut sampler = Sampler::new(params.clone())?;
         let mut tokens: Vec<u32> = Vec::new();
@@ -221,8 +224,8 @@ impl Perception {
             self.decode.set_input("positions", &positions(len + tokens.len() - 1, 1)?.view())?;
             let t = Instant::now();
             self.decode.execute()?;
-            decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
             next_logits = focus_kernels::cpu::common::f32_in(&self.decode.output("logits")?).into_owned();
+            decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         Ok(Generation { tokens, prompt_tokens: len, prefill_ms, decode_ms, prefill_profile })
     }

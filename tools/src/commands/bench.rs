@@ -15,6 +15,10 @@ pub struct BenchArgs<'a> {
     pub size: usize,
     pub weights: Option<&'a Path>,
     pub device: &'a str,
+    pub dtype: &'a str,
+    pub graph: bool,
+    pub profile: Option<&'a Path>,
+    pub json: Option<&'a Path>,
     pub reps: usize,
     pub warmup: usize,
 }
@@ -28,7 +32,11 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         return Err("--reps must be at least 1".into());
     }
     let device = Device::parse(a.device).map_err(err)?;
-    let g = build_named(a.model, a.config, a.size)?;
+    let dtype = focus_graph::DType::ALL
+        .into_iter()
+        .find(|d| d.is_float() && d.short_name() == a.dtype)
+        .ok_or_else(|| format!("unknown dtype '{}' (f32, f16, bf16)", a.dtype))?;
+    let g = build_named(a.model, a.config, a.size, dtype)?;
     let src: Arc<dyn WeightSource> = match a.weights {
         Some(p) => Arc::new(WeightStore::open(p).map_err(err)?),
         None => Arc::new(MemoryWeights::random_for(&g, 0)),
@@ -52,23 +60,48 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     for _ in 0..a.warmup {
         plan.execute().map_err(err)?;
     }
+    plan.wait().map_err(err)?;
     let prof = plan.execute_profiled().map_err(err)?;
-    let mut times = Vec::with_capacity(a.reps);
-    for _ in 0..a.reps {
-        let t = Instant::now();
-        plan.execute().map_err(err)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    if let Some(p) = a.profile {
+        std::fs::write(p, prof.chrome_trace()).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    times.sort_by(f64::total_cmp);
+    let time = |plan: &mut focus_engine::Plan| -> Result<Vec<f64>, String> {
+        let mut times = Vec::with_capacity(a.reps);
+        for _ in 0..a.reps {
+            let t = Instant::now();
+            plan.execute().map_err(err)?;
+            plan.wait().map_err(err)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times)
+    };
+    let mut times = time(&mut plan)?;
+    let mut plain_ms = None;
+    if a.graph {
+        if !plan.capture_graph().map_err(err)? {
+            return Err("--graph needs a CUDA device".into());
+        }
+        plain_ms = Some(times[times.len() / 2]);
+        times = time(&mut plan)?;
+    }
     let st = plan.stats();
     let med = times[times.len() / 2];
     println!("{}", prof.table(10));
+    if let Some(p) = plain_ms {
+        println!("without the CUDA graph: median {p:.3} ms");
+    }
+    if let Some(dev) = plan.gpu() {
+        let (peak, bw) = focus_kernels::cuda::bench::ceilings(dev).map_err(err)?;
+        println!("{}", prof.roofline(peak, bw));
+    }
     println!(
-        "{}/{} @{} on {device}: median {med:.3} ms (min {:.3}, max {:.3}, {} reps), {:.2} GFLOP/s; \
+        "{}/{} @{} {dtype} on {device}{}: median {med:.3} ms (min {:.3}, max {:.3}, {} reps), {:.2} GFLOP/s; \
          {:.3} GFLOP, weights {:.1} MiB, arena {:.1} MiB, compile {compile_ms:.0} ms",
         a.model,
         a.config,
         a.size,
+        if a.graph { " (CUDA graph)" } else { "" },
         times[0],
         times[times.len() - 1],
         a.reps,
@@ -77,5 +110,11 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         mib(st.mapped_weight_bytes + st.resident_bytes),
         mib(st.arena_bytes),
     );
+    if let Some(p) = a.json {
+        let doc = serde_json::json!({"model": a.model, "config": a.config, "size": a.size,
+            "dtype": dtype.short_name(), "device": device.to_string(), "cuda_graph": a.graph,
+            "median_ms": med, "min_ms": times[0], "plain_median_ms": plain_ms, "gflop": st.flops as f64 / 1e9, "compile_ms": compile_ms});
+        std::fs::write(p, doc.to_string()).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
     Ok(())
 }

@@ -22,7 +22,7 @@ pub fn run(
         }
         return Ok(());
     }
-    let g = build_named(model, config, size)?;
+    let g = build_named(model, config, size, focus_graph::DType::F32)?;
     let (g, _) = eliminate_dead_code(&g);
     if !summary {
         print!("{}", if dot { dump::to_dot(&g) } else { dump::to_text(&g) });

@@ -1,15 +1,17 @@
 //! `focus parity FIXTURE`: print rel-L2 and max-abs per output; fail beyond tolerance.
 
-use focus_cli::parity::run_fixture;
+use focus_cli::parity::run_fixture_on;
+use focus_engine::Device;
 use std::path::Path;
 
-pub fn run(path: &Path, tol: Option<f64>, dtype: &str) -> Result<(), String> {
+pub fn run(path: &Path, tol: Option<f64>, dtype: &str, device: &str) -> Result<(), String> {
+    let device = Device::parse(device).map_err(|e| e.to_string())?;
     let dt = focus_graph::DType::ALL
         .into_iter()
         .find(|d| d.short_name() == dtype)
         .ok_or_else(|| format!("unknown dtype '{dtype}' (f32, f16, bf16)"))?;
-    let r = run_fixture(path, tol, dt)?;
-    println!("{} ({}) in {dt}, tolerance {:.1e}", r.component, path.display(), r.tolerance);
+    let r = run_fixture_on(path, tol, dt, device)?;
+    println!("{} ({}) in {dt} on {device}, tolerance {:.1e}", r.component, path.display(), r.tolerance);
     println!("  config {}", r.config);
     for c in &r.comparisons {
         println!(
