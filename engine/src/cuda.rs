@@ -38,8 +38,10 @@ pub(crate) struct CudaBackend {
     /// Prepared launches per plan step, preceded by the flag reset.
     steps: Vec<Prepared>,
     graph: Option<CudaGraph>,
-    /// Host copies of the outputs (and of the index-error flag), filled after every run.
-    mirrors: Vec<(NodeId, AlignedBuf)>,
+    /// Host copies of the outputs (with their device addresses, refreshed by `plan_steps`) and
+    /// of the index-error flag, filled after every run.
+    mirrors: Vec<(NodeId, u64, AlignedBuf)>,
+    flag_addr: u64,
     flag: AlignedBuf,
     pub const_bytes: usize,
     /// Fusion groups run as one generated kernel: by the group's last node, the group and its
@@ -112,7 +114,7 @@ impl CudaBackend {
             state_bufs.insert(id.0, dev.zeros(g.node(*id).bytes()).map_err(cuda)?);
         }
         let arena = dev.alloc(arena_bytes).map_err(cuda)?;
-        let mirrors = outputs.iter().map(|id| (*id, AlignedBuf::zeroed(g.node(*id).bytes()))).collect();
+        let mirrors = outputs.iter().map(|id| (*id, 0, AlignedBuf::zeroed(g.node(*id).bytes()))).collect();
         let (fused, fused_members) = fusion(&dev, g, steps)?;
         let mut b = CudaBackend {
             fused,
@@ -126,6 +128,7 @@ impl CudaBackend {
             steps: Vec::new(),
             graph: None,
             mirrors,
+            flag_addr: 0,
             flag: AlignedBuf::zeroed(4),
             const_bytes,
         };
@@ -168,6 +171,10 @@ impl CudaBackend {
         }
         let sbase = self.dev.ptr(&self.scratch);
         let scratch = Scratch { ptr: sbase + ALIGN as u64, bytes: need, flag: sbase };
+        self.flag_addr = sbase;
+        for k in 0..self.mirrors.len() {
+            self.mirrors[k].1 = self.addr(g, self.mirrors[k].0);
+        }
         let mut prepared =
             vec![self.dev.prepare(&[Call::Memset { ptr: sbase, bytes: 4, value: 0 }]).map_err(cuda)?];
         let mut unsupported = Vec::new();
@@ -228,27 +235,22 @@ impl CudaBackend {
             }
             (_, Some(out)) => self.execute_timed(g, out, steps)?,
         }
-        self.fetch_outputs(g)
+        self.fetch_outputs()
     }
 
-    fn fetch_outputs(&mut self, g: &Graph) -> Result<()> {
-        let sbase = self.dev.ptr(&self.scratch);
-        for k in 0..self.mirrors.len() {
-            let src = self.addr(g, self.mirrors[k].0);
-            let dst = self.mirrors[k].1.as_mut_slice();
-            // SAFETY: the mirror is owned by the plan and not read before `wait` syncs.
-            unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, self.dev.stream.cu_stream()) }
-                .map_err(|e| cuda(CudaError::Driver(e.to_string())))?;
+    fn fetch_outputs(&mut self) -> Result<()> {
+        self.dev.bind().map_err(cuda)?;
+        let stream = self.dev.stream.cu_stream();
+        let copy = |dst: &mut [u8], src: u64| {
+            // SAFETY: the mirror is owned by the plan and not read before `wait` syncs; `src` is
+            // the output's (or the flag's) device range.
+            unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, stream) }
+                .map_err(|e| cuda(CudaError::Driver(e.to_string())))
+        };
+        for (_, src, buf) in self.mirrors.iter_mut() {
+            copy(buf.as_mut_slice(), *src)?;
         }
-        // SAFETY: as above; the flag is the scratch's first 4 bytes.
-        unsafe {
-            cudarc::driver::result::memcpy_dtoh_async(
-                self.flag.as_mut_slice(),
-                sbase,
-                self.dev.stream.cu_stream(),
-            )
-        }
-        .map_err(|e| cuda(CudaError::Driver(e.to_string())))
+        copy(self.flag.as_mut_slice(), self.flag_addr)
     }
 
     fn execute_timed(&mut self, g: &Graph, out: &mut Vec<NodeProfile>, steps: &[NodeId]) -> Result<()> {
@@ -316,7 +318,7 @@ impl CudaBackend {
 
     /// An output's host mirror (after `wait`).
     pub fn output(&self, id: NodeId) -> Option<&[u8]> {
-        self.mirrors.iter().find(|(n, _)| *n == id).map(|(_, b)| b.as_slice())
+        self.mirrors.iter().find(|(n, _, _)| *n == id).map(|(_, _, b)| b.as_slice())
     }
 
     /// Copy a state buffer to `dst`.

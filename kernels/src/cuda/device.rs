@@ -210,6 +210,7 @@ impl GpuDevice {
     /// # Safety
     /// `dst..dst+src.len()` must be device memory owned by the caller.
     pub unsafe fn write(&self, dst: u64, src: &[u8]) -> Result<(), CudaError> {
+        self.bind()?;
         drv::memcpy_htod_async(dst, src, self.stream.cu_stream()).map_err(driver)
     }
 
@@ -218,8 +219,15 @@ impl GpuDevice {
     /// # Safety
     /// `src..src+dst.len()` must be live device memory.
     pub unsafe fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), CudaError> {
+        self.bind()?;
         drv::memcpy_dtoh_async(dst, src, self.stream.cu_stream()).map_err(driver)?;
         self.sync()
+    }
+
+    /// Make the device's context current on this thread: the raw driver calls below need it,
+    /// and a plan may run on another thread than the one that opened the device.
+    pub fn bind(&self) -> Result<(), CudaError> {
+        self.ctx.bind_to_thread().map_err(driver)
     }
 
     pub fn sync(&self) -> Result<(), CudaError> {
@@ -237,6 +245,7 @@ impl GpuDevice {
             self.write(dst, src)?;
             return self.sync();
         }
+        self.bind()?;
         let s = self.stream.cu_stream();
         let mut stage = [std::ptr::null_mut::<c_void>(); 2];
         let mut done = [std::ptr::null_mut(); 2];
@@ -347,15 +356,31 @@ impl GpuDevice {
 
     /// Launch the prepared calls `range` (the profiler times them one by one).
     pub fn launch_range(&self, p: &Prepared, range: std::ops::Range<usize>) -> Result<(), CudaError> {
+        self.bind()?;
         let s = self.stream.cu_stream();
         for step in &p.steps[range] {
             match step {
                 Step::Kernel { func, grid, block, smem, ptrs, .. } => {
-                    let mut ptrs = ptrs.clone();
                     // SAFETY: the parameters match the kernel's signature (checked by the planner
-                    // tests) and point at live device memory owned by the caller's plan.
-                    unsafe { drv::launch_kernel(func.cu_function(), *grid, *block, *smem, s, &mut ptrs) }
-                        .map_err(driver)?
+                    // tests) and point at live device memory owned by the caller's plan; the
+                    // driver only reads the parameter array.
+                    unsafe {
+                        cudarc::driver::sys::cuLaunchKernel(
+                            func.cu_function(),
+                            grid.0,
+                            grid.1,
+                            grid.2,
+                            block.0,
+                            block.1,
+                            block.2,
+                            *smem,
+                            s,
+                            ptrs.as_ptr() as *mut *mut c_void,
+                            std::ptr::null_mut(),
+                        )
+                    }
+                    .result()
+                    .map_err(driver)?
                 }
                 Step::Gemm(g) => self.gemm(g)?,
                 // SAFETY: the planner gives ranges inside the plan's device buffers.
