@@ -109,6 +109,11 @@ pub fn entry_signatures(src: &str) -> Vec<(String, Vec<ParamKind>)> {
             in_macro = true;
         }
         if let Some(rest) = line.split(MARK).nth(1) {
+            // `__launch_bounds__(threads[, blocks])` may sit between `void` and the name.
+            let rest = match rest.strip_prefix("__launch_bounds__(") {
+                Some(r) => r.split_once(')').map_or(r, |(_, after)| after.trim_start()),
+                None => rest,
+            };
             let pat = ident(rest);
             let sig = params_at(li, &rest[pat.len()..]);
             match macros.last_mut() {
@@ -169,5 +174,7 @@ mod tests {
         let src = "#define M(name, T) \\\n    extern \"C\" __global__ void k_##name(const T* x, T* y, u64 n, \\\n        int op, float s, Spec p, T v) { \\\n    }\nM(f32, float)\n";
         let sig = entry_signatures(src);
         assert_eq!(sig, vec![("k_f32".to_string(), vec![Ptr, Ptr, U64, Int, Float, Other, Other])]);
+        let bounded = "extern \"C\" __global__ void __launch_bounds__(128, 2) k(const float* x, int n) {}\n";
+        assert_eq!(entry_signatures(bounded), vec![("k".to_string(), vec![Ptr, Int])]);
     }
 }
