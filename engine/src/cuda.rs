@@ -48,10 +48,46 @@ pub(crate) struct CudaBackend {
     /// kernel; other members run nothing.
     fused: FusedByLast,
     fused_members: HashSet<usize>,
+    /// GroupNorm nodes whose only consumer is a SiLU: norm → the SiLU node it writes for.
+    norm_silu: HashMap<usize, NodeId>,
 }
 
 /// By a group's last node: the group, its kernel entry and its external inputs.
 type FusedByLast = HashMap<usize, (FusedGroup, String, Vec<NodeId>)>;
+
+/// GroupNorm → SiLU pairs where the SiLU is the norm's only consumer and joins no generated
+/// kernel: the norm kernel applies the SiLU itself (UNet / VAE resnet blocks).
+fn norm_silu_pairs(
+    g: &Graph,
+    steps: &[NodeId],
+    fused: &FusedByLast,
+    members: &HashSet<usize>,
+) -> HashMap<usize, NodeId> {
+    if std::env::var_os("FOCUS_NO_FUSION").is_some() {
+        return HashMap::new();
+    }
+    let uses = g.use_counts();
+    let is_step: HashSet<usize> = steps.iter().map(|s| s.0).collect();
+    let mut pairs = HashMap::new();
+    for &id in steps {
+        let n = g.node(id);
+        if !matches!(n.op, focus_graph::Op::Unary(focus_graph::UnaryOp::Silu)) {
+            continue;
+        }
+        let src = n.inputs[0];
+        let p = g.node(src);
+        if matches!(p.op, focus_graph::Op::GroupNorm { .. })
+            && is_step.contains(&src.0)
+            && uses[src.0] == 1
+            && p.dtype == n.dtype
+            && !members.contains(&id.0)
+            && !fused.contains_key(&id.0)
+        {
+            pairs.insert(src.0, id);
+        }
+    }
+    pairs
+}
 
 /// Fusion groups of `steps` that become generated kernels (all members must be steps; set
 /// FOCUS_NO_FUSION=1 to run every node on its own kernel).
@@ -115,8 +151,11 @@ impl CudaBackend {
         }
         let arena = dev.alloc(arena_bytes).map_err(cuda)?;
         let mirrors = outputs.iter().map(|id| (*id, 0, AlignedBuf::zeroed(g.node(*id).bytes()))).collect();
-        let (fused, fused_members) = fusion(&dev, g, steps)?;
+        let (fused, mut fused_members) = fusion(&dev, g, steps)?;
+        let norm_silu = norm_silu_pairs(g, steps, &fused, &fused_members);
+        fused_members.extend(norm_silu.values().map(|s| s.0));
         let mut b = CudaBackend {
+            norm_silu,
             fused,
             fused_members,
             scratch: dev.zeros(ALIGN).map_err(cuda)?,
@@ -189,6 +228,13 @@ impl CudaBackend {
                 let (ev, ov) = dev_views(&ext, out);
                 let call = fg.plan(entry, &ev, &ov).map_err(cuda)?;
                 prepared.push(self.dev.prepare(&[call]).map_err(cuda)?);
+                continue;
+            }
+            if let Some(silu) = self.norm_silu.get(&id.0) {
+                let silu_out = view(*silu, self.addr(g, *silu));
+                let (iv, ov) = dev_views(ins, &silu_out);
+                let calls = ops::group_norm_silu(&n.op, &iv, &ov, scratch).map_err(cuda)?;
+                prepared.push(self.dev.prepare(&calls).map_err(cuda)?);
                 continue;
             }
             let (iv, ov) = dev_views(ins, out);

@@ -42,23 +42,56 @@ __device__ void layer_norm_impl(const T* __restrict__ x, const T* __restrict__ w
     }
 }
 
-// GroupNorm on channels-last x [N, S, C]: block (g, n) normalises S × C/G values; `silu`
-// fuses the activation that UNet/VAE resnets apply next.
+// GroupNorm on channels-last x [N, S, C] in two launches, so a UNet's 32 groups of one image
+// still fill the GPU: the S rows of group (g, n) are cut into `chunks` of `chunk_rows`.
+// 1. group_norm_stats: block (g, n, z) computes count, mean and M2 of its chunk (two passes over
+//    the chunk, from the chunk's own mean) into stats[(n, g, z)].
+// 2. group_norm_apply: block (g, n, z) merges the chunk statistics of (g, n) (Chan et al.'s
+//    pairwise update, in chunk order, so every block gets the same numbers) and normalises its
+//    chunk; `silu` fuses the activation UNet/VAE resnets apply next.
 template <typename T>
-__device__ void group_norm_impl(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                                T* __restrict__ y, int spatial, int channels, int groups, float eps, int silu) {
-    const int g = blockIdx.x, n = blockIdx.y, cg = channels / groups;
-    const u64 base = (u64)n * spatial * channels + (u64)g * cg;
-    const u64 count = (u64)spatial * cg;
+__device__ void group_norm_stats_impl(const T* __restrict__ x, float* __restrict__ stats, int spatial, int channels,
+                                      int groups, int chunk_rows) {
+    const int g = blockIdx.x, n = blockIdx.y, z = blockIdx.z, cg = channels / groups;
+    const int r0 = z * chunk_rows, r1 = min(spatial, r0 + chunk_rows);
+    const u64 base = ((u64)n * spatial + r0) * channels + (u64)g * cg;
+    const u64 count = r1 > r0 ? (u64)(r1 - r0) * cg : 0;
     float s = 0.0f;
     for (u64 i = threadIdx.x; i < count; i += blockDim.x) s += to_f32(x[base + (i / cg) * channels + i % cg]);
-    const float mean = block_sum(s) / count;
+    const float mean = count ? block_sum(s) / count : 0.0f;
     float v = 0.0f;
     for (u64 i = threadIdx.x; i < count; i += blockDim.x) {
         const float d = to_f32(x[base + (i / cg) * channels + i % cg]) - mean;
         v += d * d;
     }
-    const float r = rsqrtf(block_sum(v) / count + eps);
+    const float m2 = block_sum(v);
+    if (threadIdx.x == 0) {
+        float* st = stats + (((u64)n * groups + g) * gridDim.z + z) * 3;
+        st[0] = (float)count;
+        st[1] = mean;
+        st[2] = m2;
+    }
+}
+
+template <typename T>
+__device__ void group_norm_apply_impl(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                                      const float* __restrict__ stats, T* __restrict__ y, int spatial, int channels,
+                                      int groups, int chunk_rows, float eps, int silu) {
+    const int g = blockIdx.x, n = blockIdx.y, z = blockIdx.z, cg = channels / groups;
+    const float* st = stats + ((u64)n * groups + g) * gridDim.z * 3;
+    float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
+    for (int k = 0; k < (int)gridDim.z; ++k) {
+        const float nb = st[3 * k], mb = st[3 * k + 1], m2b = st[3 * k + 2];
+        if (nb == 0.0f) continue;
+        const float tot = cnt + nb, delta = mb - mean;
+        mean += delta * (nb / tot);
+        m2 += m2b + delta * delta * (cnt * nb / tot);
+        cnt = tot;
+    }
+    const float r = rsqrtf(m2 / fmaxf(cnt, 1.0f) + eps);
+    const int r0 = z * chunk_rows, r1 = min(spatial, r0 + chunk_rows);
+    const u64 base = ((u64)n * spatial + r0) * channels + (u64)g * cg;
+    const u64 count = r1 > r0 ? (u64)(r1 - r0) * cg : 0;
     for (u64 i = threadIdx.x; i < count; i += blockDim.x) {
         const u64 off = base + (i / cg) * channels + i % cg;
         const int c = g * cg + (int)(i % cg);
@@ -78,8 +111,13 @@ __device__ void group_norm_impl(const T* __restrict__ x, const T* __restrict__ w
                                                  float eps) {                                         \
         layer_norm_impl<T>(x, w, b, y, cols, eps);                                                    \
     }                                                                                                 \
-    extern "C" __global__ void group_norm_##name(const T* x, const T* w, const T* b, T* y, int spatial, \
-                                                 int channels, int groups, float eps, int silu) {     \
-        group_norm_impl<T>(x, w, b, y, spatial, channels, groups, eps, silu);                         \
+    extern "C" __global__ void group_norm_stats_##name(const T* x, float* stats, int spatial, int channels, \
+                                                       int groups, int chunk_rows) {                   \
+        group_norm_stats_impl<T>(x, stats, spatial, channels, groups, chunk_rows);                    \
+    }                                                                                                 \
+    extern "C" __global__ void group_norm_apply_##name(const T* x, const T* w, const T* b, const float* stats, \
+                                                       T* y, int spatial, int channels, int groups,   \
+                                                       int chunk_rows, float eps, int silu) {         \
+        group_norm_apply_impl<T>(x, w, b, stats, y, spatial, channels, groups, chunk_rows, eps, silu); \
     }
 FOR_FLOAT_TYPES(NORMS)

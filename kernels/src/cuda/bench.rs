@@ -186,7 +186,11 @@ fn setup(dev: &GpuDevice, c: &BenchCase, rng: &mut Rng) -> Result<(Copy, usize),
     }
     let mut prepared = Vec::new();
     let mut cur = shapes[0].clone();
+    let mut fused_next = false;
     for (k, op) in c.ops.iter().enumerate() {
+        if std::mem::take(&mut fused_next) {
+            continue;
+        }
         // The first op reads every input; later ones read the previous output.
         let ins: Vec<(DType, Vec<usize>, u64)> = if k == 0 { shapes.clone() } else { vec![cur.clone()] };
         let ii: Vec<In> = ins.iter().map(|t| In { shape: &t.1, dtype: t.0 }).collect();
@@ -202,7 +206,16 @@ fn setup(dev: &GpuDevice, c: &BenchCase, rng: &mut Rng) -> Result<(Copy, usize),
         let scratch = dev.zeros(need + 256)?;
         let sp = dev.ptr(&scratch);
         bufs.push(scratch);
-        let calls = ops::plan(op, &descs, &od, Scratch { ptr: sp + 256, bytes: need, flag: sp })?;
+        let scratch = Scratch { ptr: sp + 256, bytes: need, flag: sp };
+        // GroupNorm then SiLU runs as one kernel in the engine: time it that way.
+        let fuse_silu =
+            matches!(op, Op::GroupNorm { .. }) && c.ops.get(k + 1) == Some(&Op::Unary(UnaryOp::Silu));
+        fused_next = fuse_silu;
+        let calls = if fuse_silu {
+            ops::group_norm_silu(op, &descs, &od, scratch)?
+        } else {
+            ops::plan(op, &descs, &od, scratch)?
+        };
         prepared.push(dev.prepare(&calls)?);
         cur = o;
     }

@@ -69,10 +69,13 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
     Ok(calls)
 }
 
+pub use norm::group_norm_silu;
+
 /// Scratch bytes `plan` needs for this op (the executor reserves the maximum over a plan).
 pub fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {
     match op {
         Op::Attention { .. } => flash::scratch_bytes(op, ins, out),
+        Op::GroupNorm { .. } => norm::scratch_bytes(op, ins),
         _ => 0,
     }
 }

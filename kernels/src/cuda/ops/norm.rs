@@ -11,7 +11,12 @@ fn block(grid: (u32, u32, u32)) -> KernelCall {
     KernelCall { file: "norm.cu", entry: String::new(), grid, block: (256, 1, 1), smem: 0, args: Vec::new() }
 }
 
-pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> Result<Vec<Call>, CudaError> {
+pub(super) fn plan(
+    op: &Op,
+    ins: &[DevTensor],
+    out: &DevTensor,
+    scratch: Scratch,
+) -> Result<Vec<Call>, CudaError> {
     let x = &ins[0];
     if out.numel() == 0 {
         return Ok(Vec::new());
@@ -49,28 +54,122 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
             ];
             k
         }
-        Op::GroupNorm { groups, eps } => {
-            let n = x.shape[0];
-            let spatial = x.numel() / (n * cols);
-            let mut k = block((*groups as u32, n as u32, 1));
-            k.entry = format!("group_norm_{s}");
-            k.args = vec![
-                Arg::Ptr(x.ptr),
-                opt(ins, 1),
-                opt(ins, 2),
-                Arg::Ptr(out.ptr),
-                i32_arg(op, spatial, "spatial size")?,
-                i32_arg(op, cols, "channels")?,
-                i32_arg(op, *groups, "groups")?,
-                Arg::F32(*eps),
-                Arg::I32(0),
-            ];
-            k
-        }
+        Op::GroupNorm { groups, eps } => return group_norm(op, ins, out, scratch, *groups, *eps, false),
         _ => return Err(unsupported(op, "not a norm")),
     };
-    k.block = (if cols < 256 && !matches!(op, Op::GroupNorm { .. }) { 128 } else { 256 }, 1, 1);
+    k.block = (if cols < 256 { 128 } else { 256 }, 1, 1);
     Ok(vec![Call::Kernel(k)])
+}
+
+/// Blocks the GroupNorm launches aim for (a few per SM of a 132-SM H100), and the fewest rows a
+/// chunk keeps so small images stay one chunk.
+const GN_TARGET_BLOCKS: usize = 528;
+const GN_MIN_CHUNK_ELEMS: usize = 4096;
+const GN_MAX_CHUNKS: usize = 64;
+
+/// (chunks, rows per chunk) for GroupNorm over x [N, ..., C].
+fn gn_chunks(shape: &[usize], groups: usize) -> (usize, usize) {
+    let (n, c) = (shape[0], *shape.last().expect("rank >= 2"));
+    let spatial = shape.iter().product::<usize>() / (n * c).max(1);
+    let per_chunk_min = GN_MIN_CHUNK_ELEMS.div_ceil((c / groups.max(1)).max(1)).max(1);
+    let by_size = spatial.div_ceil(per_chunk_min).max(1);
+    let wanted = GN_TARGET_BLOCKS.div_ceil((n * groups).max(1)).max(1);
+    let chunks = by_size.min(wanted).clamp(1, GN_MAX_CHUNKS);
+    let rows = spatial.div_ceil(chunks).max(1);
+    (spatial.div_ceil(rows).max(1), rows)
+}
+
+/// Scratch for the per-chunk statistics (count, mean, M2 as f32).
+pub(super) fn scratch_bytes(op: &Op, ins: &[DevTensor]) -> usize {
+    match op {
+        Op::GroupNorm { groups, .. } => {
+            let (chunks, _) = gn_chunks(ins[0].shape, *groups);
+            ins[0].shape[0] * groups * chunks * 3 * 4
+        }
+        _ => 0,
+    }
+}
+
+/// GroupNorm as statistics + apply launches; `silu` fuses a following SiLU.
+pub(super) fn group_norm(
+    op: &Op,
+    ins: &[DevTensor],
+    out: &DevTensor,
+    scratch: Scratch,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+) -> Result<Vec<Call>, CudaError> {
+    let x = &ins[0];
+    if out.numel() == 0 {
+        return Ok(Vec::new());
+    }
+    let s = float_kernel(op, x.dtype)?;
+    if ins[1..].iter().any(|t| t.dtype != x.dtype) {
+        return Err(unsupported(op, "weight and bias must have the input's dtype"));
+    }
+    let need = scratch_bytes(op, ins);
+    if scratch.bytes < need {
+        return Err(unsupported(op, &format!("needs {need} bytes of scratch, has {}", scratch.bytes)));
+    }
+    let (n, c) = (x.shape[0], *x.shape.last().expect("rank >= 2"));
+    let spatial = x.numel() / (n * c);
+    let (chunks, rows) = gn_chunks(x.shape, groups);
+    if n > 65535 || chunks > 65535 {
+        return Err(unsupported(op, "batch above 65535"));
+    }
+    let grid = (groups as u32, n as u32, chunks as u32);
+    let i = |v: usize, what: &str| i32_arg(op, v, what);
+    let stats = KernelCall {
+        file: "norm.cu",
+        entry: format!("group_norm_stats_{s}"),
+        grid,
+        block: (256, 1, 1),
+        smem: 0,
+        args: vec![
+            Arg::Ptr(x.ptr),
+            Arg::Ptr(scratch.ptr),
+            i(spatial, "spatial size")?,
+            i(c, "channels")?,
+            i(groups, "groups")?,
+            i(rows, "rows per chunk")?,
+        ],
+    };
+    let apply = KernelCall {
+        file: "norm.cu",
+        entry: format!("group_norm_apply_{s}"),
+        grid,
+        block: (256, 1, 1),
+        smem: 0,
+        args: vec![
+            Arg::Ptr(x.ptr),
+            opt(ins, 1),
+            opt(ins, 2),
+            Arg::Ptr(scratch.ptr),
+            Arg::Ptr(out.ptr),
+            i(spatial, "spatial size")?,
+            i(c, "channels")?,
+            i(groups, "groups")?,
+            i(rows, "rows per chunk")?,
+            Arg::F32(eps),
+            Arg::I32(silu as i32),
+        ],
+    };
+    Ok(vec![Call::Kernel(stats), Call::Kernel(apply)])
+}
+
+/// GroupNorm followed by SiLU as one plan (the engine fuses the pair when the SiLU is the
+/// norm's only consumer).
+pub fn group_norm_silu(
+    op: &Op,
+    ins: &[DevTensor],
+    out: &DevTensor,
+    s: Scratch,
+) -> Result<Vec<Call>, CudaError> {
+    match op {
+        Op::GroupNorm { groups, eps } => group_norm(op, ins, out, s, *groups, *eps, true),
+        _ => Err(unsupported(op, "only GroupNorm fuses a SiLU")),
+    }
 }
 
 pub fn cases() -> Vec<Case> {
@@ -94,6 +193,40 @@ pub fn cases() -> Vec<Case> {
         ));
         let x = Input::uniform(dt, &[1, 64, 64, 320], -2.0, 3.0);
         v.push(Case::new(format!("group_norm unet {dt}"), Op::GroupNorm { groups: 32, eps: 1e-5 }, vec![x]));
+        // Large and offset: many chunks, and a mean far from zero (merging must stay accurate).
+        let x = Input::uniform(dt, &[2, 97, 61, 128], 9.0, 11.0);
+        v.push(Case::new(
+            format!("group_norm offset chunks {dt}"),
+            Op::GroupNorm { groups: 32, eps: 1e-6 },
+            vec![x],
+        ));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_norm_chunks_cover_every_row() {
+        for (shape, groups) in [
+            (vec![1usize, 64, 64, 320], 32usize),
+            (vec![2, 13, 11, 96], 32),
+            (vec![1, 1, 1, 32], 32),
+            (vec![1, 128, 128, 128], 32),
+            (vec![4, 7, 5], 1),
+        ] {
+            let (chunks, rows) = gn_chunks(&shape, groups);
+            let spatial: usize = shape[1..shape.len() - 1].iter().product();
+            assert!(
+                chunks * rows >= spatial && (chunks - 1) * rows < spatial,
+                "{shape:?}: {chunks} x {rows}"
+            );
+            assert!((1..=GN_MAX_CHUNKS).contains(&chunks));
+        }
+        // A UNet level: 10 channels per group, 4096 rows -> chunks of >= 410 rows -> 10 chunks,
+        // 320 blocks instead of 32.
+        assert_eq!(gn_chunks(&[1, 64, 64, 320], 32), (10, 410));
+    }
 }
