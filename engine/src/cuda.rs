@@ -14,16 +14,49 @@ use focus_kernels::cuda::fused::{self, FusedGroup};
 use focus_kernels::cuda::launch::{Call, DevTensor, Scratch};
 use focus_kernels::cuda::{ops, CudaError};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 const ALIGN: usize = 256;
+
+/// A node's host bytes for the device, with its parameter name when it is a weight.
+pub(crate) type ConstData<'a> = (NodeId, &'a [u8], Option<&'a str>);
+
+/// Identity of a weight on a device: the same source, name and dtype is the same bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct WeightKey {
+    ordinal: usize,
+    source: usize,
+    name: String,
+    dtype: focus_graph::DType,
+}
+
+/// The device copy of a weight, uploaded once while any plan holds it.
+fn shared_weight(dev: &GpuDevice, key: WeightKey, bytes: &[u8]) -> Result<Arc<CudaSlice<u8>>> {
+    static CACHE: OnceLock<Mutex<HashMap<WeightKey, Weak<CudaSlice<u8>>>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .map_err(|_| cuda(CudaError::Driver("weight cache poisoned".into())))?;
+    if let Some(w) = cache.get(&key).and_then(Weak::upgrade) {
+        return Ok(w);
+    }
+    cache.retain(|_, w| w.strong_count() > 0);
+    let buf = dev.alloc(bytes.len()).map_err(cuda)?;
+    // SAFETY: the buffer was just allocated with this size.
+    unsafe { dev.upload_staged(dev.ptr(&buf), bytes) }.map_err(cuda)?;
+    let buf = Arc::new(buf);
+    cache.insert(key, Arc::downgrade(&buf));
+    Ok(buf)
+}
 
 /// Where a node's device bytes are, by storage root.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum DevLoc {
     Arena(usize),
-    /// Offset into the constant slab (weights, folded constants).
+    /// Offset into the plan's constant slab (folded constants).
     Const(usize),
+    /// A weight in the device-wide cache.
+    Shared,
     State,
 }
 
@@ -31,6 +64,8 @@ pub(crate) struct CudaBackend {
     pub dev: Arc<GpuDevice>,
     arena: CudaSlice<u8>,
     consts: CudaSlice<u8>,
+    /// Weights by node, shared with other plans of the same source on this device.
+    shared: HashMap<usize, Arc<CudaSlice<u8>>>,
     states: HashMap<usize, CudaSlice<u8>>,
     scratch: CudaSlice<u8>,
     /// Per node (by storage root): its device location; None for nodes without storage.
@@ -125,24 +160,40 @@ impl CudaBackend {
         g: &Graph,
         arena_bytes: usize,
         arena_offsets: &[Option<usize>],
-        consts: &[(NodeId, &[u8])],
+        (source, consts): (usize, &[ConstData]),
         states: &[NodeId],
         steps: &[NodeId],
     ) -> Result<Self> {
         let outputs: Vec<NodeId> = g.outputs.iter().map(|(_, id)| *id).collect();
         let mut locs: Vec<Option<DevLoc>> = arena_offsets.iter().map(|o| o.map(DevLoc::Arena)).collect();
+        let mut shared = HashMap::new();
         let mut at = 0;
-        for (id, bytes) in consts {
-            locs[id.0] = Some(DevLoc::Const(at));
-            at += align(bytes.len());
+        for (id, bytes, name) in consts {
+            match name {
+                Some(name) => {
+                    let key = WeightKey {
+                        ordinal: dev.ctx.ordinal(),
+                        source,
+                        name: name.to_string(),
+                        dtype: g.node(*id).dtype,
+                    };
+                    shared.insert(id.0, shared_weight(&dev, key, bytes)?);
+                    locs[id.0] = Some(DevLoc::Shared);
+                }
+                None => {
+                    locs[id.0] = Some(DevLoc::Const(at));
+                    at += align(bytes.len());
+                }
+            }
         }
-        let const_bytes = at;
-        let slab = dev.alloc(const_bytes).map_err(cuda)?;
+        let const_bytes = at + shared.values().map(|s| s.len()).sum::<usize>();
+        let slab = dev.alloc(at).map_err(cuda)?;
         let base = dev.ptr(&slab);
-        for (id, bytes) in consts {
-            let Some(DevLoc::Const(off)) = locs[id.0] else { unreachable!("set above") };
-            // SAFETY: `off..off+len` lies inside the slab just allocated.
-            unsafe { dev.upload_staged(base + off as u64, bytes) }.map_err(cuda)?;
+        for (id, bytes, _) in consts {
+            if let Some(DevLoc::Const(off)) = locs[id.0] {
+                // SAFETY: `off..off+len` lies inside the slab just allocated.
+                unsafe { dev.upload_staged(base + off as u64, bytes) }.map_err(cuda)?;
+            }
         }
         let mut state_bufs = HashMap::new();
         for id in states {
@@ -162,6 +213,7 @@ impl CudaBackend {
             dev,
             arena,
             consts: slab,
+            shared,
             states: state_bufs,
             locs,
             steps: Vec::new(),
@@ -180,6 +232,7 @@ impl CudaBackend {
         match self.locs[root] {
             Some(DevLoc::Arena(off)) => self.dev.ptr(&self.arena) + off as u64,
             Some(DevLoc::Const(off)) => self.dev.ptr(&self.consts) + off as u64,
+            Some(DevLoc::Shared) => self.dev.ptr(&self.shared[&root]),
             Some(DevLoc::State) => self.dev.ptr(&self.states[&root]),
             None => 0,
         }

@@ -198,7 +198,7 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
     let cuda = match device {
         Device::Cpu => None,
         Device::Cuda(ordinal) => {
-            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_deref(), &steps)?)
+            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_ref(), &steps)?)
         }
     };
     let mut plan = Plan {
@@ -228,9 +228,13 @@ fn cuda_backend(
     g: &Graph,
     storage: &[Storage],
     memory: &MemoryPlan,
-    weights: Option<&dyn WeightSource>,
+    weights: Option<&Arc<dyn WeightSource>>,
     steps: &[NodeId],
 ) -> Result<CudaBackend> {
+    // Weights are shared by every plan on the device that uses the same source (a prefill plan
+    // per prompt shape and the decode plan hold one copy), keyed by the source's identity.
+    let source_id = weights.map_or(0, |w| Arc::as_ptr(w) as *const () as usize);
+    let weights = weights.map(|w| w.as_ref());
     let mut needed = vec![false; g.len()];
     for &id in steps {
         for i in &g.node(id).inputs {
@@ -245,7 +249,11 @@ fn cuda_backend(
     for id in g.ids() {
         match &storage[id.0] {
             Storage::Weight(_) | Storage::Resident(_) if needed[id.0] => {
-                consts.push((id, view_of(g, storage, &[], weights, id).data))
+                let key = match &g.node(id).op {
+                    Op::Param { name } => Some(name.as_str()),
+                    _ => None,
+                };
+                consts.push((id, view_of(g, storage, &[], weights, id).data, key))
             }
             Storage::State(_) => states.push(id),
             _ => {}
@@ -253,7 +261,7 @@ fn cuda_backend(
     }
     let offsets: Vec<Option<usize>> =
         g.ids().map(|id| if let Storage::Arena(off) = storage[id.0] { Some(off) } else { None }).collect();
-    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, &consts, &states, steps)
+    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, (source_id, &consts), &states, steps)
 }
 
 /// View of a node's bytes outside `execute` (compile time and output reads).
