@@ -8,7 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 
 pub fn run() -> Result<(), String> {
     let mut cuda: HashMap<&'static str, BTreeSet<String>> = HashMap::new();
-    for c in ops::cases() {
+    let cases = ops::cases();
+    let n_cases = cases.len();
+    for c in cases {
         let dt = c.inputs.first().map_or(String::new(), |i| i.dtype.short_name().to_string());
         cuda.entry(c.op.kind()).or_default().insert(dt);
     }
@@ -22,6 +24,10 @@ pub fn run() -> Result<(), String> {
             cuda.get(op.kind()).map_or("-".to_string(), |s| s.iter().cloned().collect::<Vec<_>>().join(" "));
         println!("{:<20} {:<26} {c}", op.kind(), cpu::supported_dtypes(&op));
     }
-    println!("\ncuda: own NVRTC kernels + cuBLAS; elementwise fusion groups run as generated kernels");
+    println!(
+        "\ncuda: own NVRTC kernels + cuBLAS; elementwise fusion groups run as generated kernels; \
+         {n_cases} op parity cases + {} fused-kernel cases for `focus gpu-check`",
+        focus_kernels::cuda::fused::cases().len()
+    );
     Ok(())
 }
