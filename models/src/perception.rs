@@ -1,17 +1,134 @@
-//! The FOCUS perception path (spec §1, §3.5, §5): vanilla ViT tokens projected into the LLM
-//! width and fused with the ConvNeXt res5 tokens; the gated adapter's queries over res3..res5;
-//! both spliced into the prompt embeddings at the image position; one LLM prefill step that
-//! fills the KV cache. Later tokens decode with `qwen2::step_graph` on the same cache.
+//! The FOCUS perception path (spec §1, §2.4, §3.5, §5): vanilla ViT tokens projected into the
+//! LLM width and fused with the ConvNeXt res5 tokens; the gated adapter's queries over
+//! res3..res5; both spliced into the prompt embeddings at the image position in ILLUME+'s
+//! understanding layout; one LLM prefill step that fills the KV cache. Later tokens decode with
+//! `qwen2::step_graph` on the same cache.
 //!
-//! Sequence layout: `n_pre` text tokens, `Nv` fused image tokens, `nq` adapter tokens, `n_post`
-//! text tokens (the ids at the image positions are placeholders and are not read).
+//! Sequence layout ([`ImageLayout`]): `n_pre` text tokens, the image span, `n_post` text tokens.
+//! The image span is ILLUME+'s image block (`illume/model/illume_arch.py`
+//! `_reformat_image_sequence` / `encode_images`, `anyres_dualvitok`) filled with continuous
+//! features, followed by the adapter queries:
+//!
+//! ```text
+//! <start_of_image> <start_of_level0> h × (w fused features, <end_of_line>) <end_of_level0>
+//! <end_of_image> nq adapter queries
+//! ```
+//!
+//! Level 0 holds the fused semantic tokens as an `h × w` grid (the ViT's merged 2×2 units in
+//! row-major order, `h = Hv / 28`, `w = Wv / 28`). The structure tokens are ordinary token ids of
+//! `input_ids` (ILLUME+ embeds them with `embed_tokens` too); at feature and query positions the
+//! ids are placeholders and are not read. ILLUME+ has a level 1 block (`<start_of_level1>`,
+//! pixel-encoder rows, `<end_of_level1>`) before `<end_of_image>`; the engine's perception path
+//! has no pixel-encoder branch yet, so its layout carries level 0 only ([`ImageLayout`] and the
+//! splice handle any number of levels). Where FOCUS puts the adapter queries is not published:
+//! right after the block is an inference (HyperSeg puts its perceiver queries in their own slot
+//! right after the image, `<image>\n<temporal>`).
 
 use crate::common::param;
 use crate::convnext::{self, ConvNextConfig};
 use crate::fusion::{self, AdapterConfig, FusionConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
-use focus_graph::{BinaryOp, DType, Graph, GraphBuilder, NodeId, ResizeMode, Result, UnaryOp};
+use focus_graph::{BinaryOp, DType, Graph, GraphBuilder, GraphError, NodeId, ResizeMode, Result, UnaryOp};
+use serde::Deserialize;
+
+/// Token ids that structure an image block (spec §2.4; ILLUME+ `special_tokens_ids`, in the
+/// order `<start_of_image>`, `<end_of_image>`, `<end_of_line>`, `<start_of_level0>`,
+/// `<end_of_level0>`, `<start_of_level1>`, `<end_of_level1>`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ImageTokenIds {
+    pub start_of_image: u32,
+    pub end_of_image: u32,
+    pub end_of_line: u32,
+    pub start_of_level: [u32; 2],
+    pub end_of_level: [u32; 2],
+}
+
+impl ImageTokenIds {
+    /// Seven consecutive ids from `first`, in ILLUME+'s order.
+    pub fn consecutive(first: u32) -> Self {
+        ImageTokenIds {
+            start_of_image: first,
+            end_of_image: first + 1,
+            end_of_line: first + 2,
+            start_of_level: [first + 3, first + 5],
+            end_of_level: [first + 4, first + 6],
+        }
+    }
+
+    /// The ids ILLUME+ assigns on Qwen2.5 (151665..=151671, right after the text vocabulary).
+    pub fn illume_plus() -> Self {
+        Self::consecutive(151665)
+    }
+}
+
+/// What one position of the image span holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageSlot {
+    /// A structure token, embedded from its id.
+    Token(u32),
+    /// Feature `(row, col)` of level `level`'s grid.
+    Feature { level: usize, row: usize, col: usize },
+    /// Adapter query `k`.
+    Query(usize),
+}
+
+/// The image span's geometry: one feature grid per level and the adapter queries after the
+/// block. Static for a given image size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageLayout {
+    /// `[rows, cols]` of each level's grid (level 0: semantic, level 1: pixel; at most 2).
+    pub grids: Vec<[usize; 2]>,
+    /// Adapter queries right after `<end_of_image>`.
+    pub queries: usize,
+}
+
+/// The id the image span carries at feature and query positions (never read).
+pub const FEATURE_PLACEHOLDER: u32 = 0;
+
+impl ImageLayout {
+    /// Positions of the image block: `<soi>`, per level `<sol_k>` + rows of `w + 1` + `<eol_k>`,
+    /// `<eoi>`.
+    pub fn block_len(&self) -> usize {
+        2 + self.grids.iter().map(|&[h, w]| 2 + h * (w + 1)).sum::<usize>()
+    }
+
+    /// Positions of the whole span (block and adapter queries).
+    pub fn len(&self) -> usize {
+        self.block_len() + self.queries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Offset in the span of level `level`'s first row (after its `<start_of_level>`).
+    pub fn grid_start(&self, level: usize) -> usize {
+        2 + self.grids[..level].iter().map(|&[h, w]| 2 + h * (w + 1)).sum::<usize>()
+    }
+
+    /// Every position of the span, in order.
+    pub fn slots(&self, t: &ImageTokenIds) -> Vec<ImageSlot> {
+        let mut v = vec![ImageSlot::Token(t.start_of_image)];
+        for (level, &[h, w]) in self.grids.iter().enumerate() {
+            v.push(ImageSlot::Token(t.start_of_level[level]));
+            for row in 0..h {
+                v.extend((0..w).map(|col| ImageSlot::Feature { level, row, col }));
+                v.push(ImageSlot::Token(t.end_of_line));
+            }
+            v.push(ImageSlot::Token(t.end_of_level[level]));
+        }
+        v.push(ImageSlot::Token(t.end_of_image));
+        v.extend((0..self.queries).map(ImageSlot::Query));
+        v
+    }
+
+    /// The span's token ids: structure tokens, [`FEATURE_PLACEHOLDER`] elsewhere.
+    pub fn token_ids(&self, t: &ImageTokenIds) -> Vec<u32> {
+        let id = |s: ImageSlot| if let ImageSlot::Token(id) = s { id } else { FEATURE_PLACEHOLDER };
+        self.slots(t).into_iter().map(id).collect()
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct PerceptionConfig {
@@ -22,6 +139,8 @@ pub struct PerceptionConfig {
     pub llm: Qwen2Config,
     /// Weight prefix of the ViT → LLM projector (`{p}.0`, `{p}.2`: Linear, GELU, Linear).
     pub projector: String,
+    /// Structure-token ids of the image block (the runner writes them into the prompt).
+    pub image_token_ids: ImageTokenIds,
 }
 
 /// Sizes the prefill graph is built for.
@@ -41,10 +160,16 @@ pub struct PerceptionShape {
 }
 
 impl PerceptionConfig {
-    /// Image tokens (fused ViT tokens, adapter queries) for a ViT input of `vit_hw`.
-    pub fn image_tokens(&self, vit_hw: [usize; 2]) -> (usize, usize) {
+    /// The image span for a ViT input of `vit_hw`: the fused tokens' `Hv/28 × Wv/28` grid
+    /// (patch × merge) as level 0, then the adapter queries.
+    pub fn image_layout(&self, vit_hw: [usize; 2]) -> ImageLayout {
         let unit = self.vit.patch_size * self.vit.merge;
-        ((vit_hw[0] / unit) * (vit_hw[1] / unit), self.adapter.n_queries)
+        ImageLayout { grids: vec![[vit_hw[0] / unit, vit_hw[1] / unit]], queries: self.adapter.n_queries }
+    }
+
+    /// Positions the image span takes in the prompt for a ViT input of `vit_hw`.
+    pub fn image_tokens(&self, vit_hw: [usize; 2]) -> usize {
+        self.image_layout(vit_hw).len()
     }
 }
 
@@ -74,6 +199,80 @@ pub fn preprocess(
     b.cast(x, dt)
 }
 
+fn push_text(
+    b: &mut GraphBuilder,
+    parts: &mut Vec<NodeId>,
+    emb: NodeId,
+    from: usize,
+    to: usize,
+) -> Result<()> {
+    if to > from {
+        parts.push(b.slice(emb, 0, from, to)?);
+    }
+    Ok(())
+}
+
+/// Lay out the LLM input sequence: `emb [L, d]` holds the embeddings of `input_ids`; the image
+/// span starts at `n_pre`. Structure positions keep their token embeddings, level `k`'s grid
+/// positions take `levels[k]` (`[h·w, d]`, row-major: row `r` fills the `w` positions before
+/// the `r`-th `<end_of_line>`), and `queries` (`[nq, d]`) the positions after `<end_of_image>`.
+/// Static: slices and concatenations only (the `<end_of_line>` embeddings are cut from `emb` as
+/// one `[h, 1, d]` column and joined to the `[h, w, d]` grid, as ILLUME+'s `_add_eol` does).
+pub fn splice_image(
+    b: &mut GraphBuilder,
+    emb: NodeId,
+    n_pre: usize,
+    layout: &ImageLayout,
+    levels: &[NodeId],
+    queries: Option<NodeId>,
+) -> Result<NodeId> {
+    let (l, d) = (b.shape(emb)[0], b.shape(emb)[1]);
+    let nq = queries.map_or(0, |q| b.shape(q)[0]);
+    let bad = |detail: String| GraphError::InvalidOp {
+        op: "image splice".into(),
+        node: emb.0,
+        name: "splice".into(),
+        detail,
+    };
+    if levels.len() != layout.grids.len() || layout.grids.len() > 2 || nq != layout.queries {
+        return Err(bad(format!(
+            "{} feature levels and {nq} queries for a layout of {:?} grids and {} queries",
+            levels.len(),
+            layout.grids,
+            layout.queries
+        )));
+    }
+    if n_pre + layout.len() > l {
+        return Err(bad(format!("image span of {} at {n_pre} exceeds the {l} positions", layout.len())));
+    }
+    let mut parts = Vec::new();
+    // `emb` positions from `from` on are not laid out yet.
+    let mut from = 0;
+    for (k, (&[h, w], &f)) in layout.grids.iter().zip(levels).enumerate() {
+        if h == 0 || w == 0 || b.shape(f) != [h * w, d] {
+            return Err(bad(format!("level {k} features {:?} for a {h}x{w} grid of width {d}", b.shape(f))));
+        }
+        let g0 = n_pre + layout.grid_start(k);
+        push_text(b, &mut parts, emb, from, g0)?;
+        let rows = b.slice(emb, 0, g0, g0 + h * (w + 1))?;
+        let rows = b.reshape(rows, [h, w + 1, d])?;
+        let eol = b.slice(rows, 1, w, w + 1)?;
+        let f = b.reshape(f, [h, w, d])?;
+        let grid = b.concat(&[f, eol], 1)?;
+        parts.push(b.reshape(grid, [h * (w + 1), d])?);
+        from = g0 + h * (w + 1);
+    }
+    let q0 = n_pre + layout.block_len();
+    push_text(b, &mut parts, emb, from, q0)?;
+    from = q0;
+    if let Some(q) = queries.filter(|_| nq > 0) {
+        parts.push(q);
+        from = q0 + nq;
+    }
+    push_text(b, &mut parts, emb, from, l)?;
+    b.concat(&parts, 0)
+}
+
 /// Inputs `image_vit [1, Hv, Wv, 3]`, `image_hr [1, Hc, Wc, 3]` (normalised, channels-last),
 /// `input_ids` i32 `[L]`, `positions` i32 `[L]`; outputs `logits` f32 `[L, V]` and `hidden`.
 pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph> {
@@ -82,8 +281,9 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
     let mut c = c.clone();
     (c.vit.dtype, c.convnext.dtype, c.fusion.dtype, c.adapter.dtype) = (dt, dt, dt, dt);
     let c = &c;
-    let (nv, nq) = c.image_tokens(s.vit_hw);
-    let l = s.n_pre + nv + nq + s.n_post;
+    let layout = c.image_layout(s.vit_hw);
+    let nv: usize = layout.grids.iter().map(|g| g[0] * g[1]).sum();
+    let l = s.n_pre + layout.len() + s.n_post;
     let d = c.llm.hidden_size;
     let mut b = GraphBuilder::new();
     let (img_v, img_h) = match s.raw_image {
@@ -121,19 +321,13 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
     let fused = fusion::fusion(&mut b, &c.fusion, tokens, feats[3])?;
     let queries = fusion::adapter(&mut b, &c.adapter, &feats[1..4])?;
 
-    // Splice: text embeddings around the image tokens.
+    // Splice: the image span (structure-token embeddings, fused rows, adapter queries) between
+    // the text embeddings.
     let table = qwen2::embed_table(&mut b, &c.llm, dt)?;
     let emb = b.embedding(table, ids)?;
-    let mut parts = Vec::new();
-    if s.n_pre > 0 {
-        parts.push(b.slice(emb, 0, 0, s.n_pre)?);
-    }
-    parts.push(b.reshape(fused, [nv, d])?);
-    parts.push(b.reshape(queries, [nq, d])?);
-    if s.n_post > 0 {
-        parts.push(b.slice(emb, 0, l - s.n_post, l)?);
-    }
-    let x = b.concat(&parts, 0)?;
+    let fused = b.reshape(fused, [nv, d])?;
+    let queries = b.reshape(queries, [layout.queries, d])?;
+    let x = b.scoped("splice", |b| splice_image(b, emb, s.n_pre, &layout, &[fused], Some(queries)))?;
     let o = StepOptions { tokens: l, capacity: s.capacity, dtype: dt, all_logits: true, embeds_input: true };
     let (hidden, logits) = b.scoped("llm", |b| qwen2::build_step(b, &c.llm, &o, x, pos))?;
     b.output("hidden", hidden)?;
@@ -183,6 +377,73 @@ impl PerceptionConfig {
             convnext,
             vit,
             projector: "projector_1".into(),
+            // The last seven ids of the vocabulary (ILLUME+'s follow the text tokens).
+            image_token_ids: ImageTokenIds::consecutive(505),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_places_structure_tokens_rows_and_queries() {
+        // A 2×3 grid (non-square, so rows and columns cannot be swapped unnoticed), 2 queries.
+        let t = ImageTokenIds::consecutive(100);
+        let lay = ImageLayout { grids: vec![[2, 3]], queries: 2 };
+        assert_eq!((lay.block_len(), lay.len(), lay.grid_start(0)), (12, 14, 2));
+        let (soi, eoi, eol, sol0, eol0) = (100, 101, 102, 103, 104);
+        let f = |row, col| ImageSlot::Feature { level: 0, row, col };
+        let tok = ImageSlot::Token;
+        let want = vec![
+            tok(soi),
+            tok(sol0),
+            f(0, 0),
+            f(0, 1),
+            f(0, 2),
+            tok(eol),
+            f(1, 0),
+            f(1, 1),
+            f(1, 2),
+            tok(eol),
+            tok(eol0),
+            tok(eoi),
+            ImageSlot::Query(0),
+            ImageSlot::Query(1),
+        ];
+        assert_eq!(lay.slots(&t), want);
+        let p = FEATURE_PLACEHOLDER;
+        assert_eq!(lay.token_ids(&t), [soi, sol0, p, p, p, eol, p, p, p, eol, eol0, eoi, p, p]);
+    }
+
+    #[test]
+    fn two_level_layout_matches_the_spec_table() {
+        // ILLUME+ at 256×256: semantic 9×9, pixel 16×16 → 368 positions (spec §2.4).
+        let t = ImageTokenIds::illume_plus();
+        let lay = ImageLayout { grids: vec![[9, 9], [16, 16]], queries: 0 };
+        assert_eq!(lay.len(), 368);
+        assert_eq!(ImageLayout { grids: vec![[16, 12], [32, 24]], queries: 0 }.len(), 1014);
+        assert_eq!(lay.grid_start(1), 2 + 90 + 2);
+        let ids = lay.token_ids(&t);
+        assert_eq!(ids[..2], [151665, 151668]);
+        assert_eq!(ids[2 + 9], 151667);
+        assert_eq!(ids[2 + 90..2 + 92], [151669, 151670]);
+        assert_eq!(ids[94 + 16], 151667);
+        assert_eq!(ids[365..], [151667, 151671, 151666]);
+        let slots = lay.slots(&t);
+        assert_eq!(slots[94 + 17 + 3], ImageSlot::Feature { level: 1, row: 1, col: 3 });
+        let features = slots.iter().filter(|s| matches!(s, ImageSlot::Feature { .. })).count();
+        assert_eq!(features, 81 + 256);
+    }
+
+    #[test]
+    fn config_layout_follows_the_vit_grid() {
+        let c = PerceptionConfig::demo();
+        // 112×84 ViT input, 28-pixel units: 4 rows of 3, then the adapter's 8 queries.
+        let lay = c.image_layout([112, 84]);
+        assert_eq!(lay, ImageLayout { grids: vec![[4, 3]], queries: 8 });
+        assert_eq!(c.image_tokens([112, 84]), 2 + 2 + 4 * 4 + 8);
+        assert!(lay.token_ids(&c.image_token_ids).iter().all(|&id| (id as usize) < c.llm.vocab_size));
     }
 }

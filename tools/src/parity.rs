@@ -463,18 +463,28 @@ fn run_perception(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         adapter: adapter_cfg(sub("adapter")?, fx.dtype)?,
         llm: Qwen2Config::from_json(&llm_text)?,
         projector: field(cfg, "projector")?,
+        image_token_ids: field(cfg, "image_token_ids")?,
     };
     let (vit_img, vs) = nhwc_input(fx, "input.image_vit", fx.dtype)?;
     let (hr_img, hs) = nhwc_input(fx, "input.image_hr", fx.dtype)?;
     let (_, ids) = fx.i64("input.input_ids")?;
     let gen: usize = field(cfg, "gen_tokens")?;
+    let (n_pre, n_post): (usize, usize) = (field(cfg, "n_pre")?, field(cfg, "n_post")?);
     let l = ids.len();
+    // The reference wrote its image span's ids itself: they must be the engine layout's.
+    let span: Vec<i64> =
+        c.image_layout([vs[1], vs[2]]).token_ids(&c.image_token_ids).iter().map(|&t| t as i64).collect();
+    if l != n_pre + span.len() + n_post || ids[n_pre..n_pre + span.len()] != span[..] {
+        return Err(format!(
+            "fixture input_ids {ids:?} do not hold the engine's image span {span:?} after {n_pre} text tokens"
+        ));
+    }
     let shape = PerceptionShape {
         vit_hw: [vs[1], vs[2]],
         hr_hw: [hs[1], hs[2]],
         raw_image: None,
-        n_pre: field(cfg, "n_pre")?,
-        n_post: field(cfg, "n_post")?,
+        n_pre,
+        n_post,
         capacity: l + gen,
         dtype: fx.dtype,
     };

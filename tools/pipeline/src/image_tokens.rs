@@ -3,9 +3,12 @@
 //! generation, and parsing of a generated block back into code grids.
 //!
 //! Block: `<soi> <sol0> h1 × (w1 semantic ids, <eol>) <eol0> <sol1> h2 × (w2 pixel ids, <eol>)
-//! <eol1> <eoi>`; length 1 + (2 + h1(w1+1)) + (2 + h2(w2+1)) + 1.
+//! <eol1> <eoi>`; length 1 + (2 + h1(w1+1)) + (2 + h2(w2+1)) + 1. Understanding input uses the
+//! same block with continuous features at the code positions
+//! (`focus_models::perception::ImageLayout`).
 
 use focus_engine::sampling::{Allowed, Constraint};
+use focus_models::perception::{ImageLayout, ImageTokenIds};
 
 /// Token ids of the extended vocabulary (ILLUME+ on Qwen2.5).
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +38,17 @@ impl ImageVocab {
         }
     }
 
+    /// The structure-token ids, as the perception path's config takes them.
+    pub fn structure_ids(&self) -> ImageTokenIds {
+        ImageTokenIds {
+            start_of_image: self.start_of_image as u32,
+            end_of_image: self.end_of_image as u32,
+            end_of_line: self.end_of_line as u32,
+            start_of_level: self.start_of_level.map(|x| x as u32),
+            end_of_level: self.end_of_level.map(|x| x as u32),
+        }
+    }
+
     /// Rows of the embedding table the extended vocabulary needs.
     pub fn vocab_end(&self) -> usize {
         self.code_base[1] + self.codes[1]
@@ -50,6 +64,11 @@ pub struct ImageGrammar {
 }
 
 impl ImageGrammar {
+    /// The same block as an input layout (no adapter queries).
+    pub fn layout(&self) -> ImageLayout {
+        ImageLayout { grids: self.grids.iter().map(|&(h, w)| [h, w]).collect(), queries: 0 }
+    }
+
     pub fn len(&self) -> usize {
         1 + self.grids.iter().map(|(h, w)| 2 + h * (w + 1)).sum::<usize>() + 1
     }
@@ -135,6 +154,25 @@ mod tests {
         assert_eq!(g.allowed_at(2 + 91), Allowed::Set(vec![v.start_of_level[1]]));
         assert_eq!(g.allowed_at(2 + 92), Allowed::Range(184472, 184472 + 98304));
         assert_eq!(g.allowed_at(367), Allowed::Set(vec![v.end_of_image]));
+    }
+
+    #[test]
+    fn generation_grammar_and_understanding_layout_agree() {
+        use focus_models::perception::ImageSlot;
+        let g = ImageGrammar { vocab: ImageVocab::illume_plus(), grids: [(2, 3), (3, 2)] };
+        let ids = g.vocab.structure_ids();
+        assert_eq!(ids, ImageTokenIds::illume_plus());
+        let slots = g.layout().slots(&ids);
+        assert_eq!(slots.len(), g.len());
+        for (k, slot) in slots.into_iter().enumerate() {
+            match (slot, g.allowed_at(k)) {
+                (ImageSlot::Token(id), Allowed::Set(s)) => assert_eq!(s, vec![id as usize], "position {k}"),
+                (ImageSlot::Feature { level, .. }, Allowed::Range(a, _)) => {
+                    assert_eq!(a, g.vocab.code_base[level], "position {k}")
+                }
+                (slot, allowed) => panic!("position {k}: layout {slot:?}, grammar {allowed:?}"),
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use focus_engine::sampling::{Allowed, Constraint, SampleError, Sampler, SamplingParams};
 use focus_engine::{compile, Device, EngineError, Plan, Profile, Tensor, WeightSource};
 use focus_graph::{DType, GraphError};
-use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
+use focus_models::perception::{self, ImageLayout, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, StepOptions};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,10 +101,20 @@ impl Perception {
         &self.cfg
     }
 
-    /// Image tokens the prompt gets between `before` and `after`.
+    /// Positions the image span takes in the prompt between `before` and `after`.
     pub fn image_tokens(&self) -> usize {
-        let (nv, nq) = self.cfg.image_tokens(self.vit_hw);
-        nv + nq
+        self.cfg.image_tokens(self.vit_hw)
+    }
+
+    /// The image span's layout (ILLUME+ image block with the fused ViT grid, adapter queries).
+    pub fn image_layout(&self) -> ImageLayout {
+        self.cfg.image_layout(self.vit_hw)
+    }
+
+    /// The ids the prompt carries over the image span: the block's structure tokens, and
+    /// placeholders where the prefill splices features and queries in.
+    pub fn image_ids(&self) -> Vec<u32> {
+        self.image_layout().token_ids(&self.cfg.image_token_ids)
     }
 
     pub fn decode_plan(&self) -> &Plan {
@@ -144,7 +154,8 @@ impl Perception {
         Ok(self.prefills.get_mut(&key).expect("inserted above"))
     }
 
-    /// Generate up to `max_new` tokens after `before` + image + `after`, stopping after `stop`.
+    /// Generate up to `max_new` tokens after `before` + image span ([`Self::image_ids`]) +
+    /// `after`, stopping after `stop`.
     #[allow(clippy::too_many_arguments)]
     pub fn generate(
         &mut self,
@@ -172,15 +183,15 @@ impl Perception {
                 image.h * image.w * 3
             )));
         }
+        let span = self.image_ids();
         self.check_ids(before)?;
+        self.check_ids(&span)?;
         self.check_ids(after)?;
-        let len = before.len() + self.image_tokens() + after.len();
+        let len = before.len() + span.len() + after.len();
         if len + max_new > self.capacity {
             return Err(PerceptionError::TooLong { prompt: len, new: max_new, capacity: self.capacity });
         }
-        let mut prompt: Vec<u32> = before.to_vec();
-        prompt.extend(std::iter::repeat_n(0, self.image_tokens()));
-        prompt.extend_from_slice(after);
+        let prompt = [before, &span, after].concat();
         let layers = self.cfg.llm.num_hidden_layers;
         let vocab = self.cfg.llm.vocab_size;
 

@@ -1,6 +1,22 @@
 //! Tokenizer (a `tokenizer.json` through the `tokenizers` crate) and the Qwen2.5 Instruct chat
 //! template with an image placeholder that the perception runner replaces by image tokens.
+//!
+//! ILLUME+'s understanding prompt (`conv_qwen2` in `illume/conversation.py`, `<image>` put at the
+//! start of the user message followed by a newline, `tokenizer_image_token` in
+//! `illume/mm_utils.py` tokenizing the text on each side of `<image>` separately):
+//!
+//! ```text
+//! <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n
+//! <|im_start|>user\n<image>\n{question}<|im_end|>\n<|im_start|>assistant\n
+//! ```
+//! (one string; the line break above is not part of it).
+//!
+//! `<image>` expands to the image span: the image block `<start_of_image> <start_of_level0> rows
+//! of features and <end_of_line> <end_of_level0> <end_of_image>` (structure tokens are real ids,
+//! [`Tokenizer::image_token_ids`]) and the adapter queries ([`ChatPrompt::with_image`];
+//! layout: `focus_models::perception::ImageLayout`).
 
+use focus_models::perception::ImageTokenIds;
 use std::path::Path;
 use thiserror::Error;
 
@@ -8,7 +24,7 @@ use thiserror::Error;
 pub enum TextError {
     #[error("cannot load tokenizer {path}: {reason}")]
     Load { path: String, reason: String },
-    #[error("tokenizer has no token '{0}' (needed by the chat template)")]
+    #[error("tokenizer has no token '{0}' (needed by the chat template or the image block)")]
     MissingSpecial(String),
     #[error("tokenizer: {0}")]
     Tokenize(String),
@@ -18,6 +34,25 @@ pub enum TextError {
 
 /// Where the image goes in a user message.
 pub const IMAGE_PLACEHOLDER: &str = "<image>";
+
+/// ILLUME+'s system message (`conv_qwen2`).
+pub const DEFAULT_SYSTEM: &str = "You are a helpful assistant.";
+
+/// The image block's structure tokens, in ILLUME+'s `special_tokens_ids` order (spec §2.4).
+pub const IMAGE_STRUCTURE_TOKENS: [&str; 7] = [
+    "<start_of_image>",
+    "<end_of_image>",
+    "<end_of_line>",
+    "<start_of_level0>",
+    "<end_of_level0>",
+    "<start_of_level1>",
+    "<end_of_level1>",
+];
+
+/// A user message with the image first, then a newline and `question`, as ILLUME+ writes it.
+pub fn user_with_image(question: &str) -> String {
+    format!("{IMAGE_PLACEHOLDER}\n{question}")
+}
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -57,6 +92,21 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+
+    /// The ids of the image block's structure tokens in this (vision-extended) vocabulary.
+    pub fn image_token_ids(&self) -> Result<ImageTokenIds, TextError> {
+        let mut v = [0u32; 7];
+        for (id, name) in v.iter_mut().zip(IMAGE_STRUCTURE_TOKENS) {
+            *id = self.token_id(name).ok_or_else(|| TextError::MissingSpecial(name.into()))?;
+        }
+        Ok(ImageTokenIds {
+            start_of_image: v[0],
+            end_of_image: v[1],
+            end_of_line: v[2],
+            start_of_level: [v[3], v[5]],
+            end_of_level: [v[4], v[6]],
+        })
+    }
 }
 
 /// A chat turn rendered with the Qwen2.5 Instruct template and split at the image.
@@ -68,6 +118,13 @@ pub struct ChatPrompt {
     pub after: Vec<u32>,
     /// `<|im_end|>`: generation stops there.
     pub end_of_turn: u32,
+}
+
+impl ChatPrompt {
+    /// The whole prompt with `<image>` expanded to `image` (the image span's ids).
+    pub fn with_image(&self, image: &[u32]) -> Vec<u32> {
+        [&self.before[..], image, &self.after[..]].concat()
+    }
 }
 
 /// Render `system` + `user` (which holds [`IMAGE_PLACEHOLDER`] once) in the Qwen2.5 Instruct

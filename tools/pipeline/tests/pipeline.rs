@@ -2,11 +2,13 @@
 //! decoding equal to recomputing the whole prefix, constraints, and clear errors.
 
 use focus_engine::sampling::{Allowed, Constraint, SamplingParams};
-use focus_engine::{Device, MemoryWeights, Tensor, WeightSource};
-use focus_graph::DType;
-use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
+use focus_engine::{compile, Device, MemoryWeights, Tensor, WeightSource};
+use focus_graph::{DType, GraphBuilder};
+use focus_models::perception::{
+    self, splice_image, ImageLayout, ImageSlot, ImageTokenIds, PerceptionConfig, PerceptionShape,
+};
 use focus_pipeline::perception::{Image, PerceptionError};
-use focus_pipeline::text::{chat_prompt, TextError, Tokenizer};
+use focus_pipeline::text::{chat_prompt, user_with_image, TextError, Tokenizer, IMAGE_STRUCTURE_TOKENS};
 use focus_pipeline::Perception;
 use std::sync::Arc;
 
@@ -28,7 +30,8 @@ fn tokenizer() -> Tokenizer {
         "in",
         "it",
     ];
-    let specials = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
+    let mut specials = vec!["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
+    specials.extend(IMAGE_STRUCTURE_TOKENS);
     let mut vocab: Vec<String> = words.iter().enumerate().map(|(i, w)| format!("\"{w}\": {i}")).collect();
     let mut added = Vec::new();
     for (k, s) in specials.iter().enumerate() {
@@ -69,6 +72,80 @@ fn chat_template_keeps_special_tokens_whole() {
     assert!(e.to_string().contains("not found"), "{e}");
 }
 
+#[test]
+fn image_placeholder_expands_to_the_image_span() {
+    let tok = tokenizer();
+    // The structure tokens follow the chat specials (ids 14..=16) in ILLUME+'s order.
+    let ids = tok.image_token_ids().unwrap();
+    assert_eq!(ids, ImageTokenIds::consecutive(17));
+    // ILLUME+ puts the image first in the user message, then a newline and the question.
+    let user = user_with_image("describe the image");
+    assert_eq!(user, "<image>\ndescribe the image");
+    let p = chat_prompt(&tok, "you are helpful", &user).unwrap();
+    let span = ImageLayout { grids: vec![[2, 2]], queries: 1 }.token_ids(&ids);
+    let full = p.with_image(&span);
+    assert_eq!(full.len(), p.before.len() + 11 + p.after.len());
+    assert_eq!(full[p.before.len()..p.before.len() + 11], [17, 20, 0, 0, 19, 0, 0, 19, 21, 18, 0]);
+    // Before: <|im_start|> system ... <|im_end|> <|im_start|> user; after: describe the image ...
+    assert_eq!(p.before[p.before.len() - 1], 2);
+    assert_eq!(p.after[..3], [7, 8, 9]);
+}
+
+/// The splice on the engine: every span position holds its structure-token embedding, its
+/// grid feature (row-major, rows ended by `<end_of_line>`) or its adapter query.
+#[test]
+fn splice_places_structure_tokens_feature_rows_and_queries() {
+    let (n_pre, n_post, d) = (2, 3, 4);
+    for layout in [
+        ImageLayout { grids: vec![[2, 3]], queries: 2 },
+        ImageLayout { grids: vec![[3, 1], [2, 2]], queries: 0 },
+    ] {
+        let l = n_pre + layout.len() + n_post;
+        let mut b = GraphBuilder::new();
+        let emb = b.input("emb", DType::F32, [l, d]).unwrap();
+        let levels: Vec<_> = (0..layout.grids.len())
+            .map(|k| b.input(&format!("level{k}"), DType::F32, [layout.grids[k][0] * layout.grids[k][1], d]))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let q = (layout.queries > 0).then(|| b.input("queries", DType::F32, [layout.queries, d]).unwrap());
+        let x = splice_image(&mut b, emb, n_pre, &layout, &levels, q).unwrap();
+        b.output("x", x).unwrap();
+        let mut plan = compile(&b.finish().unwrap(), None, Device::Cpu).unwrap();
+        // Values: emb row p 1000p + j, level k feature f −10(100k + f + 1) − j, query k 500 + 10k + j.
+        let rows = |n: usize, f: &dyn Fn(usize, usize) -> f32| -> Vec<f32> {
+            (0..n * d).map(|i| f(i / d, i % d)).collect()
+        };
+        let mut inputs = vec![(
+            "emb".to_string(),
+            Tensor::from_f32(DType::F32, [l, d], &rows(l, &|p, j| (1000 * p + j) as f32)).unwrap(),
+        )];
+        for (k, &[h, w]) in layout.grids.iter().enumerate() {
+            let v = rows(h * w, &|f, j| -(((100 * k + f + 1) * 10 + j) as f32));
+            inputs.push((format!("level{k}"), Tensor::from_f32(DType::F32, [h * w, d], &v).unwrap()));
+        }
+        if layout.queries > 0 {
+            let v = rows(layout.queries, &|k, j| (500 + 10 * k + j) as f32);
+            inputs.push(("queries".into(), Tensor::from_f32(DType::F32, [layout.queries, d], &v).unwrap()));
+        }
+        let inputs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let out = plan.run(&inputs).unwrap();
+        let got = out["x"].to_f32();
+        assert_eq!(got.len(), l * d);
+        let slots = layout.slots(&ImageTokenIds::consecutive(0));
+        for p in 0..l {
+            let want: Vec<f32> = match p.checked_sub(n_pre).and_then(|s| slots.get(s)) {
+                None | Some(ImageSlot::Token(_)) => (0..d).map(|j| (1000 * p + j) as f32).collect(),
+                Some(&ImageSlot::Feature { level, row, col }) => {
+                    let f = row * layout.grids[level][1] + col;
+                    (0..d).map(|j| -(((100 * level + f + 1) * 10 + j) as f32)).collect()
+                }
+                Some(&ImageSlot::Query(k)) => (0..d).map(|j| (500 + 10 * k + j) as f32).collect(),
+            };
+            assert_eq!(got[p * d..(p + 1) * d], want[..], "position {p} of {layout:?}");
+        }
+    }
+}
+
 fn runner(capacity: usize) -> (Perception, Arc<dyn WeightSource>) {
     let cfg = PerceptionConfig::demo();
     // Weights for every part: build one prefill graph to enumerate them.
@@ -100,14 +177,13 @@ fn cached_decoding_equals_recomputing_the_prefix() {
     assert_eq!(g.tokens.len(), 4);
     // Reference: a fresh prefill over prompt + tokens so far, no cache reuse.
     let vocab = p.config().llm.vocab_size;
-    let nimg = p.image_tokens();
+    let span = p.image_ids();
+    assert_eq!(span.len(), p.image_tokens());
     for k in 0..3 {
         let mut post = after.clone();
         post.extend_from_slice(&g.tokens[..=k]);
-        let len = before.len() + nimg + post.len();
-        let mut ids: Vec<i64> = before.iter().map(|&t| t as i64).collect();
-        ids.extend(std::iter::repeat_n(0, nimg));
-        ids.extend(post.iter().map(|&t| t as i64));
+        let len = before.len() + span.len() + post.len();
+        let ids: Vec<i64> = [&before[..], &span, &post].concat().iter().map(|&t| t as i64).collect();
         let pos: Vec<i64> = (0..len as i64).collect();
         let plan = p.prefill_plan([40, 48], before.len(), post.len()).unwrap();
         let it = Tensor::from_f32(DType::F32, [1, 40, 48, 3], &data).unwrap();

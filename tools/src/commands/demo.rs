@@ -65,8 +65,9 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let img = image_io::load(a.image)?;
     let cfg = PerceptionConfig::demo();
     let (n_pre, n_post) = (4, 4);
-    let (nv, nq) = cfg.image_tokens([112, 112]);
-    let len = n_pre + nv + nq + n_post;
+    let layout = cfg.image_layout([112, 112]);
+    let ([gh, gw], nq) = (layout.grids[0], layout.queries);
+    let len = n_pre + layout.len() + n_post;
     let shape = PerceptionShape {
         vit_hw: [112, 112],
         hr_hw: [224, 224],
@@ -80,8 +81,8 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let weights: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(&graph, a.seed));
     println!(
         "focus demo: FOCUS perception path, seeded random weights (seed {}), {dtype} on {device}\n\
-         image {}x{} -> ViT {}x{} ({nv} tokens) + ConvNeXt {}x{} (adapter {nq} queries); prompt {len} tokens; \
-         LLM {} layers x {} wide",
+         image {}x{} -> ViT {}x{} ({gh}x{gw} tokens) + ConvNeXt {}x{} (adapter {nq} queries); image span {} \
+         positions (ILLUME+ block + queries); prompt {len} tokens; LLM {} layers x {} wide",
         a.seed,
         img.w,
         img.h,
@@ -89,6 +90,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         shape.vit_hw[1],
         shape.hr_hw[0],
         shape.hr_hw[1],
+        layout.len(),
         cfg.llm.num_hidden_layers,
         cfg.llm.hidden_size
     );
@@ -102,7 +104,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let compile_ms = ms(t);
     summary("prefill", runner.prefill_plan([img.h, img.w], n_pre, n_post).map_err(err)?, compile_ms);
 
-    // Prompt: text ids around the image span.
+    // Prompt: text ids around the image span (the runner writes the span's structure tokens).
     let v = cfg.llm.vocab_size as u32;
     let before: Vec<u32> = (0..n_pre as u32).map(|i| (i * 37 + 11) % v).collect();
     let after: Vec<u32> = (0..n_post as u32).map(|i| (i * 53 + 7) % v).collect();

@@ -1,19 +1,27 @@
-"""The chained FOCUS perception path (spec §1, §3.5, §5), composed of the single-component
+"""The chained FOCUS perception path (spec §1, §2.4, §3.5, §5), composed of the single-component
 modules (their code and checkpoint names unchanged), exactly as the engine's
 `models/src/perception.rs` wires it:
 
-1. `input.image_vit` [1,3,Hv,Wv] (normalised) -> Qwen2-VL ViT (`visual.*`) -> vit embeds [Nv, d_vit].
+1. `input.image_vit` [1,3,Hv,Wv] (normalised) -> Qwen2-VL ViT (`visual.*`) -> vit embeds [Nv, d_vit]
+   (merged 2x2 units, row-major over the (Hv/28) x (Wv/28) grid).
 2. `input.image_hr` [1,3,Hc,Wc] (normalised) -> ConvNeXt (timm names `stem.*`, `stages.*`;
    the classifier head is not part of the checkpoint) -> res2..res5.
 3. `projector_1`: Linear(d_vit->d) -> GELU(erf) -> Linear(d->d) -> tokens [1,Nv,d].
 4. fusion (`fusion.*`): queries = tokens, keys/values = res5 -> fused [1,Nv,d].
 5. adapter (`adapter.*`) over res3, res4, res5 -> queries [1,nq,d].
-6. Qwen2 LLM (`model.*`, tied head): embeddings of `input.input_ids` [1,L] with positions
-   [n_pre, n_pre+Nv) replaced by `fused` and the next nq by the adapter queries (the ids there
-   are placeholders, 0); L = n_pre + Nv + nq + n_post.
+6. Qwen2 LLM (`model.*`, tied head) on `inputs_embeds`: the embeddings of the text ids
+   `input.input_ids[:, :n_pre]` and `[:, n_pre+S:]` around the image span (S positions), built the
+   way ILLUME+ builds its understanding input (`illume_arch.py` `encode_images` with
+   `anyres_dualvitok`, `_reformat_image_sequence`, `_add_eol`): the fused tokens as an h x w grid
+   with the `<end_of_line>` embedding appended to every row, wrapped in `<start_of_level0>` ..
+   `<end_of_level0>` and `<start_of_image>` .. `<end_of_image>` (embeddings of the config's
+   `image_token_ids`), then the adapter queries (FOCUS; their place after the block is inferred).
+   The engine has no pixel-encoder branch, so ILLUME+'s level-1 block is absent.
+   `input.input_ids` carries the structure-token ids over the span and 0 at feature and query
+   positions (the engine embeds the ids there and splices features in).
 Outputs: `logits` [1,L,V], `last_hidden_state` [1,L,d], and `tokens` [1,gen]: greedy
 continuation (full recompute each step, appending each new token's embedding).
-Intermediates: vit_embeds, res5, fused, adapter_tokens."""
+Intermediates: vit_embeds, res5, fused, adapter_tokens, image_span (the span's embeddings)."""
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +52,11 @@ def _tiny():
                      feat_hw=[[hc // 8, wc // 8], [hc // 16, wc // 16], [hc // 32, wc // 32]]),
         llm=dict(qwen2_mod.CONFIGS["tiny"], hidden_size=d, seq_len=0, gen_tokens=0),
         projector="projector_1",
+        # ILLUME+ order (<start_of_image>, <end_of_image>, <end_of_line>, <start_of_level0>,
+        # <end_of_level0>, <start_of_level1>, <end_of_level1>): the vocabulary's last seven ids,
+        # as ILLUME+'s follow its text tokens.
+        image_token_ids=dict(start_of_image=121, end_of_image=122, end_of_line=123, start_of_level=[124, 126],
+                             end_of_level=[125, 127]),
         n_pre=3,
         n_post=2,
         gen_tokens=3,
@@ -53,11 +66,21 @@ def _tiny():
 CONFIGS = {"tiny": _tiny()}
 
 
-def n_image_tokens(cfg):
+def grid(cfg):
+    """(rows, cols) of the fused-token grid: the ViT patch grid over the 2x2 merge."""
     v = cfg["vit"]
-    unit = v["patch_size"] * v["spatial_merge_size"]
     hv, wv = v["image_hw"]
-    return (hv // unit) * (wv // unit), cfg["adapter"]["n_queries"]
+    m = v["spatial_merge_size"]
+    return hv // v["patch_size"] // m, wv // v["patch_size"] // m
+
+
+def span_ids(cfg):
+    """The image span's token ids: structure tokens, 0 at feature and query positions."""
+    t = cfg["image_token_ids"]
+    h, w = grid(cfg)
+    row = [0] * w + [t["end_of_line"]]
+    block = [t["start_of_image"], t["start_of_level"][0]] + row * h + [t["end_of_level"][0], t["end_of_image"]]
+    return block + [0] * cfg["adapter"]["n_queries"]
 
 
 class Perception(nn.Module):
@@ -91,20 +114,30 @@ def make_inputs(cfg, g):
     vit = vit_mod.make_inputs(cfg["vit"], g)
     hc, wc = cfg["convnext"]["image_hw"]
     image_hr = torch.randn((1, 3, hc, wc), generator=g)
-    nv, nq = n_image_tokens(cfg)
-    v = cfg["llm"]["vocab_size"]
-    pre = torch.randint(1, v, (1, cfg["n_pre"]), generator=g)
-    post = torch.randint(1, v, (1, cfg["n_post"]), generator=g)
-    ids = torch.cat([pre, torch.zeros((1, nv + nq), dtype=torch.int64), post], 1)
+    # Text ids below the structure tokens.
+    text = min(cfg["image_token_ids"]["start_of_image"], cfg["llm"]["vocab_size"])
+    pre = torch.randint(1, text, (1, cfg["n_pre"]), generator=g)
+    post = torch.randint(1, text, (1, cfg["n_post"]), generator=g)
+    ids = torch.cat([pre, torch.tensor([span_ids(cfg)], dtype=torch.int64), post], 1)
     return {"image_vit": vit["image"], "grid_thw": vit["grid_thw"], "image_hr": image_hr, "input_ids": ids}
 
 
-def splice(model, cfg, ids, fused, queries):
-    emb = model.llm.model.embed_tokens(ids).clone()
-    n0, nv, nq = cfg["n_pre"], fused.shape[1], queries.shape[1]
-    emb[:, n0:n0 + nv] = fused
-    emb[:, n0 + nv:n0 + nv + nq] = queries
-    return emb
+def image_span(model, cfg, fused, queries):
+    """ILLUME+'s image block around the fused grid, then the adapter queries: [S, d]."""
+    t = cfg["image_token_ids"]
+    ids = [t["start_of_image"], t["end_of_image"], t["end_of_line"], t["start_of_level"][0], t["end_of_level"][0]]
+    soi, eoi, eol, sol0, eol0 = model.llm.model.embed_tokens(torch.tensor(ids)).to(fused.dtype)
+    h, w = grid(cfg)
+    d = fused.shape[-1]
+    rows = torch.cat([fused[0].view(h, w, d), eol.view(1, 1, d).expand(h, 1, d)], 1).reshape(h * (w + 1), d)
+    return torch.cat([soi[None], sol0[None], rows, eol0[None], eoi[None], queries[0]], 0)
+
+
+def splice(model, cfg, ids, span):
+    """Text embeddings before and after the image span, the span in between: [1, L, d]."""
+    n0, n1 = cfg["n_pre"], cfg["n_pre"] + span.shape[0]
+    emb = model.llm.model.embed_tokens
+    return torch.cat([emb(ids[0, :n0]), span, emb(ids[0, n1:])], 0)[None]
 
 
 @torch.no_grad()
@@ -114,7 +147,8 @@ def run(model, inputs, cfg):
     tokens = model.projector(vit_out["embeds"])[None]
     fused = model.fusion(tokens, feats["res5"])
     queries = model.adapter([feats["res3"], feats["res4"], feats["res5"]])
-    emb = splice(model, cfg, inputs["input_ids"], fused, queries)
+    span = image_span(model, cfg, fused, queries)
+    emb = splice(model, cfg, inputs["input_ids"], span)
     out = model.llm(inputs_embeds=emb, output_hidden_states=True, use_cache=False)
     seq, toks = emb, []
     for _ in range(cfg["gen_tokens"]):
@@ -122,5 +156,6 @@ def run(model, inputs, cfg):
         toks.append(nxt)
         seq = torch.cat([seq, model.llm.model.embed_tokens(nxt)], 1)
     outputs = {"logits": out.logits, "last_hidden_state": out.hidden_states[-1], "tokens": torch.cat(toks, 1)}
-    inter = {"vit_embeds": vit_out["embeds"], "res5": feats["res5"], "fused": fused, "adapter_tokens": queries}
+    inter = {"vit_embeds": vit_out["embeds"], "res5": feats["res5"], "fused": fused, "adapter_tokens": queries,
+             "image_span": span}
     return outputs, inter

@@ -218,8 +218,23 @@ def test_chained_fixtures_reuse_their_parts():
     assert "visual.patch_embed.proj.weight" in w and "stem.0.weight" in w and "fusion.attn.q_proj.weight" in w
     assert "adapter.latents" in w and "model.embed_tokens.weight" in w and "projector_1.0.weight" in w
     assert not any(k.startswith("head.") for k in w)
-    n0, nv = cfg["n_pre"], inter["fused"].shape[1]
-    assert (inputs["input_ids"][0, n0:n0 + nv] == 0).all()
+    # ILLUME+'s image block around the fused grid (rows ended by <end_of_line>), then the queries.
+    from torch_ref.components import perception
+
+    n0, t, (gh, gw) = cfg["n_pre"], cfg["image_token_ids"], perception.grid(cfg)
+    ids, span, fused = inputs["input_ids"][0], inter["image_span"], inter["fused"][0]
+    nq = inter["adapter_tokens"].shape[1]
+    body = gh * (gw + 1)
+    assert gh * gw == fused.shape[0] and span.shape[0] == 4 + body + nq
+    assert ids[n0:n0 + 2].tolist() == [t["start_of_image"], t["start_of_level"][0]]
+    assert ids[n0 + 2 + body:n0 + 4 + body].tolist() == [t["end_of_level"][0], t["end_of_image"]]
+    eol = w["model.embed_tokens.weight"][t["end_of_line"]]
+    for r in range(gh):
+        row = 2 + r * (gw + 1)
+        assert ids[n0 + row + gw] == t["end_of_line"] and (ids[n0 + row:n0 + row + gw] == 0).all()
+        assert torch.equal(span[row:row + gw], fused[r * gw:(r + 1) * gw])
+        assert torch.allclose(span[row + gw].to(D), eol.to(D))
+    assert torch.equal(span[4 + body:], inter["adapter_tokens"][0]) and (ids[n0 + 4 + body:][:nq] == 0).all()
     cfg, w, inputs, out, inter, _ = generate("generation", "tiny", 0)
     assert "semantic_quantizer.frozen_codebook" in w and "pixel_quantizer.code_transform.weight" in w
     assert "conv_in.weight" in w and "decoder.conv_in.weight" in w and "post_quant_conv.weight" in w
