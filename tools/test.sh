@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All tests, on a fresh machine with a Rust toolchain and python3/pip: every crate's unit and
 # integration tests, every CUDA kernel compiled by NVRTC for sm_80 and sm_90a (no GPU needed;
-# NVRTC comes from PyPI into .cuda/), and the demo as a smoke test of the CLI path.
+# NVRTC comes from PyPI into .cuda/), every CUDA parity case run by the CPU emulator
+# (tools/cuda-emu, with g++ or clang++), and the demo as a smoke test of the CLI path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
@@ -9,6 +10,17 @@ NVRTC_LIB="$(tools/setup-nvrtc.sh)"
 LD_LIBRARY_PATH="$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
   cargo run -q -p focus-cli -- kernels --check --arch sm_80,sm_90a > target/kernels-check.txt
 echo "kernels --check: ok ($(grep -c . target/kernels-check.txt) lines in target/kernels-check.txt)"
+# Every CUDA parity case on the CPU emulator (tools/cuda-emu), when a C++ compiler exists.
+if command -v "${CXX:-g++}" > /dev/null 2>&1 || command -v clang++ > /dev/null 2>&1; then
+  cargo test -q -p focus-kernels --test emu -- --ignored --nocapture > target/cuda-emu.txt 2>&1 || {
+    grep -v '^ok ' target/cuda-emu.txt | tail -n 80
+    echo "cuda-emu: FAILED (full log in target/cuda-emu.txt)"
+    exit 1
+  }
+  grep '^cuda-emu: [0-9]' target/cuda-emu.txt
+else
+  echo "cuda-emu: skipped: no C++ compiler (g++, clang++ or \$CXX)"
+fi
 cargo run -q -p focus-cli -- demo --tokens 4 > /dev/null
 cargo run -q -p focus-cli -- demo --tokens 2 --dtype bf16 > /dev/null
 echo "demo: ok"

@@ -37,7 +37,9 @@ pub struct Prepared {
     pub want: Vec<u8>,
 }
 
-fn in_place(op: &Op) -> bool {
+/// Whether the op writes its result into its first input (the case's output buffer starts as a
+/// copy of input 0 and input 0's descriptor points at it).
+pub fn in_place(op: &Op) -> bool {
     matches!(op, Op::WriteSlice { .. })
 }
 

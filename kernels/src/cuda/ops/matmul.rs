@@ -157,6 +157,19 @@ pub fn cases() -> Vec<Case> {
             let op = Op::MatMul { trans_a: ta, trans_b: tb };
             v.push(Case::new(format!("matmul ta={ta} tb={tb} bcast {dt}"), op, ins));
         }
+        // One strided batched call: full batches on both sides, and one matrix broadcast.
+        let ins = vec![
+            Input::uniform(dt, &[2, 3, 33, 45], -1.0, 1.0),
+            Input::uniform(dt, &[2, 3, 45, 29], -1.0, 1.0),
+        ];
+        v.push(Case::new(format!("matmul batched {dt}"), Op::MatMul { trans_a: false, trans_b: false }, ins));
+        let ins =
+            vec![Input::uniform(dt, &[2, 3, 33, 45], -1.0, 1.0), Input::uniform(dt, &[29, 45], -1.0, 1.0)];
+        v.push(Case::new(
+            format!("matmul batched b broadcast tb {dt}"),
+            Op::MatMul { trans_a: false, trans_b: true },
+            ins,
+        ));
         // Partial broadcast: [2, 1, M, K] @ [1, 3, K, N].
         let ins = vec![
             Input::uniform(dt, &[2, 1, 9, 16], -1.0, 1.0),

@@ -45,14 +45,15 @@ pub fn cases() -> Vec<Case> {
         ];
         v.push(Case::new(format!("vq_nearest 16k x 32 {dt}"), Op::VqNearest, ins));
     }
-    // Planted ties: a codebook of repeated rows; the lowest index must win.
+    // Planted ties: a codebook of rows repeating with period 4, more codes than threads, so each
+    // thread's own scan and the block reduction both meet equal distances; the lowest index wins.
     let mut cb = Vec::new();
-    for k in 0..64u32 {
+    for k in 0..1024u32 {
         for d in 0..8 {
             cb.extend((((k % 4) * 8 + d) as f32 * 0.1).to_le_bytes());
         }
     }
-    let ins = vec![Input::ints(DType::F32, &[100, 8], 0, 3), Input::bytes(DType::F32, &[64, 8], cb)];
+    let ins = vec![Input::ints(DType::F32, &[100, 8], 0, 3), Input::bytes(DType::F32, &[1024, 8], cb)];
     v.push(Case::new("vq_nearest ties", Op::VqNearest, ins));
     v
 }
