@@ -60,6 +60,7 @@ tail -3 "$OUT/focus-gpu-bench.txt"
 step "focus bench (paper-size models, bf16, random weights)"
 fb() { name="$1"; shift; tb 90 "$FOCUS" bench "$@" --device cuda --dtype bf16 --json "$OUT/focus-bench-$name.json" \
          > "$OUT/focus-bench-$name.txt" 2>&1 || status=1; tail -1 "$OUT/focus-bench-$name.txt"; }
+fb qwen2-tiny-decode qwen2 --config tiny --size 1 --reps 200 --graph   # launch overhead: CUDA graph vs plain launches
 fb convnext-768 convnext --config large --size 768 --reps 10 --graph
 fb qwen2vl-252 qwen2vl_vit --config 600m --size 252 --reps 10 --graph
 fb qwen25vl-252 qwen25vl_vit --config 3b --size 252 --reps 10
