@@ -316,18 +316,14 @@ mod tests {
             for c in cases(quick) {
                 let mut cur: Option<(DType, Vec<usize>)> = None;
                 for (k, op) in c.ops.iter().enumerate() {
-                    let ins: Vec<(DType, Vec<usize>)> = match (&cur, k) {
-                        (Some(t), k) if k > 0 => vec![t.clone()],
-                        _ => c.inputs.iter().map(|i| (i.dtype, i.shape.clone())).collect(),
+                    let ins: Vec<(DType, &[usize])> = match (&cur, k) {
+                        (Some(t), k) if k > 0 => vec![(t.0, t.1.as_slice())],
+                        _ => c.inputs.iter().map(|i| (i.dtype, i.shape.as_slice())).collect(),
                     };
-                    let ii: Vec<In> = ins.iter().map(|t| In { shape: &t.1, dtype: t.0 }).collect();
+                    let ii: Vec<In> = ins.iter().map(|t| In { shape: t.1, dtype: t.0 }).collect();
                     let (shape, dtype) = infer(op, &ii).unwrap_or_else(|e| panic!("{}: {e}", c.name));
-                    let descs: Vec<DevTensor> =
-                        ins.iter().map(|t| DevTensor { dtype: t.0, shape: &t.1, ptr: 1 << 32 }).collect();
-                    let od = DevTensor { dtype, shape: &shape, ptr: 2 << 32 };
-                    let s =
-                        Scratch { ptr: 3 << 32, bytes: ops::scratch_bytes(op, &descs, &od), flag: 4 << 32 };
-                    ops::plan(op, &descs, &od, s).unwrap_or_else(|e| panic!("{} {}: {e}", c.name, c.params));
+                    super::super::check::plan_op_offline(op, &ins)
+                        .unwrap_or_else(|e| panic!("{} {}: {e}", c.name, c.params));
                     cur = Some((dtype, shape));
                 }
                 assert!(serde_json_like(&c.params), "{}", c.params);

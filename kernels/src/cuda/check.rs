@@ -237,17 +237,22 @@ pub fn run_fused(dev: &GpuDevice, seed: u64) -> Vec<CheckResult> {
 
 /// Plan a case against fake, disjoint device addresses (no GPU needed).
 pub fn plan_offline(case: &Case) -> Result<Vec<Call>, String> {
-    let ins: Vec<In> = case.inputs.iter().map(|i| In { shape: &i.shape, dtype: i.dtype }).collect();
-    let (out_shape, out_dtype) = infer(&case.op, &ins)?;
-    let descs: Vec<DevTensor> = case
-        .inputs
+    let ins: Vec<(DType, &[usize])> = case.inputs.iter().map(|i| (i.dtype, i.shape.as_slice())).collect();
+    plan_op_offline(&case.op, &ins)
+}
+
+/// Plan `op` on inputs of these dtypes and shapes against fake, disjoint device addresses.
+pub fn plan_op_offline(op: &Op, inputs: &[(DType, &[usize])]) -> Result<Vec<Call>, String> {
+    let ins: Vec<In> = inputs.iter().map(|(dtype, shape)| In { shape, dtype: *dtype }).collect();
+    let (out_shape, out_dtype) = infer(op, &ins)?;
+    let descs: Vec<DevTensor> = inputs
         .iter()
         .enumerate()
-        .map(|(k, i)| DevTensor { dtype: i.dtype, shape: &i.shape, ptr: (k as u64 + 1) << 32 })
+        .map(|(k, (dtype, shape))| DevTensor { dtype: *dtype, shape, ptr: (k as u64 + 1) << 32 })
         .collect();
     let out = DevTensor { dtype: out_dtype, shape: &out_shape, ptr: 64 << 32 };
-    let s = Scratch { ptr: 65 << 32, bytes: ops::scratch_bytes(&case.op, &descs, &out), flag: 66 << 32 };
-    ops::plan(&case.op, &descs, &out, s).map_err(|e| e.to_string())
+    let s = Scratch { ptr: 65 << 32, bytes: ops::scratch_bytes(op, &descs, &out), flag: 66 << 32 };
+    ops::plan(op, &descs, &out, s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -453,19 +453,12 @@ pub fn cases() -> Vec<Case> {
 mod tests {
     use super::*;
     use crate::cuda::sources::{entry_points, SOURCES};
-    use focus_graph::infer::{infer, In};
 
     const FAKE: Scratch = Scratch { ptr: 0x7000_0000, bytes: 0, flag: 0x7f00_0000 };
 
-    fn plan_shapes(op: &Op, ins: &[(DType, Vec<usize>)]) -> Result<Vec<Call>, CudaError> {
-        let infer_in: Vec<In> = ins.iter().map(|(dt, s)| In { shape: s, dtype: *dt }).collect();
-        let (shape, dtype) = infer(op, &infer_in).expect("case passes shape inference");
-        let devs: Vec<DevTensor> = ins
-            .iter()
-            .enumerate()
-            .map(|(i, (dt, s))| DevTensor { dtype: *dt, shape: s, ptr: 0x1000_0000 * (i as u64 + 1) })
-            .collect();
-        super::super::plan(op, &devs, &DevTensor { dtype, shape: &shape, ptr: 0x9000_0000 }, FAKE)
+    fn plan_shapes(op: &Op, ins: &[(DType, Vec<usize>)]) -> Result<Vec<Call>, String> {
+        let ins: Vec<(DType, &[usize])> = ins.iter().map(|(dt, s)| (*dt, s.as_slice())).collect();
+        crate::cuda::check::plan_op_offline(op, &ins)
     }
 
     #[test]
