@@ -344,6 +344,18 @@ impl GraphBuilder {
         ins.extend(mask);
         self.op(Op::Attention { causal, scale }, &ins)
     }
+    /// Attention within each of the packed sequences of `seqlens` tokens (see `Op::VarlenAttention`).
+    pub fn varlen_attention(
+        &mut self,
+        q: NodeId,
+        k: NodeId,
+        v: NodeId,
+        seqlens: &[usize],
+        causal: bool,
+        scale: f32,
+    ) -> Result<NodeId> {
+        self.op(Op::VarlenAttention { causal, scale, seqlens: seqlens.to_vec() }, &[q, k, v])
+    }
 
     // ---- data movement ----
     pub fn index_select(&mut self, x: NodeId, idx: NodeId, axis: isize) -> Result<NodeId> {

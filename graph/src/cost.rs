@@ -65,6 +65,16 @@ pub fn cost(op: &Op, ins: &[(&[usize], usize)], out: &[usize], out_elem: usize) 
             };
             b * hq * pairs * (2 * d + 2 * dv + 5)
         }
+        Op::VarlenAttention { causal, seqlens, .. } => {
+            let (q, v) = (ins[0].0, ins[2].0);
+            let (b, hq, d, dv) = (q[0] as u64, q[2] as u64, q[3] as u64, v[3] as u64);
+            let pairs: u64 = seqlens
+                .iter()
+                .map(|&l| l as u64)
+                .map(|l| if *causal { l * (l + 1) / 2 } else { l * l })
+                .sum();
+            b * hq * pairs * (2 * d + 2 * dv + 5)
+        }
         Op::IndexSelect { .. }
         | Op::TakeAlongAxis { .. }
         | Op::Concat { .. }

@@ -54,6 +54,26 @@ fn vec_of(x: In, n: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks attention's `q [B,Tq,Hq,D]`, `k [B,Tk,Hkv,D]`, `v [B,Tk,Hkv,Dv]`; returns `(B, Tq, Hq, Tk)`.
+fn qkv(ins: &[In]) -> Result<(usize, usize, usize, usize), String> {
+    let (q, k, v) = (ins[0], ins[1], ins[2]);
+    float(q, "q")?;
+    same_dtype(q, k, "q/k")?;
+    same_dtype(q, v, "q/v")?;
+    rank(q, 4, "q [B,Tq,Hq,D]")?;
+    rank(k, 4, "k [B,Tk,Hkv,D]")?;
+    rank(v, 4, "v [B,Tk,Hkv,Dv]")?;
+    let (b, tq, hq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+    let (tk, hkv) = (k.shape[1], k.shape[2]);
+    if k.shape[0] != b || v.shape[0] != b || k.shape[3] != d || v.shape[1] != tk || v.shape[2] != hkv {
+        return Err(format!("incompatible q {} k {} v {}", sh(q.shape), sh(k.shape), sh(v.shape)));
+    }
+    if hkv == 0 || hq % hkv != 0 {
+        return Err(format!("query heads {hq} not a multiple of kv heads {hkv}"));
+    }
+    Ok((b, tq, hq, tk))
+}
+
 fn rank(x: In, r: usize, what: &str) -> Result<(), String> {
     if x.shape.len() != r {
         return Err(format!("{what} must have rank {r}, got {}", sh(x.shape)));
@@ -350,22 +370,8 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
         }
         Op::Attention { .. } => {
             arity(ins, 3, 4)?;
-            let (q, k, v) = (ins[0], ins[1], ins[2]);
-            float(q, "q")?;
-            same_dtype(q, k, "q/k")?;
-            same_dtype(q, v, "q/v")?;
-            rank(q, 4, "q [B,Tq,Hq,D]")?;
-            rank(k, 4, "k [B,Tk,Hkv,D]")?;
-            rank(v, 4, "v [B,Tk,Hkv,Dv]")?;
-            let (b, tq, hq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
-            let (tk, hkv) = (k.shape[1], k.shape[2]);
-            if k.shape[0] != b || v.shape[0] != b || k.shape[3] != d || v.shape[1] != tk || v.shape[2] != hkv
-            {
-                return Err(format!("incompatible q {} k {} v {}", sh(q.shape), sh(k.shape), sh(v.shape)));
-            }
-            if hkv == 0 || hq % hkv != 0 {
-                return Err(format!("query heads {hq} not a multiple of kv heads {hkv}"));
-            }
+            let (q, v) = (ins[0], ins[2]);
+            let (b, tq, hq, tk) = qkv(ins)?;
             if let Some(m) = ins.get(3) {
                 if m.dtype != DType::Bool && m.dtype != q.dtype && m.dtype != DType::F32 {
                     return Err(format!("mask must be bool or float, got {}", m.dtype));
@@ -380,6 +386,18 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
                 }
             }
             Ok((vec![b, tq, hq, v.shape[3]], q.dtype))
+        }
+        Op::VarlenAttention { seqlens, .. } => {
+            arity(ins, 3, 3)?;
+            let (q, v) = (ins[0], ins[2]);
+            let (b, t, hq, tk) = qkv(ins)?;
+            if tk != t {
+                return Err(format!("packed sequences need as many keys as queries, got {tk} and {t}"));
+            }
+            if seqlens.contains(&0) || seqlens.iter().sum::<usize>() != t {
+                return Err(format!("sequence lengths {seqlens:?} must be positive and sum to T = {t}"));
+            }
+            Ok((vec![b, t, hq, v.shape[3]], q.dtype))
         }
         Op::IndexSelect { axis } => {
             arity(ins, 2, 2)?;

@@ -279,6 +279,16 @@ pub enum Op {
         causal: bool,
         scale: f32,
     },
+    /// Packed variable-length attention (FlashAttention's varlen layout): `q [B, T, Hq, D]`,
+    /// `k [B, T, Hkv, D]`, `v [B, T, Hkv, Dv]` hold consecutive sequences of `seqlens` tokens
+    /// (all > 0, summing to T) and a token attends only within its own sequence (causal: to
+    /// itself and the tokens before it there). Windowed attention without a `T × T` mask, and
+    /// with work proportional to Σ len² rather than T². Output `[B, T, Hq, Dv]`.
+    VarlenAttention {
+        causal: bool,
+        scale: f32,
+        seqlens: Vec<usize>,
+    },
 
     /// NumPy `take`: `x`, integer `idx` of any shape → `x.shape[..axis] ++ idx.shape ++ x.shape[axis+1..]`.
     IndexSelect {
@@ -393,6 +403,7 @@ impl Op {
                 RopeKind::TwoD => "rope_2d",
             },
             Op::Attention { .. } => "attention",
+            Op::VarlenAttention { .. } => "varlen_attention",
             Op::IndexSelect { .. } => "index_select",
             Op::TakeAlongAxis { .. } => "take_along_axis",
             Op::Concat { .. } => "concat",
@@ -461,6 +472,7 @@ impl Op {
             Op::Rope { kind: RopeKind::OneD, theta: 0.0 },
             Op::Rope { kind: RopeKind::TwoD, theta: 0.0 },
             Op::Attention { causal: false, scale: 1.0 },
+            Op::VarlenAttention { causal: false, scale: 1.0, seqlens: vec![] },
             Op::IndexSelect { axis: 0 },
             Op::TakeAlongAxis { axis: 0 },
             Op::Concat { axis: 0 },

@@ -4,6 +4,8 @@
 // [B,Tq,Hq,Dv]; GQA (kv head = h / (Hq/Hkv)); causal is bottom-right aligned (key j visible to
 // query i iff j <= Tk - Tq + i); optional mask with element strides (0 where broadcast):
 // kind 1 = bool (u8, nonzero attends), kind 2 = additive f32. Fully masked rows give zeros.
+// Packed variable-length sequences (nseg > 0, cumulative offsets cu[0..nseg], Tq = Tk): a query sees
+// only its own sequence's keys; the block stages only the keys its rows' sequences span.
 // Grid (ceil(Tq / AT_WARPS), Hq, B), block 32·AT_WARPS, dynamic smem AT_KB·(D+Dv)·4 bytes.
 #include "focus_common.cuh"
 
@@ -15,7 +17,7 @@ template <typename T>
 __device__ void attention_impl(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                                const void* __restrict__ mask, T* __restrict__ out, int tq, int tk, int hq, int hkv,
                                int d, int dv, float scale, int causal, int mask_kind, u64 msb, u64 msh, u64 msq,
-                               u64 msk) {
+                               u64 msk, const int* __restrict__ cu, int nseg) {
     extern __shared__ float smem[];
     float* ks = smem;
     float* vs = smem + AT_KB * d;
@@ -31,8 +33,13 @@ __device__ void attention_impl(const T* __restrict__ q, const T* __restrict__ k,
         acc[r] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    const int last = causal ? tk - tq + i : tk - 1;
-    for (int j0 = 0; j0 < tk; j0 += AT_KB) {
+    const int i_first = blockIdx.x * AT_WARPS, i_last = min(i_first + AT_WARPS, tq) - 1;
+    int lo, hi, jb, je, unused;
+    seq_bounds(cu, nseg, min(i, tq - 1), tk, lo, hi);
+    seq_bounds(cu, nseg, i_first, tk, jb, unused);
+    seq_bounds(cu, nseg, i_last, tk, unused, je);
+    const int last = min(causal ? tk - tq + i : tk - 1, hi - 1);
+    for (int j0 = jb; j0 < je; j0 += AT_KB) {
         __syncthreads();  // the previous tile is no longer read
         for (int e = threadIdx.x; e < AT_KB * d; e += blockDim.x) {
             const int j = j0 + e / d;
@@ -48,6 +55,7 @@ __device__ void attention_impl(const T* __restrict__ q, const T* __restrict__ k,
         for (int jj = 0; jj < jn; ++jj) {
             const int j = j0 + jj;
             if (j > last) break;
+            if (j < lo) continue;
             float s = 0.0f;
 #pragma unroll
             for (int r = 0; r < AT_MAXD / 32; ++r) {
@@ -86,8 +94,9 @@ __device__ void attention_impl(const T* __restrict__ q, const T* __restrict__ k,
 #define ATTENTION(name, T)                                                                                       \
     extern "C" __global__ void attention_##name(const T* q, const T* k, const T* v, const void* mask, T* out,    \
                                                 int tq, int tk, int hq, int hkv, int d, int dv, float scale,    \
-                                                int causal, int mask_kind, u64 msb, u64 msh, u64 msq, u64 msk) { \
+                                                int causal, int mask_kind, u64 msb, u64 msh, u64 msq, u64 msk,  \
+                                                const int* cu, int nseg) {                                       \
         attention_impl<T>(q, k, v, mask, out, tq, tk, hq, hkv, d, dv, scale, causal, mask_kind, msb, msh, msq,  \
-                          msk);                                                                                  \
+                          msk, cu, nseg);                                                                        \
     }
 FOR_FLOAT_TYPES(ATTENTION)

@@ -4,6 +4,9 @@
 // mask at element offset b·msb + h·msh + i·msq + j·msk (strides 0 where broadcast): kind 1 = bool (u8,
 // nonzero attends), 2 = additive f32, 3 = additive in the storage type. Fully masked rows give zeros.
 // Scores are kept in log2 units: the host passes scale·log2(e) and exp2 replaces exp.
+// Packed variable-length sequences (nseg > 0, Tq = Tk, cumulative offsets cu[0..nseg]): a query sees
+// only its own sequence's keys, and a block walks only the key tiles between its first row's sequence
+// start and its last row's sequence end.
 //
 // flash_fwd_*: FlashAttention-2. Block = 4 warps = 64 query rows (16 per warp) of one (b, h); K/V tiles
 // of 64 keys are double-buffered in shared memory by cp.async (rows past the end zero-filled). Per
@@ -148,7 +151,7 @@ template <typename T, int D>
 __device__ void flash_fwd_impl(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                                const void* __restrict__ mask, T* __restrict__ out, int tq, int tk, int hq,
                                int hkv, float scale_log2, int causal, int mask_kind, u64 msb, u64 msh, u64 msq,
-                               u64 msk) {
+                               u64 msk, const int* __restrict__ cu, int nseg) {
     constexpr int SROW = D + 8, NKB = FL_BK / 8, NDB = D / 8, KQ = D / 16;
     extern __shared__ __align__(16) unsigned char flash_smem[];
     T* ks = reinterpret_cast<T*>(flash_smem);  // [2][FL_BK][SROW]
@@ -178,17 +181,23 @@ __device__ void flash_fwd_impl(const T* __restrict__ q, const T* __restrict__ k,
     for (int nd = 0; nd < NDB; ++nd) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
-    // Keys any row of this block can see: causal stops at the last real row's diagonal.
-    const int kend = causal ? min(tk, min(q0 + FL_BQ, tq) + shift) : tk;
-    const int ntiles = kend > 0 ? (kend + FL_BK - 1) / FL_BK : 0;
+    // Keys any row of this block can see: causal stops at the last real row's diagonal; packed
+    // sequences span the first row's sequence start to the last row's sequence end.
+    int kbeg, kend, lo0, hi0, lo1, hi1, unused;
+    seq_bounds(cu, nseg, min(r0, tq - 1), tk, lo0, hi0);
+    seq_bounds(cu, nseg, min(r1, tq - 1), tk, lo1, hi1);
+    seq_bounds(cu, nseg, q0, tk, kbeg, unused);
+    seq_bounds(cu, nseg, min(q0 + FL_BQ, tq) - 1, tk, unused, kend);
+    if (causal) kend = min(kend, min(q0 + FL_BQ, tq) + shift);
+    const int ntiles = kend > kbeg ? (kend - kbeg + FL_BK - 1) / FL_BK : 0;
     const u64 stride = (u64)hkv * D;
     const T* kg = k + ((u64)b * tk * hkv + hk) * D;
     const T* vg = v + ((u64)b * tk * hkv + hk) * D;
-    if (ntiles > 0) load_kv_tile<T, D>(ks, vs, kg, vg, 0, tk, stride);
+    if (ntiles > 0) load_kv_tile<T, D>(ks, vs, kg, vg, kbeg, tk, stride);
     cp_async_commit();
 
     for (int it = 0; it < ntiles; ++it) {
-        const int j0 = it * FL_BK, buf = it & 1;
+        const int j0 = kbeg + it * FL_BK, buf = it & 1;
         // Prefetch the next tile into the other buffer (freed by the trailing barrier of it - 1).
         if (it + 1 < ntiles)
             load_kv_tile<T, D>(ks + (buf ^ 1) * FL_BK * SROW, vs + (buf ^ 1) * FL_BK * SROW, kg, vg, j0 + FL_BK,
@@ -217,7 +226,8 @@ __device__ void flash_fwd_impl(const T* __restrict__ q, const T* __restrict__ k,
         }
 
         // Scale to log2 units; mask out keys past Tk, past the causal diagonal, or by the mask.
-        const bool edge = j0 + FL_BK > tk || (causal && j0 + FL_BK - 1 > q0 + shift) || mask_kind != 0;
+        const bool edge =
+            j0 + FL_BK > tk || (causal && j0 + FL_BK - 1 > q0 + shift) || mask_kind != 0 || nseg != 0;
 #pragma unroll
         for (int nb = 0; nb < NKB; ++nb) {
 #pragma unroll
@@ -225,7 +235,8 @@ __device__ void flash_fwd_impl(const T* __restrict__ q, const T* __restrict__ k,
                 float x = s[nb][e] * scale_log2;
                 if (edge) {
                     const int i = e < 2 ? r0 : r1, j = j0 + nb * 8 + 2 * t + (e & 1);
-                    if (j >= tk || (causal && j > i + shift))
+                    const bool outside = e < 2 ? (j < lo0 || j >= hi0) : (j < lo1 || j >= hi1);
+                    if (j >= tk || (causal && j > i + shift) || outside)
                         x = -INFINITY;
                     else if (mask_kind != 0 && i < tq)
                         x += mask_term<T>(mask, mask_kind, b * msb + h * msh + i * msq + j * msk);
@@ -499,9 +510,10 @@ __device__ void flash_combine_impl(const float* __restrict__ part, T* __restrict
 #define FLASH(name, T, D)                                                                                        \
     extern "C" __global__ void flash_fwd_##name(const T* q, const T* k, const T* v, const void* mask, T* out,    \
                                                 int tq, int tk, int hq, int hkv, float scale_log2, int causal,  \
-                                                int mask_kind, u64 msb, u64 msh, u64 msq, u64 msk) {            \
+                                                int mask_kind, u64 msb, u64 msh, u64 msq, u64 msk,              \
+                                                const int* cu, int nseg) {                                       \
         flash_fwd_impl<T, D>(q, k, v, mask, out, tq, tk, hq, hkv, scale_log2, causal, mask_kind, msb, msh, msq, \
-                             msk);                                                                               \
+                             msk, cu, nseg);                                                                     \
     }                                                                                                            \
     extern "C" __global__ void flash_decode_##name(const T* q, const T* k, const T* v, const void* mask, T* out, \
                                                    float* part, int tq, int tk, int hq, int hkv, float scale_log2, \

@@ -57,6 +57,21 @@ __device__ __forceinline__ float block_max(float v) {
     return warp_max(v);
 }
 
+// Packed variable-length sequences: cu[0..nseg] are cumulative offsets (cu[0] = 0, cu[nseg] = T).
+// Sets [lo, hi) to the sequence holding token i (nseg = 0: the whole range [0, t)).
+__device__ __forceinline__ void seq_bounds(const int* cu, int nseg, int i, int t, int& lo, int& hi) {
+    if (nseg == 0) {
+        lo = 0, hi = t;
+        return;
+    }
+    int a = 0, b = nseg - 1;  // largest s with cu[s] <= i
+    while (a < b) {
+        const int m = (a + b + 1) >> 1;
+        if (cu[m] <= i) a = m; else b = m - 1;
+    }
+    lo = cu[a], hi = cu[a + 1];
+}
+
 // Instantiate an entry point for each float storage type.
 #define FOR_FLOAT_TYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
 

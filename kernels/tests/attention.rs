@@ -161,6 +161,47 @@ fn attention_masks_causal_gqa() {
 }
 
 #[test]
+fn varlen_attention_matches_block_diagonal_mask() {
+    // Packed sequences straddling the 64-row query blocks and 128-key tiles; the naive reference
+    // sees them as a block-diagonal boolean mask.
+    let lens: [&[usize]; 3] = [&[1, 63, 64, 65, 130, 3], &[326], &[7, 200, 5, 1, 1, 9]];
+    let mut seed = 5000;
+    for dtype in FLOATS {
+        for seqlens in lens {
+            for (causal, (b, hq, hkv, d, dv)) in [(false, (2, 4, 2, 16, 8)), (true, (1, 3, 3, 8, 12))] {
+                seed += 4;
+                let t: usize = seqlens.iter().sum();
+                let (q, qv) = input(seed, &[b, t, hq, d], dtype);
+                let (k, kv) = input(seed + 1, &[b, t, hkv, d], dtype);
+                let (v, vv) = input(seed + 2, &[b, t, hkv, dv], dtype);
+                let seg: Vec<usize> = seqlens.iter().enumerate().flat_map(|(s, &l)| vec![s; l]).collect();
+                let m: Vec<bool> = (0..t * t).map(|x| seg[x / t] == seg[x % t]).collect();
+                let scale = 1.0 / (d as f32).sqrt();
+                let op = Op::VarlenAttention { causal, scale, seqlens: seqlens.to_vec() };
+                let got = run_op(&op, &[&q, &k, &v]).unwrap();
+                let dims = (b, t, t, hq, hkv, d, dv);
+                let want = ref_attention(&qv, &kv, &vv, dims, &RefMask::Bool(m, vec![t, t]), causal, scale);
+                check_f64(&got, &want, dtype, &format!("varlen attention {seqlens:?} causal={causal}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn varlen_attention_rejects_bad_lengths() {
+    use focus_graph::infer::{infer, In};
+    let q = In { shape: &[1, 10, 2, 8], dtype: DType::F32 };
+    let kv = In { shape: &[1, 12, 2, 8], dtype: DType::F32 };
+    for (seqlens, ins) in [(vec![4, 5], [q, q, q]), (vec![0, 10], [q, q, q]), (vec![4, 6], [q, kv, kv])] {
+        let op = Op::VarlenAttention { causal: false, scale: 1.0, seqlens };
+        let err = infer(&op, &ins).expect_err("bad packed sequences accepted");
+        assert!(err.contains("sequence") || err.contains("keys"), "{err}");
+    }
+    let op = Op::VarlenAttention { causal: false, scale: 1.0, seqlens: vec![4, 6] };
+    assert_eq!(infer(&op, &[q, q, q]).unwrap().0, vec![1, 10, 2, 8]);
+}
+
+#[test]
 fn attention_fully_masked_rows_are_zero() {
     let (b, tq, tk, h, d) = (1, 4, 150, 2, 8);
     let (q, _) = input(1, &[b, tq, h, d], DType::F32);

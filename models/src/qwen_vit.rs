@@ -162,21 +162,20 @@ pub fn build(b: &mut GraphBuilder, c: &QwenVitConfig, image: NodeId) -> Result<N
     let pos = b.constant_i32([t, 2], &pos)?;
     let unit_perm: Vec<i32> = units.iter().map(|&u| u as i32).collect();
     let windowed = matches!(c.variant, VitVariant::Qwen25Vl { .. });
-    let window_mask = if windowed {
+    // Windows are contiguous runs of the permuted tokens: packed sequences, no T × T mask.
+    let mut window_lens: Vec<usize> = Vec::new();
+    if windowed {
         let idx = b.constant_i32([uh * uw], &unit_perm)?;
         let xu = b.reshape(x, [uh * uw, m * m * d])?;
         let xu = b.index_select(xu, idx, 0)?;
         x = b.reshape(xu, [t, d])?;
-        let mut mask = vec![0u8; t * t];
-        for i in 0..t {
-            for j in 0..t {
-                mask[i * t + j] = (unit_window[i / (m * m)] == unit_window[j / (m * m)]) as u8;
+        for (k, &wi) in unit_window.iter().enumerate() {
+            match window_lens.last_mut() {
+                Some(len) if unit_window[k - 1] == wi => *len += m * m,
+                _ => window_lens.push(m * m),
             }
         }
-        Some(b.constant_bytes(DType::Bool, [1, 1, t, t], mask)?)
-    } else {
-        None
-    };
+    }
 
     let (nh, hd) = (c.num_heads, d / c.num_heads);
     let scale = 1.0 / (hd as f32).sqrt();
@@ -197,8 +196,11 @@ pub fn build(b: &mut GraphBuilder, c: &QwenVitConfig, image: NodeId) -> Result<N
             VitVariant::Qwen2Vl => true,
             VitVariant::Qwen25Vl { full_attention_blocks, .. } => full_attention_blocks.contains(&i),
         };
-        let mask = if full { None } else { window_mask };
-        let a = b.attention(q, k, qkv4[2], mask, false, scale)?;
+        let a = if full {
+            b.attention(q, k, qkv4[2], None, false, scale)?
+        } else {
+            b.varlen_attention(q, k, qkv4[2], &window_lens, false, scale)?
+        };
         let a = b.reshape(a, [t, d])?;
         let a = linear(b, c, a, &format!("{bp}.attn.proj"), d, d)?;
         x = b.add(x, a)?;

@@ -2,7 +2,8 @@
 //! block), walks the key blocks with an online softmax in f32 and never holds more than a
 //! `BQ x BK` score tile. Block products go through `gemm` on strided views of the
 //! `[B, T, H, D]` tensors, so nothing is transposed or gathered; each task writes its rows
-//! straight into the output and its buffers come from the scratch pool.
+//! straight into the output and its buffers come from the scratch pool. Packed variable-length
+//! sequences restrict each row to its own sequence's keys and skip the key blocks outside it.
 
 use crate::cpu::common::{f32_in, with_f32_out, Scratch};
 use crate::cpu::matmul::{sgemm, Mat};
@@ -28,6 +29,8 @@ enum Mask<'a> {
 }
 
 struct Dims {
+    /// Cumulative sequence offsets `[0, l0, l0 + l1, ..., T]` of packed sequences, if any.
+    cu: Option<Vec<usize>>,
     tq: usize,
     tk: usize,
     hq: usize,
@@ -36,9 +39,12 @@ struct Dims {
     dv: usize,
 }
 
+/// `seqlens`: packed variable-length sequences (`Op::VarlenAttention`), else `Op::Attention`.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     causal: bool,
     scale: f32,
+    seqlens: Option<&[usize]>,
     q: &TensorRef,
     k: &TensorRef,
     v: &TensorRef,
@@ -47,7 +53,15 @@ pub fn attention(
 ) -> Result<()> {
     let (b, tq, hq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
     let (tk, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3]);
-    let dims = Dims { tq, tk, hq, hkv, d, dv };
+    let cu = seqlens.map(|l| {
+        std::iter::once(0)
+            .chain(l.iter().scan(0, |acc, &x| {
+                *acc += x;
+                Some(*acc)
+            }))
+            .collect()
+    });
+    let dims = Dims { cu, tq, tk, hq, hkv, d, dv };
     let mask = match mask {
         None => Mask::None,
         Some(m) => {
@@ -131,9 +145,20 @@ fn block(
     let shift = tk as isize - tq as isize;
     let key_end =
         if causal { (i0 as isize + rows as isize + shift).clamp(0, tk as isize) as usize } else { tk };
+    // Packed sequences: row i sees keys seq(i).0..seq(i).1, so the block needs only the keys
+    // from its first row's sequence start to its last row's sequence end.
+    let seq = |i: usize| match &dm.cu {
+        Some(cu) => {
+            let s = cu.partition_point(|&c| c <= i) - 1;
+            (cu[s], cu[s + 1])
+        }
+        None => (0, tk),
+    };
+    let key_begin = seq(i0).0;
+    let key_end = key_end.min(seq(i0 + rows - 1).1);
     // Query rows of this head: row stride Hq*D in q [B, Tq, Hq, D].
     let q_m = Mat::rows(((bi * tq + i0) * dm.hq + h) * d, dm.hq * d);
-    for j0 in (0..key_end).step_by(BK) {
+    for j0 in (key_begin..key_end).step_by(BK) {
         let cols = BK.min(key_end - j0);
         // S = scale * Q K^T; K rows read transposed (column stride Hkv*D).
         let k_m = Mat::cols(((bi * tk + j0) * dm.hkv + hk) * d, dm.hkv * d);
@@ -142,6 +167,12 @@ fn block(
             let i = i0 + r;
             let sr = &mut s[r * cols..][..cols];
             apply_mask(mask, bi, h, i, j0, sr);
+            if dm.cu.is_some() {
+                let (lo, hi) = seq(i);
+                let (lo, hi) = (lo.clamp(j0, j0 + cols) - j0, hi.clamp(j0, j0 + cols) - j0);
+                sr[..lo].fill(f32::NEG_INFINITY);
+                sr[hi..].fill(f32::NEG_INFINITY);
+            }
             if causal {
                 let last = i as isize + shift - j0 as isize; // last visible column
                 let from = (last + 1).clamp(0, cols as isize) as usize;

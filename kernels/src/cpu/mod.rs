@@ -54,7 +54,10 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
         }
         Op::Rope { kind, theta } => rope::rope(*kind, *theta, &ins[0], &ins[1], out),
         Op::Attention { causal, scale } => {
-            attention::attention(*causal, *scale, &ins[0], &ins[1], &ins[2], opt(3).as_ref(), out)
+            attention::attention(*causal, *scale, None, &ins[0], &ins[1], &ins[2], opt(3).as_ref(), out)
+        }
+        Op::VarlenAttention { causal, scale, seqlens } => {
+            attention::attention(*causal, *scale, Some(seqlens), &ins[0], &ins[1], &ins[2], None, out)
         }
         Op::IndexSelect { axis } => index::index_select(*axis, &ins[0], &ins[1], out),
         Op::TakeAlongAxis { axis } => index::take_along_axis(*axis, &ins[0], &ins[1], out),

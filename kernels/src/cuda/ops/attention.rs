@@ -28,7 +28,7 @@ pub(super) fn mask_layout(op: &Op, mask: Option<&DevTensor>) -> Result<(u64, i32
 }
 
 pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> Result<Vec<Call>, CudaError> {
-    let Op::Attention { causal, scale } = op else { return Err(unsupported(op, "not attention")) };
+    let (causal, scale, cu) = super::flash::attention_params(op)?;
     let (q, k, v) = (&ins[0], &ins[1], &ins[2]);
     if out.numel() == 0 {
         return Ok(Vec::new());
@@ -59,14 +59,17 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
             i(hkv, "kv heads")?,
             i(d, "head dim")?,
             i(dv, "value head dim")?,
-            Arg::F32(*scale),
-            Arg::I32(*causal as i32),
+            Arg::F32(scale),
+            Arg::I32(causal as i32),
             Arg::I32(kind),
             Arg::U64(ms[0]),
             Arg::U64(ms[1]),
             Arg::U64(ms[2]),
             Arg::U64(ms[3]),
-        ],
+        ]
+        .into_iter()
+        .chain(super::flash::seq_args(op, cu)?)
+        .collect(),
     };
     Ok(vec![Call::Kernel(call)])
 }
@@ -100,6 +103,9 @@ pub fn cases() -> Vec<Case> {
                 format!("attention b{b} q{tq} k{tk} h{hq}/{hkv} d{d} causal={causal} mask={mask} {dt}");
             v.push(Case::new(name, att(causal, d), ins));
         }
+        // Packed sequences at head dims the flash kernels do not take (the Qwen2-VL ViT's 80 in f32).
+        v.push(super::flash::varlen_case("attention", dt, false, &[64, 17, 1, 90, 3], [1, 4, 4, 80]));
+        v.push(super::flash::varlen_case("attention", dt, true, &[5, 40, 2], [2, 4, 2, 40]));
     }
     v
 }

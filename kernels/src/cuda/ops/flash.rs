@@ -1,7 +1,9 @@
 //! Tensor-core flash attention (flash_attn.cu) for f16/bf16 with head dims 64, 80 and 128
 //! (D = Dv): a FlashAttention-2 prefill kernel, and for Tq <= 4 a split-K decode kernel whose
 //! per-split partials go through scratch to a combine kernel. Everything else is Unsupported
-//! here, and the dispatcher falls back to the baseline attention.cu.
+//! here, and the dispatcher falls back to the baseline attention.cu. Packed variable-length
+//! sequences (`Op::VarlenAttention`) always take the prefill kernel, their cumulative offsets
+//! uploaded with the call.
 
 use super::*;
 use focus_graph::shape::{broadcast_shapes, broadcast_strides};
@@ -21,6 +23,7 @@ const DECODE_TARGET_BLOCKS: usize = 264;
 const DECODE_MIN_CHUNKS: usize = 2;
 
 /// A checked attention problem.
+#[derive(Clone)]
 struct Attn {
     b: usize,
     tq: usize,
@@ -34,12 +37,41 @@ struct Attn {
     /// Pointer, kind (1 bool, 2 additive f32, 3 additive in the storage type) and element
     /// strides over `[B, Hq, Tq, Tk]` (0 where broadcast).
     mask: Option<(u64, i32, [usize; 4])>,
+    /// Packed sequences' cumulative offsets (`[0, ..., T]`), if any.
+    cu: Option<Vec<i32>>,
+}
+
+/// The kernels' trailing `(cu, nseg)` arguments: the offsets as a constant, or none.
+pub(super) fn seq_args(op: &Op, cu: Option<Vec<i32>>) -> Result<[Arg; 2], CudaError> {
+    Ok(match cu {
+        None => [Arg::Ptr(0), Arg::I32(0)],
+        Some(cu) => {
+            let n = i32_arg(op, cu.len() - 1, "sequences")?;
+            [Arg::Const(cu.iter().flat_map(|x| x.to_le_bytes()).collect()), n]
+        }
+    })
+}
+
+/// `(causal, scale, cumulative offsets)` of either attention op.
+pub(super) fn attention_params(op: &Op) -> Result<(bool, f32, Option<Vec<i32>>), CudaError> {
+    match op {
+        Op::Attention { causal, scale } => Ok((*causal, *scale, None)),
+        Op::VarlenAttention { causal, scale, seqlens } => {
+            let mut cu = vec![0i32];
+            for &l in seqlens {
+                let next = i32::try_from(l).ok().and_then(|l| cu.last().expect("non-empty").checked_add(l));
+                cu.push(next.ok_or_else(|| unsupported(op, "sequence offsets exceed i32"))?);
+            }
+            Ok((*causal, *scale, Some(cu)))
+        }
+        _ => Err(unsupported(op, "not attention")),
+    }
 }
 
 fn check(op: &Op, ins: &[DevTensor], out: &DevTensor) -> Result<Attn, CudaError> {
-    let Op::Attention { causal, scale } = *op else { return Err(unsupported(op, "not attention")) };
+    let (causal, scale, cu) = attention_params(op)?;
     let bad = |why: String| Err(unsupported(op, &why));
-    if !(3..=4).contains(&ins.len()) {
+    if !(3..=4).contains(&ins.len()) || (cu.is_some() && ins.len() != 3) {
         return bad(format!("{} inputs (q, k, v and an optional mask)", ins.len()));
     }
     let (q, k, v) = (&ins[0], &ins[1], &ins[2]);
@@ -91,13 +123,16 @@ fn check(op: &Op, ins: &[DevTensor], out: &DevTensor) -> Result<Attn, CudaError>
             Some((m.ptr, kind, [st[0], st[1], st[2], st[3]]))
         }
     };
-    Ok(Attn { b, tq, tk, hq, hkv, d, causal, scale, suffix, mask })
+    if cu.is_some() && tq != tk {
+        return bad(format!("packed sequences with {tq} queries and {tk} keys"));
+    }
+    Ok(Attn { b, tq, tk, hq, hkv, d, causal, scale, suffix, mask, cu })
 }
 
 /// Decode geometry `(splits, 64-key chunks per split)`, or None where the prefill kernel runs.
 /// Every split starts below Tk: `(splits - 1) · per_split < chunks`.
 fn decode_split(a: &Attn) -> Option<(usize, usize)> {
-    if a.tq > DECODE_MAX_TQ || a.hq / a.hkv * a.tq > DECODE_MAX_ROWS {
+    if a.cu.is_some() || a.tq > DECODE_MAX_TQ || a.hq / a.hkv * a.tq > DECODE_MAX_ROWS {
         return None;
     }
     let chunks = a.tk.div_ceil(BK).max(1);
@@ -152,7 +187,8 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> R
     tail.extend(ms.iter().map(|&x| Arg::U64(x as u64)));
     let block = (THREADS, 1, 1);
     let Some((splits, per_split)) = decode_split(&a) else {
-        let args = [&head[..], &dims[..], &tail[..]].concat();
+        let seq = seq_args(op, a.cu)?;
+        let args = [&head[..], &dims[..], &tail[..], &seq[..]].concat();
         let grid = (dim(op, a.tq.div_ceil(BQ), "query blocks")?, dim(op, a.hq, "Hq")?, dim(op, a.b, "B")?);
         let entry = format!("flash_fwd_{}_d{}", a.suffix, a.d);
         return Ok(vec![Call::Kernel(KernelCall {
@@ -323,7 +359,35 @@ pub fn cases() -> Vec<Case> {
         _ => -0.2 * (x[3] % 5) as f32,
     });
     v.push(case("decode additive", BF16, true, [2, 2, 700, 8, 2, 128], Some(m)));
+
+    // Packed sequences (Qwen2.5-VL windows: 256-token windows, partial ones, single tokens),
+    // sequences straddling the 64-row blocks; one of 3 tokens (Tq <= 4 still takes the prefill).
+    let packed: [(&[usize], DType, bool, [usize; 4]); 5] = [
+        (&[256, 256, 64, 16, 256, 112], BF16, false, [1, 16, 16, 80]),
+        (&[1, 63, 64, 65, 130, 3, 1], F16, false, [2, 4, 2, 128]),
+        (&[100, 29, 1, 70], BF16, true, [1, 8, 2, 64]),
+        (&[200, 7], F16, true, [2, 4, 4, 80]),
+        (&[3], BF16, false, [1, 2, 2, 64]),
+    ];
+    for (seqlens, dt, causal, [b, hq, hkv, d]) in packed {
+        v.push(varlen_case("flash", dt, causal, seqlens, [b, hq, hkv, d]));
+    }
     v
+}
+
+/// Packed-sequence attention over `seqlens` with `[b, hq, hkv, d]` (shared with attention.rs).
+pub(super) fn varlen_case(what: &str, dt: DType, causal: bool, seqlens: &[usize], dims: [usize; 4]) -> Case {
+    let [b, hq, hkv, d] = dims;
+    let t: usize = seqlens.iter().sum();
+    let inputs = vec![
+        Input::uniform(dt, &[b, t, hq, d], -2.0, 2.0),
+        Input::uniform(dt, &[b, t, hkv, d], -1.0, 1.0),
+        Input::uniform(dt, &[b, t, hkv, d], -1.0, 1.0),
+    ];
+    let c = if causal { " causal" } else { "" };
+    let name = format!("{what} varlen {seqlens:?} b{b} h{hq}/{hkv} d{d}{c} {dt}");
+    let op = Op::VarlenAttention { causal, scale: 1.0 / (d as f32).sqrt(), seqlens: seqlens.to_vec() };
+    Case::new(name, op, inputs)
 }
 
 #[cfg(test)]
@@ -448,6 +512,7 @@ mod tests {
                         scale: 1.0,
                         suffix: "f16",
                         mask: None,
+                        cu: None,
                     };
                     let (splits, per) = decode_split(&a).unwrap();
                     let chunks = tk.div_ceil(BK);
@@ -470,10 +535,12 @@ mod tests {
             scale: 1.0,
             suffix: "f16",
             mask: None,
+            cu: None,
         };
+        assert_eq!(decode_split(&Attn { cu: Some(vec![0, 4]), ..a.clone() }), None);
+        assert_eq!(decode_split(&Attn { tq: 5, ..a.clone() }), None);
+        assert_eq!(decode_split(&Attn { hq: 32, ..a.clone() }), None);
         assert_eq!(decode_split(&a), Some((1, 1)));
-        assert_eq!(decode_split(&Attn { tq: 5, ..a }), None);
-        assert_eq!(decode_split(&Attn { hq: 32, ..a }), None);
     }
 
     #[test]

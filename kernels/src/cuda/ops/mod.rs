@@ -32,7 +32,7 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
         Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::GroupNorm { .. } => norm::plan(op, ins, out, scratch),
         Op::Softmax { .. } => softmax::plan(op, ins, out, scratch),
         Op::Rope { .. } => rope::plan(op, ins, out, scratch),
-        Op::Attention { .. } => match flash::plan(op, ins, out, scratch) {
+        Op::Attention { .. } | Op::VarlenAttention { .. } => match flash::plan(op, ins, out, scratch) {
             Err(CudaError::Unsupported { .. }) => attention::plan(op, ins, out, scratch),
             r => r,
         },
