@@ -83,59 +83,106 @@ pub(crate) struct CudaBackend {
     /// kernel; other members run nothing.
     fused: FusedByLast,
     fused_members: HashSet<usize>,
-    /// GroupNorm nodes whose only consumer is a SiLU: norm → the SiLU node it writes for.
-    norm_silu: HashMap<usize, NodeId>,
+    /// Pairs run as one plan at the first node (`ops::plan_chain`): first → second.
+    pairs: HashMap<usize, NodeId>,
 }
 
 /// By a group's last node: the group, its kernel entry and its external inputs.
 type FusedByLast = HashMap<usize, (FusedGroup, String, Vec<NodeId>)>;
 
-/// GroupNorm → SiLU pairs where the SiLU is the norm's only consumer and joins no generated
-/// kernel: the norm kernel applies the SiLU itself (UNet / VAE resnet blocks).
-fn norm_silu_pairs(
-    g: &Graph,
-    steps: &[NodeId],
-    fused: &FusedByLast,
-    members: &HashSet<usize>,
-) -> HashMap<usize, NodeId> {
-    if std::env::var_os("FOCUS_NO_FUSION").is_some() {
-        return HashMap::new();
-    }
-    let uses = g.use_counts();
-    let is_step: HashSet<usize> = steps.iter().map(|s| s.0).collect();
-    let mut pairs = HashMap::new();
-    for &id in steps {
-        let n = g.node(id);
-        if !matches!(n.op, focus_graph::Op::Unary(focus_graph::UnaryOp::Silu)) {
-            continue;
-        }
-        let src = n.inputs[0];
-        let p = g.node(src);
-        if matches!(p.op, focus_graph::Op::GroupNorm { .. })
-            && is_step.contains(&src.0)
-            && uses[src.0] == 1
-            && p.dtype == n.dtype
-            && !members.contains(&id.0)
-            && !fused.contains_key(&id.0)
-        {
-            pairs.insert(src.0, id);
-        }
-    }
-    pairs
+/// What the CUDA backend runs as one launch sequence, decided from the graph alone, before
+/// memory planning, which must keep every span's values live across it (`plan_memory_spans`).
+/// Set FOCUS_NO_FUSION=1 to run every node on its own.
+#[derive(Default)]
+pub struct Fusions {
+    /// Elementwise fusion groups (their step members, at least two): one generated kernel at
+    /// the last member.
+    groups: Vec<Vec<NodeId>>,
+    /// Pairs run at the first node, first → second: GroupNorm → SiLU (its only consumer;
+    /// UNet/VAE resnets) writes only the SiLU; residual Add → RMSNorm/LayerNorm of the sum
+    /// (transformer blocks) writes both.
+    pairs: HashMap<usize, NodeId>,
 }
 
-/// Fusion groups of `steps` that become generated kernels (all members must be steps; set
-/// FOCUS_NO_FUSION=1 to run every node on its own kernel).
-fn fusion(dev: &GpuDevice, g: &Graph, steps: &[NodeId]) -> Result<(FusedByLast, HashSet<usize>)> {
+impl Fusions {
+    pub fn of(g: &Graph, steps: &[NodeId]) -> Self {
+        use focus_graph::{BinaryOp, Op, UnaryOp};
+        if std::env::var_os("FOCUS_NO_FUSION").is_some() {
+            return Fusions::default();
+        }
+        let is_step: HashSet<usize> = steps.iter().map(|s| s.0).collect();
+        let groups: Vec<Vec<NodeId>> = focus_graph::passes::fusion_groups(g)
+            .into_iter()
+            .map(|f| f.nodes.into_iter().filter(|n| is_step.contains(&n.0)).collect::<Vec<_>>())
+            .filter(|nodes| nodes.len() > 1)
+            .collect();
+        let grouped: HashSet<usize> = groups.iter().flatten().map(|n| n.0).collect();
+        let uses = g.use_counts();
+        let mut pairs = HashMap::new();
+        for &id in steps {
+            let n = g.node(id);
+            if grouped.contains(&id.0) {
+                continue;
+            }
+            match &n.op {
+                Op::Unary(UnaryOp::Silu) => {
+                    let src = n.inputs[0];
+                    let p = g.node(src);
+                    if matches!(p.op, Op::GroupNorm { .. })
+                        && is_step.contains(&src.0)
+                        && uses[src.0] == 1
+                        && p.dtype == n.dtype
+                    {
+                        pairs.insert(src.0, id);
+                    }
+                }
+                Op::Binary(BinaryOp::Add)
+                    if n.inputs
+                        .iter()
+                        .all(|i| g.node(*i).shape == n.shape && g.node(*i).dtype == n.dtype) =>
+                {
+                    // The first norm of the sum, if its weight and bias exist when the add runs.
+                    let norm = steps.iter().filter(|s| s.0 > id.0).find(|s| {
+                        let m = g.node(**s);
+                        matches!(m.op, Op::RmsNorm { .. } | Op::LayerNorm { .. }) && m.inputs[0] == id
+                    });
+                    if let Some(&norm) = norm {
+                        let m = g.node(norm);
+                        let ready = |i: &NodeId| {
+                            let r = g.storage_root(*i);
+                            !is_step.contains(&r.0) || r.0 < id.0
+                        };
+                        if m.dtype == n.dtype && m.inputs[1..].iter().all(ready) {
+                            pairs.insert(id.0, norm);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Fusions { groups, pairs }
+    }
+
+    /// The fused pairs, (first, second) in step order.
+    pub fn pairs(&self) -> Vec<(NodeId, NodeId)> {
+        let mut v: Vec<_> = self.pairs.iter().map(|(a, b)| (NodeId(*a), *b)).collect();
+        v.sort();
+        v
+    }
+
+    /// The node sets each run as one launch sequence.
+    pub fn spans(&self) -> Vec<Vec<NodeId>> {
+        let pairs = self.pairs.iter().map(|(a, b)| vec![NodeId(*a), *b]);
+        self.groups.iter().cloned().chain(pairs).collect()
+    }
+}
+
+/// The generated kernels of the fusion groups (a group without one runs node by node).
+fn fusion(dev: &GpuDevice, g: &Graph, groups: &[Vec<NodeId>]) -> Result<(FusedByLast, HashSet<usize>)> {
     let mut by_last = HashMap::new();
     let mut members = HashSet::new();
-    if std::env::var_os("FOCUS_NO_FUSION").is_some() {
-        return Ok((by_last, members));
-    }
-    let is_step: HashSet<usize> = steps.iter().map(|s| s.0).collect();
-    for group in focus_graph::passes::fusion_groups(g) {
-        let nodes: Vec<NodeId> = group.nodes.into_iter().filter(|n| is_step.contains(&n.0)).collect();
-        let Some((fg, externals)) = fused::from_graph(g, &nodes) else { continue };
+    for nodes in groups {
+        let Some((fg, externals)) = fused::from_graph(g, nodes) else { continue };
         let Ok((entry, src)) = fg.source() else { continue };
         dev.add_generated(&entry, &src).map_err(cuda)?;
         let (last, inner) = nodes.split_last().expect("at least two members");
@@ -162,7 +209,7 @@ impl CudaBackend {
         arena_offsets: &[Option<usize>],
         (source, consts): (usize, &[ConstData]),
         states: &[NodeId],
-        steps: &[NodeId],
+        (steps, fusions): (&[NodeId], &Fusions),
     ) -> Result<Self> {
         let outputs: Vec<NodeId> = g.outputs.iter().map(|(_, id)| *id).collect();
         let mut locs: Vec<Option<DevLoc>> = arena_offsets.iter().map(|o| o.map(DevLoc::Arena)).collect();
@@ -202,11 +249,9 @@ impl CudaBackend {
         }
         let arena = dev.alloc(arena_bytes).map_err(cuda)?;
         let mirrors = outputs.iter().map(|id| (*id, 0, AlignedBuf::zeroed(g.node(*id).bytes()))).collect();
-        let (fused, mut fused_members) = fusion(&dev, g, steps)?;
-        let norm_silu = norm_silu_pairs(g, steps, &fused, &fused_members);
-        fused_members.extend(norm_silu.values().map(|s| s.0));
+        let (fused, fused_members) = fusion(&dev, g, &fusions.groups)?;
         let mut b = CudaBackend {
-            norm_silu,
+            pairs: fusions.pairs.clone(),
             fused,
             fused_members,
             scratch: dev.zeros(ALIGN).map_err(cuda)?,
@@ -270,9 +315,12 @@ impl CudaBackend {
         let mut prepared =
             vec![self.dev.prepare(&[Call::Memset { ptr: sbase, bytes: 4, value: 0 }]).map_err(cuda)?];
         let mut unsupported = Vec::new();
+        // Second nodes of pairs that turned out to have no fused plan: they run on their own.
+        let mut unpaired = HashSet::new();
         for (&id, (ins, out)) in steps.iter().zip(&descs) {
             let n = g.node(id);
-            if self.fused_members.contains(&id.0) {
+            let paired_second = self.pairs.values().any(|s| *s == id) && !unpaired.contains(&id.0);
+            if self.fused_members.contains(&id.0) || paired_second {
                 prepared.push(self.dev.prepare(&[]).map_err(cuda)?);
                 continue;
             }
@@ -283,12 +331,22 @@ impl CudaBackend {
                 prepared.push(self.dev.prepare(&[call]).map_err(cuda)?);
                 continue;
             }
-            if let Some(silu) = self.norm_silu.get(&id.0) {
-                let silu_out = view(*silu, self.addr(g, *silu));
-                let (iv, ov) = dev_views(ins, &silu_out);
-                let calls = ops::group_norm_silu(&n.op, &iv, &ov, scratch).map_err(cuda)?;
-                prepared.push(self.dev.prepare(&calls).map_err(cuda)?);
-                continue;
+            if let Some(&second) = self.pairs.get(&id.0) {
+                let sn = g.node(second);
+                let extra: Vec<View> = sn.inputs[1..].iter().map(|e| view(*e, self.addr(g, *e))).collect();
+                let second_out = view(second, self.addr(g, second));
+                let (iv, mv) = dev_views(ins, out);
+                let (ev, sv) = dev_views(&extra, &second_out);
+                match ops::plan_chain(&n.op, &sn.op, &iv, &ev, &mv, &sv, scratch) {
+                    Ok((calls, _)) => {
+                        prepared.push(self.dev.prepare(&calls).map_err(cuda)?);
+                        continue;
+                    }
+                    Err(CudaError::Unsupported { .. }) => {
+                        unpaired.insert(second.0);
+                    }
+                    Err(e) => return Err(cuda(e)),
+                }
             }
             let (iv, ov) = dev_views(ins, out);
             match ops::plan(&n.op, &iv, &ov, scratch) {

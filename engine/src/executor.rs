@@ -11,7 +11,7 @@ use crate::profiler::{NodeProfile, Profile};
 use crate::source::WeightSource;
 use crate::tensor::Tensor;
 use focus_graph::passes::{
-    eliminate_dead_code, fusion_groups, plan_memory, static_nodes, FusionGroup, MemoryPlan,
+    eliminate_dead_code, fusion_groups, plan_memory, plan_memory_spans, static_nodes, FusionGroup, MemoryPlan,
 };
 use focus_graph::{Graph, NodeId, Op, Shape};
 use focus_kernels::cuda::device::GpuDevice;
@@ -126,6 +126,18 @@ fn check_params(g: &Graph, src: Option<&dyn WeightSource>) -> Result<()> {
     }
 }
 
+/// The nodes a plan runs, in order: everything not folded at compile time, not a leaf and not
+/// a pure alias (in-place writes run).
+pub fn steps(g: &Graph, is_static: &[bool]) -> Vec<NodeId> {
+    g.ids()
+        .filter(|id| {
+            let op = &g.node(*id).op;
+            let in_place = matches!(op, Op::WriteSlice { .. });
+            !is_static[id.0] && !op.is_leaf() && (!op.is_alias() || in_place)
+        })
+        .collect()
+}
+
 /// Compile `graph` for `device`, binding its parameters to `weights`.
 pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: Device) -> Result<Plan> {
     let (g, _) = eliminate_dead_code(graph);
@@ -135,7 +147,16 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
     // `execute`.
     rayon::broadcast(|_| ());
     let is_static = static_nodes(&g);
-    let memory = plan_memory(&g, &is_static);
+    let steps = steps(&g, &is_static);
+    // A CUDA plan runs fused spans as one launch sequence; their values stay live across them.
+    let fusions = match device {
+        Device::Cpu => None,
+        Device::Cuda(_) => Some(crate::cuda::Fusions::of(&g, &steps)),
+    };
+    let memory = match &fusions {
+        Some(f) => plan_memory_spans(&g, &is_static, &f.spans()),
+        None => plan_memory(&g, &is_static),
+    };
     let mut storage: Vec<Storage> = Vec::with_capacity(g.len());
     for id in g.ids() {
         let n = g.node(id);
@@ -179,14 +200,6 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         };
         storage.push(s);
     }
-    let steps: Vec<NodeId> = g
-        .ids()
-        .filter(|id| {
-            let op = &g.node(*id).op;
-            let in_place = matches!(op, Op::WriteSlice { .. });
-            !is_static[id.0] && !op.is_leaf() && (!op.is_alias() || in_place)
-        })
-        .collect();
     let inputs: HashMap<String, NodeId> = g.inputs().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
     let fusion = fusion_groups(&g);
     let used: std::collections::HashSet<&str> = g.params().into_iter().map(|(n, _)| n).collect();
@@ -198,7 +211,8 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
     let cuda = match device {
         Device::Cpu => None,
         Device::Cuda(ordinal) => {
-            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_ref(), &steps)?)
+            let fusions = fusions.as_ref().expect("planned for CUDA");
+            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_ref(), &steps, fusions)?)
         }
     };
     let mut plan = Plan {
@@ -230,6 +244,7 @@ fn cuda_backend(
     memory: &MemoryPlan,
     weights: Option<&Arc<dyn WeightSource>>,
     steps: &[NodeId],
+    fusions: &crate::cuda::Fusions,
 ) -> Result<CudaBackend> {
     // Weights are shared by every plan on the device that uses the same source (a prefill plan
     // per prompt shape and the decode plan hold one copy), keyed by the source's identity.
@@ -261,7 +276,7 @@ fn cuda_backend(
     }
     let offsets: Vec<Option<usize>> =
         g.ids().map(|id| if let Storage::Arena(off) = storage[id.0] { Some(off) } else { None }).collect();
-    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, (source_id, &consts), &states, steps)
+    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, (source_id, &consts), &states, (steps, fusions))
 }
 
 /// View of a node's bytes outside `execute` (compile time and output reads).

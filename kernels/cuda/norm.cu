@@ -1,41 +1,57 @@
 // Normalisations, one block per normalised row/group, statistics in f32.
 #include "focus_common.cuh"
 
-// HF Qwen2 RMSNorm: normalise in f32, round to the storage type, then scale by the weight.
+// Row element c of the normalised input: x, or with a residual r (a fused residual add) the sum
+// rounded to the storage type, as the separate add kernel would have stored it.
+template <typename T> __device__ __forceinline__ float norm_in(const T* xr, const T* rr, int c) {
+    return rr ? to_f32(from_f32<T>(to_f32(xr[c]) + to_f32(rr[c]))) : to_f32(xr[c]);
+}
+
+// HF Qwen2 RMSNorm: normalise in f32, round to the storage type, then scale by the weight. With a
+// residual r, normalises x + r and writes that sum to s (the residual stream) on the first pass.
 template <typename T>
-__device__ void rms_norm_impl(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int cols,
-                              float eps) {
-    const T* xr = x + (u64)blockIdx.x * cols;
-    T* yr = y + (u64)blockIdx.x * cols;
+__device__ void rms_norm_impl(const T* __restrict__ x, const T* __restrict__ r, const T* __restrict__ w,
+                              T* __restrict__ s, T* __restrict__ y, int cols, float eps) {
+    const u64 row = (u64)blockIdx.x * cols;
+    const T *xr = x + row, *rr = r ? r + row : nullptr;
+    T* yr = y + row;
     float ss = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        const float v = to_f32(xr[c]);
+        const float v = norm_in(xr, rr, c);
+        if (s) s[row + c] = from_f32<T>(v);
         ss += v * v;
     }
-    const float r = rsqrtf(block_sum(ss) / cols + eps);
+    const float rs = rsqrtf(block_sum(ss) / cols + eps);
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        const float n = to_f32(from_f32<T>(to_f32(xr[c]) * r));
+        const float n = to_f32(from_f32<T>(norm_in(xr, rr, c) * rs));
         yr[c] = from_f32<T>(w ? n * to_f32(w[c]) : n);
     }
 }
 
-// LayerNorm over the last axis: two passes (mean, then centred variance) for accuracy.
+// LayerNorm over the last axis: two passes (mean, then centred variance) for accuracy; the
+// residual as in rms_norm_impl.
 template <typename T>
-__device__ void layer_norm_impl(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                                T* __restrict__ y, int cols, float eps) {
-    const T* xr = x + (u64)blockIdx.x * cols;
-    T* yr = y + (u64)blockIdx.x * cols;
-    float s = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) s += to_f32(xr[c]);
-    const float mean = block_sum(s) / cols;
-    float v = 0.0f;
+__device__ void layer_norm_impl(const T* __restrict__ x, const T* __restrict__ r, const T* __restrict__ w,
+                                const T* __restrict__ b, T* __restrict__ s, T* __restrict__ y, int cols,
+                                float eps) {
+    const u64 row = (u64)blockIdx.x * cols;
+    const T *xr = x + row, *rr = r ? r + row : nullptr;
+    T* yr = y + row;
+    float sum = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        const float d = to_f32(xr[c]) - mean;
-        v += d * d;
+        const float v = norm_in(xr, rr, c);
+        if (s) s[row + c] = from_f32<T>(v);
+        sum += v;
     }
-    const float r = rsqrtf(block_sum(v) / cols + eps);
+    const float mean = block_sum(sum) / cols;
+    float var = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        float o = (to_f32(xr[c]) - mean) * r;
+        const float d = norm_in(xr, rr, c) - mean;
+        var += d * d;
+    }
+    const float rs = rsqrtf(block_sum(var) / cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float o = (norm_in(xr, rr, c) - mean) * rs;
         if (w) o *= to_f32(w[c]);
         if (b) o += to_f32(b[c]);
         yr[c] = from_f32<T>(o);
@@ -104,12 +120,13 @@ __device__ void group_norm_apply_impl(const T* __restrict__ x, const T* __restri
 }
 
 #define NORMS(name, T)                                                                                \
-    extern "C" __global__ void rms_norm_##name(const T* x, const T* w, T* y, int cols, float eps) {     \
-        rms_norm_impl<T>(x, w, y, cols, eps);                                                         \
+    extern "C" __global__ void rms_norm_##name(const T* x, const T* r, const T* w, T* s, T* y, int cols, \
+                                               float eps) {                                           \
+        rms_norm_impl<T>(x, r, w, s, y, cols, eps);                                                   \
     }                                                                                                 \
-    extern "C" __global__ void layer_norm_##name(const T* x, const T* w, const T* b, T* y, int cols,    \
-                                                 float eps) {                                         \
-        layer_norm_impl<T>(x, w, b, y, cols, eps);                                                    \
+    extern "C" __global__ void layer_norm_##name(const T* x, const T* r, const T* w, const T* b, T* s,  \
+                                                 T* y, int cols, float eps) {                         \
+        layer_norm_impl<T>(x, r, w, b, s, y, cols, eps);                                              \
     }                                                                                                 \
     extern "C" __global__ void group_norm_stats_##name(const T* x, float* stats, int spatial, int channels, \
                                                        int groups, int chunk_rows) {                   \

@@ -19,7 +19,9 @@
 //! parallel), EMU_CXXFLAGS (extra compiler flags), EMU_TIMEOUT (seconds per emulator process).
 
 use focus_kernels::cuda::case::{default_tol, draw, Case, Input, Rng};
-use focus_kernels::cuda::check::{compare, fused_reference, in_place, reference, Prepared};
+use focus_kernels::cuda::check::{
+    case_scratch, compare, fused_reference, in_place, plan_case, reference, Mid, Prepared,
+};
 use focus_kernels::cuda::fused::{self, FusedGroup, GENERATED};
 use focus_kernels::cuda::launch::{Arg, Call, DevTensor, GemmType, Scratch};
 use focus_kernels::cuda::ops;
@@ -564,6 +566,8 @@ impl Emu {
 /// and the emulator's warnings.
 struct Run {
     got: Vec<u8>,
+    /// A chained case's first output, where the fused plan writes it.
+    mid: Option<Vec<u8>>,
     flagged: bool,
     warnings: String,
 }
@@ -572,13 +576,18 @@ struct Run {
 /// (poisoned, or for in-place ops pre-filled) output and zeroed scratch with the flag first.
 fn run_op(bin: &Path, case: &Case, p: &Prepared, adversarial: bool) -> Result<Run, String> {
     let mut emu = Emu::spawn(bin, adversarial).map_err(|e| e.to_string())?;
-    let (mut got, mut flag) = (Vec::new(), Vec::new());
+    let (mut got, mut flag, mut mid) = (Vec::new(), Vec::new(), None);
     let mut plan_error = None;
     let io = (|| -> Io<()> {
         let mut lens: Vec<usize> = p.inputs.iter().map(Vec::len).collect();
         lens.push(p.want.len());
+        lens.extend(p.mid.as_ref().map(|m| m.want.len()));
         let idx = emu.alloc(&lens)?;
         let out = idx[p.inputs.len()];
+        let mid_buf = p.mid.as_ref().map(|m| (m, idx[p.inputs.len() + 1]));
+        if let Some((m, b)) = mid_buf {
+            emu.write(b, &vec![0xFF; m.want.len()])?;
+        }
         for (k, data) in p.inputs.iter().enumerate() {
             emu.write(idx[k], data)?;
         }
@@ -595,13 +604,19 @@ fn run_op(bin: &Path, case: &Case, p: &Prepared, adversarial: bool) -> Result<Ru
             })
             .collect();
         let out_desc = DevTensor { dtype: p.out_dtype, shape: &p.out_shape, ptr: emu.addr(out) };
-        let scratch_len = ops::scratch_bytes(&case.op, &descs, &out_desc);
+        let mid_desc = mid_buf.map(|(m, b)| DevTensor { dtype: m.dtype, shape: &m.shape, ptr: emu.addr(b) });
+        let scratch_len = case_scratch(case, &descs, mid_desc.as_ref(), &out_desc);
         let s = emu.alloc(&[scratch_len + 256])?[0];
         emu.write(s, &vec![0u8; scratch_len + 256])?;
         let base = emu.addr(s);
         let scratch = Scratch { ptr: base + 256, bytes: scratch_len, flag: base };
-        match ops::plan(&case.op, &descs, &out_desc, scratch) {
-            Ok(calls) => calls.iter().try_for_each(|c| emu.call(c))?,
+        match plan_case(case, &descs, mid_desc.as_ref(), &out_desc, scratch) {
+            Ok((calls, writes_mid)) => {
+                calls.iter().try_for_each(|c| emu.call(c))?;
+                if let (true, Some((_, b))) = (writes_mid, mid_buf) {
+                    mid = Some(emu.read(b)?);
+                }
+            }
             Err(e) => plan_error = Some(format!("plan: {e}")),
         }
         got = emu.read(out)?;
@@ -612,7 +627,7 @@ fn run_op(bin: &Path, case: &Case, p: &Prepared, adversarial: bool) -> Result<Ru
     if let Some(e) = plan_error {
         return Err(e);
     }
-    Ok(Run { got, flagged: flag[..4] != [0, 0, 0, 0], warnings })
+    Ok(Run { got, mid, flagged: flag[..4] != [0, 0, 0, 0], warnings })
 }
 
 /// A generated-kernel case as check.rs `run_fused_one` runs it.
@@ -655,7 +670,7 @@ fn run_fused(
     if let Some(e) = plan_error {
         return Err(e);
     }
-    Ok(Run { got, flagged: false, warnings })
+    Ok(Run { got, mid: None, flagged: false, warnings })
 }
 
 enum Job {
@@ -696,6 +711,7 @@ impl Job {
             secs: 0.0,
         };
         let mut runs = Vec::new();
+        let mut mid_want: Option<Mid> = None;
         let (want, dtype, shape, tol) = match self {
             Job::Op(case, seed) => {
                 let p = match reference(case, *seed) {
@@ -706,6 +722,7 @@ impl Job {
                     runs.push(run_op(bin, case, &p, adv));
                 }
                 let tol = case.tol.unwrap_or_else(|| default_tol(p.out_dtype));
+                mid_want = p.mid;
                 (p.want, p.out_dtype, p.out_shape, tol)
             }
             Job::Fused(_, g, inputs, seed) => {
@@ -729,7 +746,10 @@ impl Job {
                     if !r.warnings.is_empty() {
                         notes.push(format!("[{sched}] {}", r.warnings));
                     }
-                    let e = compare(&r.got, &want, dtype, &shape);
+                    let mut e = compare(&r.got, &want, dtype, &shape);
+                    if let (Some(got), Some(m)) = (&r.mid, &mid_want) {
+                        e = e.max(compare(got, &m.want, m.dtype, &m.shape));
+                    }
                     if r.flagged {
                         notes.push(format!("[{sched}] kernel raised its index-error flag"));
                         f64::INFINITY

@@ -1,49 +1,61 @@
 //! Without a GPU: every node of every model graph the engine builds plans into CUDA launches
 //! (`focus_kernels::cuda::ops::plan` against fake, aligned device addresses), in f32 and bf16
 //! — so compiling these models for `cuda` cannot fail with "no CUDA kernel" on a GPU machine.
-//! Nodes folded at compile time (weight layout conversions) run on the CPU and are skipped.
+//! Nodes folded at compile time (weight layout conversions) run on the CPU and are skipped;
+//! the pairs a CUDA plan fuses (residual add + norm, GroupNorm + SiLU) plan as one.
 
+use focus_engine::Fusions;
 use focus_graph::passes::{eliminate_dead_code, static_nodes};
-use focus_graph::{DType, Graph};
+use focus_graph::{DType, Graph, NodeId};
 use focus_kernels::cuda::launch::{DevTensor, Scratch};
 use focus_kernels::cuda::ops;
 use focus_models::perception::{prefill_graph, PerceptionConfig, PerceptionShape};
 use focus_models::registry::build_named;
+use std::collections::{HashMap, HashSet};
 
-/// (nodes planned, problems)
-fn unplannable(g: &Graph) -> (usize, Vec<String>) {
+/// (nodes planned, fused pairs, problems), stepping and pairing nodes as a CUDA plan does.
+fn unplannable(g: &Graph) -> (usize, usize, Vec<String>) {
     let (g, _) = eliminate_dead_code(g);
     let is_static = static_nodes(&g);
+    let steps = focus_engine::executor::steps(&g, &is_static);
+    let fusions = Fusions::of(&g, &steps);
+    let pairs: HashMap<NodeId, NodeId> = fusions.pairs().into_iter().collect();
+    let seconds: HashSet<NodeId> = pairs.values().copied().collect();
     let addr = |i: usize| ((i as u64) + 1) << 20;
+    let desc =
+        |i: NodeId| DevTensor { dtype: g.node(i).dtype, shape: g.node(i).shape.dims(), ptr: addr(i.0) };
     let (mut planned, mut bad) = (0, Vec::new());
-    for id in g.ids() {
-        let n = g.node(id);
-        if n.op.is_leaf()
-            || is_static[id.0]
-            || (n.op.is_alias() && !matches!(n.op, focus_graph::Op::WriteSlice { .. }))
-        {
+    for &id in &steps {
+        if seconds.contains(&id) {
             continue;
         }
-        let ins: Vec<DevTensor> = n
-            .inputs
-            .iter()
-            .map(|i| DevTensor { dtype: g.node(*i).dtype, shape: g.node(*i).shape.dims(), ptr: addr(i.0) })
-            .collect();
-        let out = DevTensor { dtype: n.dtype, shape: n.shape.dims(), ptr: addr(id.0) };
+        let n = g.node(id);
+        let ins: Vec<DevTensor> = n.inputs.iter().map(|i| desc(*i)).collect();
+        let out = desc(id);
         let s = Scratch { ptr: 1 << 40, bytes: ops::scratch_bytes(&n.op, &ins, &out), flag: 1 << 41 };
-        match ops::plan(&n.op, &ins, &out, s) {
-            Ok(_) => planned += 1,
+        let r = match pairs.get(&id) {
+            Some(&second) => {
+                let sn = g.node(second);
+                let extra: Vec<DevTensor> = sn.inputs[1..].iter().map(|i| desc(*i)).collect();
+                ops::plan_chain(&n.op, &sn.op, &ins, &extra, &out, &desc(second), s).map(|_| ())
+            }
+            None => ops::plan(&n.op, &ins, &out, s).map(|_| ()),
+        };
+        match r {
+            Ok(()) => planned += 1 + pairs.contains_key(&id) as usize,
             Err(e) => bad.push(format!("node #{} '{}': {e}", id.0, n.name)),
         }
     }
-    (planned, bad)
+    (planned, pairs.len(), bad)
 }
 
 #[test]
 fn every_model_graph_plans_on_cuda() {
     let (mut planned, mut bad) = (0, Vec::new());
-    let mut add = |(n, b): (usize, Vec<String>), what: String| {
+    let mut pairs = HashMap::new();
+    let mut add = |(n, p, b): (usize, usize, Vec<String>), what: String| {
         planned += n;
+        *pairs.entry(what.split(' ').next().unwrap_or_default().to_string()).or_insert(0) += p;
         bad.extend(b.into_iter().map(|b| format!("{what}: {b}")));
     };
     for dt in [DType::F32, DType::BF16] {
@@ -73,5 +85,9 @@ fn every_model_graph_plans_on_cuda() {
     }
     // ConvNeXt-L alone has ~36 blocks of ~10 steps; a silent skip would plan far fewer.
     assert!(planned > 3000, "only {planned} nodes planned");
+    // Every transformer block fuses its residual adds into the next norm.
+    for model in ["qwen2/tiny", "qwen25vl_vit/3b", "qwen2vl_vit/600m", "perception"] {
+        assert!(pairs.get(model).copied().unwrap_or(0) > 0, "no fused add + norm in {model}: {pairs:?}");
+    }
     assert!(bad.is_empty(), "{} node(s) without a CUDA plan:\n{}", bad.len(), bad.join("\n"));
 }

@@ -25,6 +25,14 @@ fn align(n: usize) -> usize {
 
 /// Plan the arena for every non-static node. `is_static` comes from [`super::static_nodes`].
 pub fn plan_memory(g: &Graph, is_static: &[bool]) -> MemoryPlan {
+    plan_memory_spans(g, is_static, &[])
+}
+
+/// As [`plan_memory`], for a backend that runs each span (a set of nodes) as one kernel placed
+/// anywhere between its first and last member: every member's value is kept from the span's
+/// first node on, and every member's input until its last node, so the kernel neither reads an
+/// input whose memory was already handed on nor writes over a value still live.
+pub fn plan_memory_spans(g: &Graph, is_static: &[bool], spans: &[Vec<NodeId>]) -> MemoryPlan {
     let n = g.len();
     let root: Vec<NodeId> = g.ids().map(|id| g.storage_root(id)).collect();
     let mut life: Vec<Option<(usize, usize)>> = vec![None; n];
@@ -48,6 +56,21 @@ pub fn plan_memory(g: &Graph, is_static: &[bool]) -> MemoryPlan {
     for (_, o) in &g.outputs {
         if let Some((_, last)) = &mut life[root[o.0].0] {
             *last = n;
+        }
+    }
+    for span in spans {
+        let (Some(lo), Some(hi)) = (span.iter().map(|m| m.0).min(), span.iter().map(|m| m.0).max()) else {
+            continue;
+        };
+        for m in span {
+            if let Some((first, last)) = &mut life[root[m.0].0] {
+                (*first, *last) = ((*first).min(lo), (*last).max(hi));
+            }
+            for inp in &g.nodes[m.0].inputs {
+                if let Some((_, last)) = &mut life[root[inp.0].0] {
+                    *last = (*last).max(hi);
+                }
+            }
         }
     }
 
@@ -122,8 +145,29 @@ mod tests {
             }
             let g = b.finish().unwrap();
             let st = static_nodes(&g);
-            let p = plan_memory(&g, &st);
+            // Spans as a GPU backend fuses them: the fusion groups, plus random pairs.
+            let mut spans: Vec<Vec<NodeId>> =
+                crate::passes::fusion_groups(&g).into_iter().map(|f| f.nodes).collect();
+            for _ in 0..rng.gen_range(0..4) {
+                let (a, c) = (rng.gen_range(0..g.len()), rng.gen_range(0..g.len()));
+                spans.push(vec![NodeId(a), NodeId(c)]);
+            }
+            let p = plan_memory_spans(&g, &st, &spans);
             assert!(p.arena_bytes <= p.naive_bytes);
+            for span in &spans {
+                let lo = span.iter().map(|m| m.0).min().unwrap();
+                let hi = span.iter().map(|m| m.0).max().unwrap();
+                for m in span {
+                    if let Some((first, last)) = p.lifetimes[g.storage_root(*m).0] {
+                        assert!(first <= lo && hi <= last, "span member {} not live over {lo}..={hi}", m.0);
+                    }
+                    for inp in &g.nodes[m.0].inputs {
+                        if let Some((_, last)) = p.lifetimes[g.storage_root(*inp).0] {
+                            assert!(hi <= last, "input of span member {} freed before {hi}", m.0);
+                        }
+                    }
+                }
+            }
             // Every read of a stored value (through any alias chain) lies inside its lifetime.
             for (j, node) in g.nodes.iter().enumerate() {
                 for inp in &node.inputs {

@@ -9,4 +9,4 @@ pub mod memory;
 pub use dce::eliminate_dead_code;
 pub use fold::static_nodes;
 pub use fusion::{fusion_groups, FusionGroup};
-pub use memory::{plan_memory, MemoryPlan, ARENA_ALIGN};
+pub use memory::{plan_memory, plan_memory_spans, MemoryPlan, ARENA_ALIGN};

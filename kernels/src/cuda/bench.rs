@@ -212,7 +212,7 @@ fn setup(dev: &GpuDevice, c: &BenchCase, rng: &mut Rng) -> Result<(Copy, usize),
             matches!(op, Op::GroupNorm { .. }) && c.ops.get(k + 1) == Some(&Op::Unary(UnaryOp::Silu));
         fused_next = fuse_silu;
         let calls = if fuse_silu {
-            ops::group_norm_silu(op, &descs, &od, scratch)?
+            ops::plan_chain(op, &Op::Unary(UnaryOp::Silu), &descs, &[], &od, &od, scratch)?.0
         } else {
             ops::plan(op, &descs, &od, scratch)?
         };

@@ -35,6 +35,15 @@ pub struct Prepared {
     pub out_dtype: DType,
     pub out_shape: Vec<usize>,
     pub want: Vec<u8>,
+    /// Chained cases: the first op's output (checked too where the fused plan writes it).
+    pub mid: Option<Mid>,
+}
+
+/// The first op's reference output in a chained case.
+pub struct Mid {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub want: Vec<u8>,
 }
 
 /// Whether the op writes its result into its first input (the case's output buffer starts as a
@@ -43,22 +52,61 @@ pub fn in_place(op: &Op) -> bool {
     matches!(op, Op::WriteSlice { .. })
 }
 
-/// Draw inputs and run the CPU reference.
+/// `op` on the CPU: output shape, dtype and bytes (`init`, if given, is the output's start).
+fn cpu_run(op: &Op, ins: &[TensorRef], init: Option<&[u8]>) -> Result<(Vec<usize>, DType, Vec<u8>), String> {
+    let specs: Vec<In> = ins.iter().map(|t| In { shape: t.shape, dtype: t.dtype }).collect();
+    let (shape, dtype) = infer(op, &specs)?;
+    let mut out = match init {
+        Some(b) => b.to_vec(),
+        None => vec![0u8; shape.iter().product::<usize>() * dtype.size_in_bytes()],
+    };
+    cpu::run(op, ins, &mut TensorMut::new(dtype, &shape, &mut out)).map_err(|e| e.to_string())?;
+    Ok((shape, dtype, out))
+}
+
+/// Draw inputs and run the CPU reference (both ops, one after the other, for a chained case).
 pub fn reference(case: &Case, seed: u64) -> Result<Prepared, String> {
     let mut rng = Rng(seed);
     let inputs: Vec<Vec<u8>> = case.inputs.iter().map(|i| draw(i, &mut rng)).collect();
-    let ins: Vec<In> = case.inputs.iter().map(|i| In { shape: &i.shape, dtype: i.dtype }).collect();
-    let (out_shape, out_dtype) = infer(&case.op, &ins)?;
     let views: Vec<TensorRef> =
         case.inputs.iter().zip(&inputs).map(|(i, b)| TensorRef::new(i.dtype, &i.shape, b)).collect();
-    let mut want = if in_place(&case.op) {
-        inputs[0].clone()
-    } else {
-        vec![0u8; out_shape.iter().product::<usize>() * out_dtype.size_in_bytes()]
+    let n = case.first_arity();
+    let init = in_place(&case.op).then(|| inputs[0].as_slice());
+    let (shape, dtype, want) = cpu_run(&case.op, &views[..n], init)?;
+    let Some((second, _)) = &case.then else {
+        return Ok(Prepared { inputs, out_dtype: dtype, out_shape: shape, want, mid: None });
     };
-    cpu::run(&case.op, &views, &mut TensorMut::new(out_dtype, &out_shape, &mut want))
-        .map_err(|e| e.to_string())?;
-    Ok(Prepared { inputs, out_dtype, out_shape, want })
+    let mut ins2 = vec![TensorRef::new(dtype, &shape, &want)];
+    ins2.extend_from_slice(&views[n..]);
+    let (out_shape, out_dtype, want2) = cpu_run(second, &ins2, None)?;
+    let mid = Some(Mid { dtype, shape: shape.clone(), want });
+    Ok(Prepared { inputs, out_dtype, out_shape, want: want2, mid })
+}
+
+/// A case's calls on device buffers (`descs`: all its inputs; `mid`: the first op's output in a
+/// chained case) and whether they write `mid`.
+pub fn plan_case(
+    case: &Case,
+    descs: &[DevTensor],
+    mid: Option<&DevTensor>,
+    out: &DevTensor,
+    scratch: Scratch,
+) -> Result<(Vec<Call>, bool), CudaError> {
+    match (&case.then, mid) {
+        (Some((second, n)), Some(mid)) => {
+            ops::plan_chain(&case.op, second, &descs[..*n], &descs[*n..], mid, out, scratch)
+        }
+        (None, None) => Ok((ops::plan(&case.op, descs, out, scratch)?, false)),
+        _ => Err(CudaError::Driver(format!("{}: a chained case needs its middle buffer", case.name))),
+    }
+}
+
+/// Scratch bytes `plan_case` needs.
+pub fn case_scratch(case: &Case, descs: &[DevTensor], mid: Option<&DevTensor>, out: &DevTensor) -> usize {
+    match mid {
+        Some(mid) => ops::scratch_bytes(&case.op, &descs[..case.first_arity()], mid),
+        None => ops::scratch_bytes(&case.op, descs, out),
+    }
 }
 
 /// Relative L2 error for floats, fraction of differing elements otherwise; NaN/inf anywhere
@@ -96,6 +144,7 @@ fn run_one(dev: &GpuDevice, case: &Case, seed: u64) -> Result<CheckResult, CudaE
     let out_bytes = p.want.len();
     let out =
         dev.upload(&if in_place(&case.op) { p.inputs[0].clone() } else { vec![0xFF; out_bytes.max(1)] })?;
+    let mid = p.mid.as_ref().map(|m| dev.upload(&vec![0xFF; m.want.len().max(1)])).transpose()?;
     let descs: Vec<DevTensor> = case
         .inputs
         .iter()
@@ -108,15 +157,25 @@ fn run_one(dev: &GpuDevice, case: &Case, seed: u64) -> Result<CheckResult, CudaE
         })
         .collect();
     let out_desc = DevTensor { dtype: p.out_dtype, shape: &p.out_shape, ptr: dev.ptr(&out) };
-    let scratch_len = ops::scratch_bytes(&case.op, &descs, &out_desc);
+    let mid_desc = p.mid.as_ref().zip(mid.as_ref()).map(|(m, b)| DevTensor {
+        dtype: m.dtype,
+        shape: &m.shape,
+        ptr: dev.ptr(b),
+    });
+    let scratch_len = case_scratch(case, &descs, mid_desc.as_ref(), &out_desc);
     let scratch = dev.zeros(scratch_len + 256)?;
     let base = dev.ptr(&scratch);
     let s = Scratch { ptr: base + 256, bytes: scratch_len, flag: base };
-    let calls = ops::plan(&case.op, &descs, &out_desc, s)?;
+    let (calls, writes_mid) = plan_case(case, &descs, mid_desc.as_ref(), &out_desc, s)?;
     let prepared = dev.prepare(&calls)?;
     dev.launch(&prepared)?;
     dev.sync()?;
     let got = dev.download(&out)?;
+    let mut error = compare(&got[..out_bytes], &p.want, p.out_dtype, &p.out_shape);
+    if let (true, Some(m), Some(b)) = (writes_mid, &p.mid, &mid) {
+        let got = dev.download(b)?;
+        error = error.max(compare(&got[..m.want.len()], &m.want, m.dtype, &m.shape));
+    }
     let mut flag = [0u8; 4];
     // SAFETY: the first 4 bytes of `scratch` are the flag.
     unsafe { dev.read(base, &mut flag)? };
@@ -124,7 +183,6 @@ fn run_one(dev: &GpuDevice, case: &Case, seed: u64) -> Result<CheckResult, CudaE
     dev.launch(&prepared)?;
     dev.sync()?;
     let gpu_us = t.elapsed().as_secs_f64() * 1e6;
-    let error = compare(&got[..out_bytes], &p.want, p.out_dtype, &p.out_shape);
     let tol = case.tol.unwrap_or_else(|| default_tol(p.out_dtype));
     let flagged = i32::from_le_bytes(flag) != 0;
     Ok(CheckResult {
@@ -238,18 +296,33 @@ pub fn run_fused(dev: &GpuDevice, seed: u64) -> Vec<CheckResult> {
 /// Plan a case against fake, disjoint device addresses (no GPU needed).
 pub fn plan_offline(case: &Case) -> Result<Vec<Call>, String> {
     let ins: Vec<(DType, &[usize])> = case.inputs.iter().map(|i| (i.dtype, i.shape.as_slice())).collect();
-    plan_op_offline(&case.op, &ins)
+    let Some((second, n)) = &case.then else { return plan_op_offline(&case.op, &ins) };
+    let descs = fake_descs(&ins);
+    let specs: Vec<In> = ins[..*n].iter().map(|(dtype, shape)| In { shape, dtype: *dtype }).collect();
+    let (mid_shape, mid_dtype) = infer(&case.op, &specs)?;
+    let mut specs2 = vec![In { shape: &mid_shape, dtype: mid_dtype }];
+    specs2.extend(ins[*n..].iter().map(|(dtype, shape)| In { shape, dtype: *dtype }));
+    let (out_shape, out_dtype) = infer(second, &specs2)?;
+    let mid = DevTensor { dtype: mid_dtype, shape: &mid_shape, ptr: 63 << 32 };
+    let out = DevTensor { dtype: out_dtype, shape: &out_shape, ptr: 64 << 32 };
+    let s = Scratch { ptr: 65 << 32, bytes: case_scratch(case, &descs, Some(&mid), &out), flag: 66 << 32 };
+    plan_case(case, &descs, Some(&mid), &out, s).map(|(calls, _)| calls).map_err(|e| e.to_string())
+}
+
+/// Device views of inputs at fake, disjoint, aligned addresses.
+fn fake_descs<'a>(inputs: &[(DType, &'a [usize])]) -> Vec<DevTensor<'a>> {
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(k, (dtype, shape))| DevTensor { dtype: *dtype, shape, ptr: (k as u64 + 1) << 32 })
+        .collect()
 }
 
 /// Plan `op` on inputs of these dtypes and shapes against fake, disjoint device addresses.
 pub fn plan_op_offline(op: &Op, inputs: &[(DType, &[usize])]) -> Result<Vec<Call>, String> {
     let ins: Vec<In> = inputs.iter().map(|(dtype, shape)| In { shape, dtype: *dtype }).collect();
     let (out_shape, out_dtype) = infer(op, &ins)?;
-    let descs: Vec<DevTensor> = inputs
-        .iter()
-        .enumerate()
-        .map(|(k, (dtype, shape))| DevTensor { dtype: *dtype, shape, ptr: (k as u64 + 1) << 32 })
-        .collect();
+    let descs = fake_descs(inputs);
     let out = DevTensor { dtype: out_dtype, shape: &out_shape, ptr: 64 << 32 };
     let s = Scratch { ptr: 65 << 32, bytes: ops::scratch_bytes(op, &descs, &out), flag: 66 << 32 };
     ops::plan(op, &descs, &out, s).map_err(|e| e.to_string())

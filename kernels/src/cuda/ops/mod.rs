@@ -21,6 +21,7 @@ pub use super::launch::{
     elem_suffix, float_suffix, Arg, Call, DevTensor, GemmCall, GemmType, KernelCall, Scratch,
 };
 pub use super::CudaError;
+use focus_graph::{BinaryOp, UnaryOp};
 pub use focus_graph::{DType, Op};
 
 /// The calls that compute `op` from `ins` into `out` (all contiguous, row-major).
@@ -69,7 +70,30 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
     Ok(calls)
 }
 
-pub use norm::group_norm_silu;
+/// Two ops the engine runs as one plan: `first` on `ins`, then `second` on its output `mid` and
+/// `extra` into `out`. Returns the calls and whether they also write `mid` (a value other
+/// consumers read); Unsupported for pairs without a fused kernel.
+pub fn plan_chain(
+    first: &Op,
+    second: &Op,
+    ins: &[DevTensor],
+    extra: &[DevTensor],
+    mid: &DevTensor,
+    out: &DevTensor,
+    scratch: Scratch,
+) -> Result<(Vec<Call>, bool), CudaError> {
+    match (first, second) {
+        (Op::GroupNorm { .. }, Op::Unary(UnaryOp::Silu)) if extra.is_empty() && mid.dtype == out.dtype => {
+            Ok((norm::group_norm_silu(first, ins, out, scratch)?, false))
+        }
+        (Op::Binary(BinaryOp::Add), Op::RmsNorm { .. } | Op::LayerNorm { .. }) if ins.len() == 2 => {
+            Ok((norm::add_norm(second, (&ins[0], &ins[1]), extra, mid, out)?, true))
+        }
+        _ => {
+            Err(unsupported(second, &format!("no fused kernel for {} then {}", first.kind(), second.kind())))
+        }
+    }
+}
 
 /// Scratch bytes `plan` needs for this op (the executor reserves the maximum over a plan).
 pub fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {

@@ -17,48 +17,70 @@ pub(super) fn plan(
     out: &DevTensor,
     scratch: Scratch,
 ) -> Result<Vec<Call>, CudaError> {
-    let x = &ins[0];
+    match op {
+        Op::GroupNorm { groups, eps } => group_norm(op, ins, out, scratch, *groups, *eps, false),
+        _ => row_norm(op, &ins[0], None, &ins[1..], None, out),
+    }
+}
+
+/// RMSNorm / LayerNorm over the last axis of `x` (plus `residual`, whose sum with `x` is also
+/// written to `sum` when given), with optional weight and bias in `params`.
+fn row_norm(
+    op: &Op,
+    x: &DevTensor,
+    residual: Option<&DevTensor>,
+    params: &[DevTensor],
+    sum: Option<&DevTensor>,
+    out: &DevTensor,
+) -> Result<Vec<Call>, CudaError> {
     if out.numel() == 0 {
         return Ok(Vec::new());
     }
     let s = float_kernel(op, x.dtype)?;
-    if ins[1..].iter().any(|t| t.dtype != x.dtype) {
-        return Err(unsupported(op, "weight and bias must have the input's dtype"));
+    if params.iter().chain(residual).chain(sum).any(|t| t.dtype != x.dtype) {
+        return Err(unsupported(op, "weight, bias and residual must have the input's dtype"));
+    }
+    if residual.into_iter().chain(sum).any(|t| t.shape != x.shape) {
+        return Err(unsupported(op, "the residual add must not broadcast"));
     }
     let cols = *x.shape.last().expect("rank >= 1");
     let rows = x.numel() / cols;
     let rows_u32 = u32::try_from(rows).map_err(|_| unsupported(op, "too many rows"))?;
-    let mut k = match op {
+    let param = |i: usize| Arg::Ptr(params.get(i).map_or(0, |t| t.ptr));
+    let (r, sp) = (Arg::Ptr(residual.map_or(0, |t| t.ptr)), Arg::Ptr(sum.map_or(0, |t| t.ptr)));
+    let mut k = block((rows_u32, 1, 1));
+    let tail = [Arg::Ptr(out.ptr), i32_arg(op, cols, "cols")?];
+    match op {
         Op::RmsNorm { eps } => {
-            let mut k = block((rows_u32, 1, 1));
             k.entry = format!("rms_norm_{s}");
-            k.args = vec![
-                Arg::Ptr(x.ptr),
-                opt(ins, 1),
-                Arg::Ptr(out.ptr),
-                i32_arg(op, cols, "cols")?,
-                Arg::F32(*eps),
-            ];
-            k
+            k.args = [&[Arg::Ptr(x.ptr), r, param(0), sp][..], &tail, &[Arg::F32(*eps)]].concat();
         }
         Op::LayerNorm { eps } => {
-            let mut k = block((rows_u32, 1, 1));
             k.entry = format!("layer_norm_{s}");
-            k.args = vec![
-                Arg::Ptr(x.ptr),
-                opt(ins, 1),
-                opt(ins, 2),
-                Arg::Ptr(out.ptr),
-                i32_arg(op, cols, "cols")?,
-                Arg::F32(*eps),
-            ];
-            k
+            k.args = [&[Arg::Ptr(x.ptr), r, param(0), param(1), sp][..], &tail, &[Arg::F32(*eps)]].concat();
         }
-        Op::GroupNorm { groups, eps } => return group_norm(op, ins, out, scratch, *groups, *eps, false),
-        _ => return Err(unsupported(op, "not a norm")),
-    };
+        _ => return Err(unsupported(op, "not a row norm")),
+    }
     k.block = (if cols < 256 { 128 } else { 256 }, 1, 1);
     Ok(vec![Call::Kernel(k)])
+}
+
+/// A residual add `sum = a + b` and the RMSNorm / LayerNorm `norm` of that sum as one launch
+/// (the engine fuses the pair; `params` are the norm's weight and bias). Both outputs are written.
+pub(super) fn add_norm(
+    norm: &Op,
+    (a, b): (&DevTensor, &DevTensor),
+    params: &[DevTensor],
+    sum: &DevTensor,
+    out: &DevTensor,
+) -> Result<Vec<Call>, CudaError> {
+    if !matches!(norm, Op::RmsNorm { .. } | Op::LayerNorm { .. }) {
+        return Err(unsupported(norm, "only RMSNorm and LayerNorm fuse a residual add"));
+    }
+    if sum.numel() == 0 {
+        return Ok(Vec::new());
+    }
+    row_norm(norm, a, Some(b), params, Some(sum), out)
 }
 
 /// Blocks the GroupNorm launches aim for (a few per SM of a 132-SM H100), and the fewest rows a
@@ -160,7 +182,7 @@ pub(super) fn group_norm(
 
 /// GroupNorm followed by SiLU as one plan (the engine fuses the pair when the SiLU is the
 /// norm's only consumer).
-pub fn group_norm_silu(
+pub(super) fn group_norm_silu(
     op: &Op,
     ins: &[DevTensor],
     out: &DevTensor,
@@ -200,6 +222,24 @@ pub fn cases() -> Vec<Case> {
             Op::GroupNorm { groups: 32, eps: 1e-6 },
             vec![x],
         ));
+
+        // The engine's fused pairs (ops::plan_chain): residual add + norm writes both the sum and
+        // the norm; GroupNorm + SiLU writes only the activation.
+        let add = Op::Binary(focus_graph::BinaryOp::Add);
+        let (x, r) = (Input::uniform(dt, &[37, 2048], -2.0, 2.0), Input::uniform(dt, &[37, 2048], -1.0, 1.0));
+        let w = Input::uniform(dt, &[2048], 0.5, 1.5);
+        let rms = Op::RmsNorm { eps: 1e-6 };
+        v.push(Case::chain(format!("add + rms_norm {dt}"), add.clone(), vec![x, r], rms, vec![w]));
+        let (x, r) =
+            (Input::uniform(dt, &[3, 5, 999], -2.0, 3.0), Input::uniform(dt, &[3, 5, 999], -1.0, 1.0));
+        let ln = Op::LayerNorm { eps: 1e-5 };
+        let (lw, lb) = (Input::uniform(dt, &[999], 0.5, 1.5), Input::uniform(dt, &[999], -0.5, 0.5));
+        v.push(Case::chain(format!("add + layer_norm {dt}"), add, vec![x, r], ln, vec![lw, lb]));
+        let x = Input::uniform(dt, &[2, 24, 40, 320], -2.0, 3.0);
+        let (gw, gb) = (Input::uniform(dt, &[320], 0.5, 1.5), Input::uniform(dt, &[320], -0.5, 0.5));
+        let silu = Op::Unary(focus_graph::UnaryOp::Silu);
+        let gn = Op::GroupNorm { groups: 32, eps: 1e-5 };
+        v.push(Case::chain(format!("group_norm + silu {dt}"), gn, vec![x, gw, gb], silu, vec![]));
     }
     v
 }
