@@ -14,7 +14,8 @@
 //! minute or two (it is cached under target/tmp/cuda-emu). `tools/test.sh` runs it:
 //! `cargo test -p focus-kernels --test emu -- --ignored --nocapture`. Without a C++ compiler (g++,
 //! clang++ or $CXX) it prints `skipped: no C++ compiler` and passes. Every case runs twice, under
-//! the emulator's default and adversarial schedules (tools/cuda-emu/README.md). Environment:
+//! the emulator's default and adversarial schedules (tools/cuda-emu/README.md; the adversarial
+//! run also expands GEMM bias epilogues into the cuBLAS fallback). Environment:
 //! EMU_FILTER (substring of case names), EMU_SEED (default 1, as gpu-check), EMU_JOBS (cases in
 //! parallel), EMU_CXXFLAGS (extra compiler flags), EMU_TIMEOUT (seconds per emulator process).
 
@@ -516,6 +517,7 @@ impl Emu {
                 u64s(w, &[g.stride_a as u64, g.stride_b as u64, g.stride_c as u64])?;
                 w.write_all(&g.alpha.to_le_bytes())?;
                 w.write_all(&g.beta.to_le_bytes())?;
+                w.write_all(&g.bias.to_le_bytes())?;
             }
             Call::Memset { ptr, bytes, value } => {
                 w.write_all(b"S")?;
@@ -612,6 +614,25 @@ fn run_op(bin: &Path, case: &Case, p: &Prepared, adversarial: bool) -> Result<Ru
         let scratch = Scratch { ptr: base + 256, bytes: scratch_len, flag: base };
         match plan_case(case, &descs, mid_desc.as_ref(), &out_desc, scratch) {
             Ok((calls, writes_mid)) => {
+                // The adversarial schedule also takes the cuBLAS fallback of GEMM epilogues.
+                let calls: Vec<Call> = if adversarial {
+                    let mut v = Vec::new();
+                    for c in calls {
+                        match c {
+                            Call::Gemm(g) => match ops::without_epilogue(&g) {
+                                Ok(x) => v.extend(x),
+                                Err(e) => {
+                                    plan_error = Some(format!("fallback: {e}"));
+                                    v.push(Call::Gemm(g));
+                                }
+                            },
+                            c => v.push(c),
+                        }
+                    }
+                    v
+                } else {
+                    calls
+                };
                 calls.iter().try_for_each(|c| emu.call(c))?;
                 if let (true, Some((_, b))) = (writes_mid, mid_buf) {
                     mid = Some(emu.read(b)?);

@@ -5,6 +5,7 @@
 //! parameters, uploaded constants), `launch` replays them on the stream.
 
 use super::launch::{Arg, Call, GemmCall, GemmType, KernelCall};
+use super::lt::{LtHandle, LtMatmul};
 use super::{nvrtc, sources, CudaError};
 use cudarc::cublas::{sys as blas, CudaBlas};
 use cudarc::driver::sys::{CUdeviceptr, CUfunction_attribute};
@@ -28,7 +29,12 @@ pub struct GpuDevice {
     pub name: String,
     modules: HashMap<String, Arc<CudaModule>>,
     blas: Option<CudaBlas>,
-    _blas_workspace: Option<CudaSlice<u8>>,
+    /// cuBLASLt, which takes every GEMM it has an algorithm for (cuBLAS the rest).
+    lt: Option<LtHandle>,
+    /// The GEMM workspace, shared by cuBLAS and cuBLASLt (one stream orders them).
+    blas_workspace: Option<CudaSlice<u8>>,
+    /// GEMMs prepared on cuBLAS because cuBLASLt had no algorithm for them.
+    lt_fallbacks: std::sync::atomic::AtomicUsize,
     /// `Arg::Const` data uploaded once per device, by content.
     consts: Mutex<HashMap<Vec<u8>, CudaSlice<u8>>>,
     /// Generated kernels (fusion groups) by entry name.
@@ -60,6 +66,7 @@ enum Step {
         ptrs: Vec<*mut c_void>,
     },
     Gemm(GemmCall),
+    Lt(Box<LtMatmul>),
     Memset {
         ptr: u64,
         bytes: usize,
@@ -144,7 +151,9 @@ impl GpuDevice {
             name,
             modules,
             blas,
-            _blas_workspace: ws,
+            lt: if ws.is_some() { LtHandle::open()? } else { None },
+            blas_workspace: ws,
+            lt_fallbacks: Default::default(),
             consts: Mutex::new(HashMap::new()),
             generated: Mutex::new(HashMap::new()),
         })
@@ -323,6 +332,38 @@ impl GpuDevice {
         Ok(Step::Kernel { func, grid: k.grid, block: k.block, smem: k.smem, _params: params, ptrs })
     }
 
+    /// How many GEMMs were prepared on cuBLAS because cuBLASLt had no algorithm for them.
+    pub fn lt_fallbacks(&self) -> usize {
+        self.lt_fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A GEMM on cuBLASLt, or where it has no algorithm on cuBLAS (a bias then pre-fills C).
+    fn prepare_gemm(&self, g: &GemmCall, steps: &mut Vec<Step>) -> Result<(), CudaError> {
+        if self.blas.is_none() {
+            return Err(CudaError::Unavailable("libcublas"));
+        }
+        for (v, what) in [(g.m, "m"), (g.n, "n"), (g.k, "k"), (g.batch, "batch")] {
+            if i32::try_from(v).is_err() {
+                return Err(CudaError::Driver(format!("GEMM {what} = {v} exceeds i32")));
+            }
+        }
+        if let Some(lt) = &self.lt {
+            if let Ok(m) = LtMatmul::new(lt, g, BLAS_WORKSPACE) {
+                steps.push(Step::Lt(Box::new(m)));
+                return Ok(());
+            }
+        }
+        self.lt_fallbacks.fetch_add(self.lt.is_some() as usize, std::sync::atomic::Ordering::Relaxed);
+        for c in super::ops::without_epilogue(g)? {
+            steps.push(match c {
+                Call::Kernel(k) => self.prepare_kernel(&k)?,
+                Call::Gemm(g) => Step::Gemm(g),
+                _ => unreachable!("a GEMM expands to kernels and GEMMs"),
+            });
+        }
+        Ok(())
+    }
+
     /// Resolve calls for launching: load functions, pack parameters, upload constants.
     pub fn prepare(&self, calls: &[Call]) -> Result<Prepared, CudaError> {
         let mut steps = Vec::with_capacity(calls.len());
@@ -330,15 +371,8 @@ impl GpuDevice {
             steps.push(match c {
                 Call::Kernel(k) => self.prepare_kernel(k)?,
                 Call::Gemm(g) => {
-                    if self.blas.is_none() {
-                        return Err(CudaError::Unavailable("libcublas"));
-                    }
-                    for (v, what) in [(g.m, "m"), (g.n, "n"), (g.k, "k"), (g.batch, "batch")] {
-                        if i32::try_from(v).is_err() {
-                            return Err(CudaError::Driver(format!("GEMM {what} = {v} exceeds i32")));
-                        }
-                    }
-                    Step::Gemm(g.clone())
+                    self.prepare_gemm(g, &mut steps)?;
+                    continue;
                 }
                 Call::Memset { ptr, bytes, value } => {
                     Step::Memset { ptr: *ptr, bytes: *bytes, value: *value }
@@ -383,6 +417,13 @@ impl GpuDevice {
                     .map_err(driver)?
                 }
                 Step::Gemm(g) => self.gemm(g)?,
+                Step::Lt(m) => {
+                    let lt = self.lt.as_ref().ok_or(CudaError::Unavailable("libcublasLt"))?;
+                    let ws = self.blas_workspace.as_ref().ok_or(CudaError::Unavailable("libcublas"))?;
+                    // SAFETY: the operands are the caller's live plan buffers (the planner's
+                    // contract), the workspace is this device's, used only on this stream.
+                    unsafe { m.run(lt, (self.ptr(ws), BLAS_WORKSPACE), s as _) }?
+                }
                 // SAFETY: the planner gives ranges inside the plan's device buffers.
                 Step::Memset { ptr, bytes, value } => {
                     unsafe { drv::memset_d8_async(*ptr, *value, *bytes, s) }.map_err(driver)?

@@ -62,9 +62,11 @@ pub enum GemmType {
     BF16,
 }
 
-/// Row-major batched GEMM `C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b]` through cuBLAS,
-/// `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, C is `[m, n]` contiguous. A batch stride of 0
-/// broadcasts an operand. `trans_a` means A is stored `[k, m]` (row-major); likewise B `[n, k]`.
+/// Row-major batched GEMM `C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] (+ bias)` through
+/// cuBLASLt (cuBLAS where it has no algorithm), `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, C is
+/// `[m, n]` contiguous. A batch stride of 0 broadcasts an operand. `trans_a` means A is stored
+/// `[k, m]` (row-major); likewise B `[n, k]`. `bias` (0: none; batch 1 only) points at `[n]`
+/// values of the GEMM's dtype added to every row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GemmCall {
     pub dtype: GemmType,
@@ -83,6 +85,7 @@ pub struct GemmCall {
     pub stride_c: usize,
     pub alpha: f32,
     pub beta: f32,
+    pub bias: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -8,6 +8,7 @@ pub mod check;
 pub mod device;
 pub mod fused;
 pub mod launch;
+mod lt;
 pub mod nvrtc;
 pub mod ops;
 pub mod sources;

@@ -44,8 +44,8 @@ static const EmuRegion& region_at(uint64_t p, uint64_t n, const char* what) {
     return *r;
 }
 
-// Row-major batched C = alpha·op(A)·op(B) + beta·C (launch.rs GemmCall), accumulated in double;
-// beta = 0 does not read C (cuBLAS semantics: C may hold garbage).
+// Row-major batched C = alpha·op(A)·op(B) + beta·C + bias (launch.rs GemmCall), accumulated in
+// double; beta = 0 does not read C (cuBLAS semantics: C may hold garbage); bias (0: none) is [n].
 static void gemm() {
     const uint8_t dt = rd<uint8_t>();
     const uint64_t m = rd<uint64_t>(), n = rd<uint64_t>(), k = rd<uint64_t>(), batch = rd<uint64_t>();
@@ -53,6 +53,7 @@ static void gemm() {
     const bool ta = rd<uint8_t>(), tb = rd<uint8_t>();
     const uint64_t sa = rd<uint64_t>(), sb = rd<uint64_t>(), sc = rd<uint64_t>();
     const float alpha = rd<float>(), beta = rd<float>();
+    const uint64_t bias = rd<uint64_t>();
     const size_t es = dt == 0 ? 4 : 2;
     if (dt > 2) emu_fail("gemm dtype %u", dt);
     auto span = [&](uint64_t base, uint64_t stride, uint64_t elems, const char* what) {
@@ -61,6 +62,8 @@ static void gemm() {
     span(a, sa, m * k, "gemm A");
     span(b, sb, k * n, "gemm B");
     span(c, sc, m * n, "gemm C");
+    if (bias && n) region_at(bias, n * es, "gemm bias");
+    if (bias && batch != 1) emu_fail("gemm bias with batch %llu", (unsigned long long)batch);
     auto load = [&](uint64_t p, uint64_t i) -> double {
         if (dt == 0) return ((const float*)p)[i];
         if (dt == 1) return __half2float(((const __half*)p)[i]);
@@ -80,6 +83,7 @@ static void gemm() {
                     acc += load(pa, ta ? l * m + i : i * k + l) * load(pb, tb ? j * k + l : l * n + j);
                 float v = (float)(alpha * acc);
                 if (beta != 0.0f) v = (float)((double)v + (double)beta * load(pc, i * n + j));
+                if (bias) v = (float)((double)v + load(bias, j));
                 store(pc, i * n + j, v);
             }
     }

@@ -31,6 +31,7 @@ pub fn run(ordinal: usize, seed: u64, filter: Option<&str>, out: Option<&Path>) 
     }
     let failed = results.iter().filter(|r| !r.pass).count();
     println!("{} checks, {failed} failed", results.len());
+    println!("GEMMs on the cuBLAS fallback (cuBLASLt had no algorithm): {}", dev.lt_fallbacks());
     if let Some(p) = out {
         let doc = serde_json::json!({"device": dev.name, "arch": dev.arch, "checks": json});
         std::fs::write(p, doc.to_string()).map_err(|e| format!("cannot write {}: {e}", p.display()))?;

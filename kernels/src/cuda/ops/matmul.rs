@@ -1,8 +1,35 @@
-//! Matrix products through cuBLAS (f32 accumulation; f16/bf16 storage use tensor cores):
-//! batched MatMul with broadcasting and transposes, and Linear (`x · wᵀ + bias`, the bias
-//! broadcast into the output first and accumulated with beta = 1).
+//! Matrix products through cuBLASLt (f32 accumulation; f16/bf16 storage use tensor cores):
+//! batched MatMul with broadcasting and transposes, and Linear (`x · wᵀ + bias`, the bias as
+//! the GEMM's epilogue).
 
 use super::*;
+
+/// A GEMM as plain cuBLAS runs it (no epilogue), for where cuBLASLt has no algorithm: a bias
+/// becomes `C[i, j] = bias[j]` (a strided gather, stride 0 over rows) and the GEMM with beta = 1.
+pub fn without_epilogue(g: &GemmCall) -> Result<Vec<Call>, CudaError> {
+    if g.bias == 0 {
+        return Ok(vec![Call::Gemm(g.clone())]);
+    }
+    if g.beta != 0.0 || g.batch != 1 {
+        return Err(CudaError::Driver("a GEMM bias needs beta = 0 and batch 1".into()));
+    }
+    let dtype = match g.dtype {
+        GemmType::F32 => DType::F32,
+        GemmType::F16 => DType::F16,
+        GemmType::BF16 => DType::BF16,
+    };
+    let (m, n) = (g.m, g.n);
+    let args = vec![
+        Arg::Ptr(g.bias),
+        Arg::Ptr(g.c),
+        Arg::U64((m * n) as u64),
+        Arg::Bytes(rank_struct(2, &[&[m, n], &[0, 1]])),
+        Arg::U64(0),
+    ];
+    let entry = format!("gather_strided_{}", elem_suffix(dtype));
+    let fill = Call::Kernel(KernelCall::elementwise("movement.cu", entry, m * n, args));
+    Ok(vec![fill, Call::Gemm(GemmCall { beta: 1.0, bias: 0, ..g.clone() })])
+}
 
 /// Most separate GEMM launches a partially broadcast batch may expand to.
 const MAX_SPLIT_BATCHES: usize = 4096;
@@ -51,27 +78,14 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
             let k = *a.shape.last().expect("rank >= 1");
             let n = b.shape[0];
             let m = a.numel() / k.max(1);
-            let mut calls = Vec::new();
-            let beta = match ins.get(2) {
-                Some(bias) => {
-                    if bias.dtype != out.dtype {
-                        return Err(unsupported(op, "bias must have the output's dtype"));
-                    }
-                    // out[i, j] = bias[j]: a strided gather with stride 0 over rows.
-                    let args = vec![
-                        Arg::Ptr(bias.ptr),
-                        Arg::Ptr(out.ptr),
-                        Arg::U64((m * n) as u64),
-                        Arg::Bytes(rank_struct(2, &[&[m, n], &[0, 1]])),
-                        Arg::U64(0),
-                    ];
-                    let entry = format!("gather_strided_{}", elem_suffix(out.dtype));
-                    calls.push(Call::Kernel(KernelCall::elementwise("movement.cu", entry, m * n, args)));
-                    1.0
+            let bias = match ins.get(2) {
+                Some(bias) if bias.dtype != out.dtype => {
+                    return Err(unsupported(op, "bias must have the output's dtype"))
                 }
-                None => 0.0,
+                Some(bias) => bias.ptr,
+                None => 0,
             };
-            calls.push(Call::Gemm(GemmCall {
+            Ok(vec![Call::Gemm(GemmCall {
                 dtype,
                 m,
                 n,
@@ -86,9 +100,9 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
                 stride_b: 0,
                 stride_c: 0,
                 alpha: 1.0,
-                beta,
-            }));
-            Ok(calls)
+                beta: 0.0,
+                bias,
+            })])
         }
         Op::MatMul { trans_a, trans_b } => {
             let (ra, rb, ro) = (a.shape.len(), b.shape.len(), out.shape.len());
@@ -115,6 +129,7 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
                 stride_c: mc,
                 alpha: 1.0,
                 beta: 0.0,
+                bias: 0,
             };
             // Each operand either has every batch or broadcasts one matrix: one strided call.
             if (ba == nb || ba == 1) && (bb == nb || bb == 1) {

@@ -70,6 +70,8 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
     Ok(calls)
 }
 
+pub use matmul::without_epilogue;
+
 /// Two ops the engine runs as one plan: `first` on `ins`, then `second` on its output `mid` and
 /// `extra` into `out`. Returns the calls and whether they also write `mid` (a value other
 /// consumers read); Unsupported for pairs without a fused kernel.
