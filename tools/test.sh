@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # All tests, on a fresh machine with a Rust toolchain and python3/pip: every crate's unit and
 # integration tests, every CUDA kernel compiled by NVRTC for sm_80 and sm_90a (no GPU needed;
-# NVRTC comes from PyPI into .cuda/), every CUDA parity case run by the CPU emulator
-# (tools/cuda-emu, with g++ or clang++), and the demo as a smoke test of the CLI path.
+# NVRTC comes from PyPI into .cuda/), every CUDA parity case and whole model graphs on the CUDA
+# path run by the CPU emulator (tools/cuda-emu, with g++ or clang++), and the demo as a smoke
+# test of the CLI path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
@@ -18,6 +19,13 @@ if command -v "${CXX:-g++}" > /dev/null 2>&1 || command -v clang++ > /dev/null 2
     exit 1
   }
   grep '^cuda-emu: [0-9]' target/cuda-emu.txt
+  # Whole model graphs through the engine's CUDA planning, step by step on the emulator.
+  cargo test -q -p focus-kernels --test emu_plan -- --ignored --nocapture > target/cuda-emu-plans.txt 2>&1 || {
+    grep -E '^(FAIL|ok)|panicked' -A3 target/cuda-emu-plans.txt | tail -n 60
+    echo "cuda-emu plans: FAILED (full log in target/cuda-emu-plans.txt)"
+    exit 1
+  }
+  grep '^cuda-emu plans:' target/cuda-emu-plans.txt
 else
   echo "cuda-emu: skipped: no C++ compiler (g++, clang++ or \$CXX)"
 fi

@@ -79,12 +79,7 @@ pub(crate) struct CudaBackend {
     flag_addr: u64,
     flag: AlignedBuf,
     pub const_bytes: usize,
-    /// Fusion groups run as one generated kernel: by the group's last node, the group and its
-    /// kernel; other members run nothing.
-    fused: FusedByLast,
-    fused_members: HashSet<usize>,
-    /// Pairs run as one plan at the first node (`ops::plan_chain`): first → second.
-    pairs: HashMap<usize, NodeId>,
+    schedule: CudaSchedule,
 }
 
 /// By a group's last node: the group, its kernel entry and its external inputs.
@@ -177,19 +172,118 @@ impl Fusions {
     }
 }
 
-/// The generated kernels of the fusion groups (a group without one runs node by node).
-fn fusion(dev: &GpuDevice, g: &Graph, groups: &[Vec<NodeId>]) -> Result<(FusedByLast, HashSet<usize>)> {
-    let mut by_last = HashMap::new();
-    let mut members = HashSet::new();
-    for nodes in groups {
-        let Some((fg, externals)) = fused::from_graph(g, nodes) else { continue };
-        let Ok((entry, src)) = fg.source() else { continue };
-        dev.add_generated(&entry, &src).map_err(cuda)?;
-        let (last, inner) = nodes.split_last().expect("at least two members");
-        members.extend(inner.iter().map(|n| n.0));
-        by_last.insert(last.0, (fg, entry, externals));
+/// How a graph's steps become calls on a device, decided without one: the generated kernels
+/// of the fusion groups (a group without one runs node by node) and the fused pairs. The
+/// engine's CUDA plans and the emulator's whole-plan check both plan through `calls`.
+pub struct CudaSchedule {
+    /// By a group's last node: the group, its kernel entry and its external inputs; other
+    /// members run nothing.
+    fused: FusedByLast,
+    fused_members: HashSet<usize>,
+    /// Pairs run as one plan at the first node (`ops::plan_chain`): first → second.
+    pairs: HashMap<usize, NodeId>,
+    /// Generated kernel sources, (entry, source).
+    generated: Vec<(String, String)>,
+}
+
+impl CudaSchedule {
+    pub fn new(g: &Graph, fusions: &Fusions) -> Self {
+        let (mut fused, mut fused_members, mut generated) = (HashMap::new(), HashSet::new(), Vec::new());
+        for nodes in &fusions.groups {
+            let Some((fg, externals)) = fused::from_graph(g, nodes) else { continue };
+            let Ok((entry, src)) = fg.source() else { continue };
+            let (last, inner) = nodes.split_last().expect("at least two members");
+            fused_members.extend(inner.iter().map(|n| n.0));
+            generated.push((entry.clone(), src));
+            fused.insert(last.0, (fg, entry, externals));
+        }
+        CudaSchedule { fused, fused_members, pairs: fusions.pairs.clone(), generated }
     }
-    Ok((by_last, members))
+
+    /// The generated kernels, (entry, source), for the device to compile.
+    pub fn generated(&self) -> &[(String, String)] {
+        &self.generated
+    }
+
+    /// Scratch bytes the steps need, given each node's device address.
+    pub fn scratch_bytes(&self, g: &Graph, steps: &[NodeId], addr: &dyn Fn(NodeId) -> u64) -> usize {
+        let mut need = 0;
+        for &id in steps {
+            let n = g.node(id);
+            let ins: Vec<View> = n.inputs.iter().map(|i| view(g, *i, addr(*i))).collect();
+            let out = view(g, id, addr(id));
+            let (iv, ov) = dev_views(&ins, &out);
+            need = need.max(ops::scratch_bytes(&n.op, &iv, &ov));
+        }
+        need
+    }
+
+    /// Every step's calls (none for members of a fused span but its planning node), given each
+    /// node's device address. Steps without a CUDA plan are one error naming them all.
+    pub fn calls(
+        &self,
+        g: &Graph,
+        steps: &[NodeId],
+        addr: &dyn Fn(NodeId) -> u64,
+        scratch: Scratch,
+    ) -> Result<Vec<Vec<Call>>> {
+        let mut out_calls = Vec::with_capacity(steps.len());
+        let mut unsupported = Vec::new();
+        // Second nodes of pairs that turned out to have no fused plan: they run on their own.
+        let mut unpaired = HashSet::new();
+        for &id in steps {
+            let n = g.node(id);
+            let ins: Vec<View> = n.inputs.iter().map(|i| view(g, *i, addr(*i))).collect();
+            let out = view(g, id, addr(id));
+            let paired_second = self.pairs.values().any(|s| *s == id) && !unpaired.contains(&id.0);
+            if self.fused_members.contains(&id.0) || paired_second {
+                out_calls.push(Vec::new());
+                continue;
+            }
+            if let Some((fg, entry, externals)) = self.fused.get(&id.0) {
+                let ext: Vec<View> = externals.iter().map(|e| view(g, *e, addr(*e))).collect();
+                let (ev, ov) = dev_views(&ext, &out);
+                out_calls.push(vec![fg.plan(entry, &ev, &ov).map_err(cuda)?]);
+                continue;
+            }
+            if let Some(&second) = self.pairs.get(&id.0) {
+                let sn = g.node(second);
+                let extra: Vec<View> = sn.inputs[1..].iter().map(|e| view(g, *e, addr(*e))).collect();
+                let second_out = view(g, second, addr(second));
+                let (iv, mv) = dev_views(&ins, &out);
+                let (ev, sv) = dev_views(&extra, &second_out);
+                match ops::plan_chain(&n.op, &sn.op, &iv, &ev, &mv, &sv, scratch) {
+                    Ok((calls, _)) => {
+                        out_calls.push(calls);
+                        continue;
+                    }
+                    Err(CudaError::Unsupported { .. }) => {
+                        unpaired.insert(second.0);
+                    }
+                    Err(e) => return Err(cuda(e)),
+                }
+            }
+            let (iv, ov) = dev_views(&ins, &out);
+            match ops::plan(&n.op, &iv, &ov, scratch) {
+                Ok(calls) => out_calls.push(calls),
+                Err(CudaError::Unsupported { op, why }) => {
+                    unsupported.push(format!("node #{} '{}' ({op}): {why}", id.0, n.name))
+                }
+                Err(e) => return Err(cuda(e)),
+            }
+        }
+        if !unsupported.is_empty() {
+            let total = unsupported.len();
+            unsupported.truncate(20);
+            return Err(EngineError::NoCudaKernel { count: total, nodes: unsupported.join("\n  ") });
+        }
+        Ok(out_calls)
+    }
+}
+
+fn view(g: &Graph, id: NodeId, ptr: u64) -> View {
+    let n = g.node(id);
+    (n.dtype, n.shape.dims().to_vec(), ptr)
 }
 
 fn cuda(e: CudaError) -> EngineError {
@@ -249,11 +343,12 @@ impl CudaBackend {
         }
         let arena = dev.alloc(arena_bytes).map_err(cuda)?;
         let mirrors = outputs.iter().map(|id| (*id, 0, AlignedBuf::zeroed(g.node(*id).bytes()))).collect();
-        let (fused, fused_members) = fusion(&dev, g, &fusions.groups)?;
+        let schedule = CudaSchedule::new(g, fusions);
+        for (entry, src) in schedule.generated() {
+            dev.add_generated(entry, src).map_err(cuda)?;
+        }
         let mut b = CudaBackend {
-            pairs: fusions.pairs.clone(),
-            fused,
-            fused_members,
+            schedule,
             scratch: dev.zeros(ALIGN).map_err(cuda)?,
             dev,
             arena,
@@ -286,23 +381,7 @@ impl CudaBackend {
     /// Plan and prepare every step against the current buffers (again after a state moves).
     pub fn plan_steps(&mut self, g: &Graph, steps: &[NodeId]) -> Result<()> {
         self.graph = None;
-        let view = |id: NodeId, ptr: u64| {
-            let n = g.node(id);
-            (n.dtype, n.shape.dims().to_vec(), ptr)
-        };
-        // Device views of every step's inputs and output.
-        let mut descs = Vec::with_capacity(steps.len());
-        let mut need = 0;
-        for &id in steps {
-            let n = g.node(id);
-            let ins: Vec<_> = n.inputs.iter().map(|i| view(*i, self.addr(g, *i))).collect();
-            let out = view(id, self.addr(g, id));
-            {
-                let (iv, ov) = dev_views(&ins, &out);
-                need = need.max(ops::scratch_bytes(&n.op, &iv, &ov));
-            }
-            descs.push((ins, out));
-        }
+        let need = self.schedule.scratch_bytes(g, steps, &|id| self.addr(g, id));
         if need + ALIGN > self.scratch.len() {
             self.scratch = self.dev.zeros(need + ALIGN).map_err(cuda)?;
         }
@@ -312,55 +391,11 @@ impl CudaBackend {
         for k in 0..self.mirrors.len() {
             self.mirrors[k].1 = self.addr(g, self.mirrors[k].0);
         }
+        let calls = self.schedule.calls(g, steps, &|id| self.addr(g, id), scratch)?;
         let mut prepared =
             vec![self.dev.prepare(&[Call::Memset { ptr: sbase, bytes: 4, value: 0 }]).map_err(cuda)?];
-        let mut unsupported = Vec::new();
-        // Second nodes of pairs that turned out to have no fused plan: they run on their own.
-        let mut unpaired = HashSet::new();
-        for (&id, (ins, out)) in steps.iter().zip(&descs) {
-            let n = g.node(id);
-            let paired_second = self.pairs.values().any(|s| *s == id) && !unpaired.contains(&id.0);
-            if self.fused_members.contains(&id.0) || paired_second {
-                prepared.push(self.dev.prepare(&[]).map_err(cuda)?);
-                continue;
-            }
-            if let Some((fg, entry, externals)) = self.fused.get(&id.0) {
-                let ext: Vec<View> = externals.iter().map(|e| view(*e, self.addr(g, *e))).collect();
-                let (ev, ov) = dev_views(&ext, out);
-                let call = fg.plan(entry, &ev, &ov).map_err(cuda)?;
-                prepared.push(self.dev.prepare(&[call]).map_err(cuda)?);
-                continue;
-            }
-            if let Some(&second) = self.pairs.get(&id.0) {
-                let sn = g.node(second);
-                let extra: Vec<View> = sn.inputs[1..].iter().map(|e| view(*e, self.addr(g, *e))).collect();
-                let second_out = view(second, self.addr(g, second));
-                let (iv, mv) = dev_views(ins, out);
-                let (ev, sv) = dev_views(&extra, &second_out);
-                match ops::plan_chain(&n.op, &sn.op, &iv, &ev, &mv, &sv, scratch) {
-                    Ok((calls, _)) => {
-                        prepared.push(self.dev.prepare(&calls).map_err(cuda)?);
-                        continue;
-                    }
-                    Err(CudaError::Unsupported { .. }) => {
-                        unpaired.insert(second.0);
-                    }
-                    Err(e) => return Err(cuda(e)),
-                }
-            }
-            let (iv, ov) = dev_views(ins, out);
-            match ops::plan(&n.op, &iv, &ov, scratch) {
-                Ok(calls) => prepared.push(self.dev.prepare(&calls).map_err(cuda)?),
-                Err(CudaError::Unsupported { op, why }) => {
-                    unsupported.push(format!("node #{} '{}' ({op}): {why}", id.0, n.name))
-                }
-                Err(e) => return Err(cuda(e)),
-            }
-        }
-        if !unsupported.is_empty() {
-            let total = unsupported.len();
-            unsupported.truncate(20);
-            return Err(EngineError::NoCudaKernel { count: total, nodes: unsupported.join("\n  ") });
+        for c in &calls {
+            prepared.push(self.dev.prepare(c).map_err(cuda)?);
         }
         self.steps = prepared;
         Ok(())

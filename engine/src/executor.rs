@@ -4,7 +4,7 @@
 //! (weight layout conversions) are computed once here, at compile time.
 
 use crate::buffer::AlignedBuf;
-use crate::cuda::CudaBackend;
+use crate::cuda::{ConstData, CudaBackend, CudaSchedule, Fusions};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::profiler::{NodeProfile, Profile};
@@ -138,8 +138,95 @@ pub fn steps(g: &Graph, is_static: &[bool]) -> Vec<NodeId> {
         .collect()
 }
 
+/// What compiling decides before any device is touched.
+struct Front {
+    g: Graph,
+    steps: Vec<NodeId>,
+    /// CUDA plans: the fused spans.
+    fusions: Option<Fusions>,
+    memory: MemoryPlan,
+    storage: Vec<Storage>,
+}
+
 /// Compile `graph` for `device`, binding its parameters to `weights`.
 pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: Device) -> Result<Plan> {
+    let Front { g, steps, fusions, memory, storage } =
+        front(graph, weights.as_ref(), matches!(device, Device::Cuda(_)))?;
+    let inputs: HashMap<String, NodeId> = g.inputs().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
+    let fusion = fusion_groups(&g);
+    let used: std::collections::HashSet<&str> = g.params().into_iter().map(|(n, _)| n).collect();
+    let mut unused_weights: Vec<String> = weights
+        .as_deref()
+        .map(|w| w.names().into_iter().filter(|n| !used.contains(n.as_str())).collect())
+        .unwrap_or_default();
+    unused_weights.sort();
+    let cuda = match device {
+        Device::Cpu => None,
+        Device::Cuda(ordinal) => {
+            let fusions = fusions.as_ref().expect("planned for CUDA");
+            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_ref(), &steps, fusions)?)
+        }
+    };
+    let mut plan = Plan {
+        state_addrs: Vec::new(),
+        unused_weights,
+        // A CUDA plan's intermediates live in its device arena.
+        arena: AlignedBuf::zeroed(if cuda.is_some() { 0 } else { memory.arena_bytes }),
+        cuda,
+        input_set: vec![false; g.len()],
+        graph: g,
+        device,
+        memory,
+        storage,
+        steps,
+        weights,
+        fusion,
+        inputs,
+    };
+    plan.refresh_state_addrs();
+    Ok(plan)
+}
+
+/// A CUDA plan as far as it goes without a device: its graph, steps and their schedule, the
+/// arena layout, and the bytes of everything uploaded. The emulator (tools/cuda-emu) runs it
+/// to check whole model graphs on the CUDA path against the CPU.
+pub struct CudaOffline {
+    pub graph: Graph,
+    pub steps: Vec<NodeId>,
+    pub schedule: CudaSchedule,
+    pub arena_bytes: usize,
+    /// Arena offset of each storage root in the arena, None elsewhere (aliases resolve
+    /// through `Graph::storage_root`).
+    pub arena_offsets: Vec<Option<usize>>,
+    /// Weights and folded constants the steps read, by node.
+    pub consts: Vec<(NodeId, Vec<u8>)>,
+    /// State nodes (zeroed device buffers).
+    pub states: Vec<NodeId>,
+}
+
+pub fn cuda_offline(graph: &Graph, weights: Option<Arc<dyn WeightSource>>) -> Result<CudaOffline> {
+    let Front { g, steps, fusions, memory, storage } = front(graph, weights.as_ref(), true)?;
+    let schedule = CudaSchedule::new(&g, fusions.as_ref().expect("planned for CUDA"));
+    let (consts, states) = device_consts(&g, &storage, weights.as_deref(), &steps);
+    let consts = consts.into_iter().map(|(id, bytes, _)| (id, bytes.to_vec())).collect();
+    let arena_offsets = arena_offsets(&g, &storage);
+    Ok(CudaOffline {
+        arena_bytes: memory.arena_bytes,
+        graph: g,
+        steps,
+        schedule,
+        arena_offsets,
+        consts,
+        states,
+    })
+}
+
+fn arena_offsets(g: &Graph, storage: &[Storage]) -> Vec<Option<usize>> {
+    g.ids().map(|id| if let Storage::Arena(off) = storage[id.0] { Some(off) } else { None }).collect()
+}
+
+fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool) -> Result<Front> {
+    let weights = weights.cloned();
     let (g, _) = eliminate_dead_code(graph);
     check_params(&g, weights.as_deref())?;
     // Start every rayon worker now: a worker's one-time setup (e.g. registering with
@@ -149,10 +236,7 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
     let is_static = static_nodes(&g);
     let steps = steps(&g, &is_static);
     // A CUDA plan runs fused spans as one launch sequence; their values stay live across them.
-    let fusions = match device {
-        Device::Cpu => None,
-        Device::Cuda(_) => Some(crate::cuda::Fusions::of(&g, &steps)),
-    };
+    let fusions = cuda.then(|| Fusions::of(&g, &steps));
     let memory = match &fusions {
         Some(f) => plan_memory_spans(&g, &is_static, &f.spans()),
         None => plan_memory(&g, &is_static),
@@ -200,39 +284,7 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         };
         storage.push(s);
     }
-    let inputs: HashMap<String, NodeId> = g.inputs().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
-    let fusion = fusion_groups(&g);
-    let used: std::collections::HashSet<&str> = g.params().into_iter().map(|(n, _)| n).collect();
-    let mut unused_weights: Vec<String> = weights
-        .as_deref()
-        .map(|w| w.names().into_iter().filter(|n| !used.contains(n.as_str())).collect())
-        .unwrap_or_default();
-    unused_weights.sort();
-    let cuda = match device {
-        Device::Cpu => None,
-        Device::Cuda(ordinal) => {
-            let fusions = fusions.as_ref().expect("planned for CUDA");
-            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_ref(), &steps, fusions)?)
-        }
-    };
-    let mut plan = Plan {
-        state_addrs: Vec::new(),
-        unused_weights,
-        // A CUDA plan's intermediates live in its device arena.
-        arena: AlignedBuf::zeroed(if cuda.is_some() { 0 } else { memory.arena_bytes }),
-        cuda,
-        input_set: vec![false; g.len()],
-        graph: g,
-        device,
-        memory,
-        storage,
-        steps,
-        weights,
-        fusion,
-        inputs,
-    };
-    plan.refresh_state_addrs();
-    Ok(plan)
+    Ok(Front { g, steps, fusions, memory, storage })
 }
 
 /// Upload what the steps read from the host side (weights, folded constants) and plan every
@@ -249,7 +301,19 @@ fn cuda_backend(
     // Weights are shared by every plan on the device that uses the same source (a prefill plan
     // per prompt shape and the decode plan hold one copy), keyed by the source's identity.
     let source_id = weights.map_or(0, |w| Arc::as_ptr(w) as *const () as usize);
-    let weights = weights.map(|w| w.as_ref());
+    let (consts, states) = device_consts(g, storage, weights.map(|w| w.as_ref()), steps);
+    let offsets = arena_offsets(g, storage);
+    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, (source_id, &consts), &states, (steps, fusions))
+}
+
+/// What a device plan uploads (weights and folded constants the steps or outputs read, with
+/// the parameter name of weights) and its state nodes.
+fn device_consts<'a>(
+    g: &'a Graph,
+    storage: &'a [Storage],
+    weights: Option<&'a dyn WeightSource>,
+    steps: &[NodeId],
+) -> (Vec<ConstData<'a>>, Vec<NodeId>) {
     let mut needed = vec![false; g.len()];
     for &id in steps {
         for i in &g.node(id).inputs {
@@ -274,9 +338,7 @@ fn cuda_backend(
             _ => {}
         }
     }
-    let offsets: Vec<Option<usize>> =
-        g.ids().map(|id| if let Storage::Arena(off) = storage[id.0] { Some(off) } else { None }).collect();
-    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, (source_id, &consts), &states, (steps, fusions))
+    (consts, states)
 }
 
 /// View of a node's bytes outside `execute` (compile time and output reads).

@@ -12,7 +12,7 @@ pub mod source;
 pub mod tensor;
 pub mod weights;
 
-pub use cuda::Fusions;
+pub use cuda::{CudaSchedule, Fusions};
 pub use device::Device;
 pub use error::{EngineError, Result};
 pub use executor::{compile, Plan, PlanStats};
