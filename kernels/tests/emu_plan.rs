@@ -15,11 +15,12 @@ mod emu_support;
 use emu_support::{build, find_compiler, Emu, Io};
 use focus_engine::executor::{compile, cuda_offline};
 use focus_engine::{Device, MemoryWeights, Tensor, WeightSource};
-use focus_graph::{DType, Graph, NodeId};
+use focus_graph::{DType, Graph, NodeId, UnaryOp};
 use focus_kernels::cuda::case::default_tol;
 use focus_kernels::cuda::check::compare;
 use focus_kernels::cuda::launch::Scratch;
 use focus_models::perception::{prefill_graph, PerceptionConfig, PerceptionShape};
+use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
 use focus_models::registry::build_named;
 use std::collections::HashMap;
 use std::path::Path;
@@ -145,6 +146,28 @@ fn models() -> Vec<(String, DType, Graph)> {
         for (model, config, size) in [("qwen2", "tiny", 5), ("qwen2", "tiny", 1), ("convnext", "tiny", 32)] {
             let g = build_named(model, config, size, dt).expect("registry model");
             v.push((format!("{model}/{config}@{size} {dt}"), dt, g));
+        }
+        // Small ViTs at head dims the flash kernels take (64, 80): Qwen2.5-VL's windows are
+        // packed variable-length attention (partial windows at 40x56), Qwen2-VL attends fully.
+        let vit = |variant, embed_dim, act| QwenVitConfig {
+            variant,
+            depth: 3,
+            embed_dim,
+            num_heads: 2,
+            mlp_dim: 96,
+            out_dim: 40,
+            patch_size: 4,
+            merge: 2,
+            act,
+            dtype: dt,
+            ..QwenVitConfig::qwen2vl_600m()
+        };
+        let windows = VitVariant::Qwen25Vl { window: 32, full_attention_blocks: vec![1] };
+        for (name, c) in [
+            ("qwen25vl_vit/small", vit(windows, 128, UnaryOp::Silu)),
+            ("qwen2vl_vit/small", vit(VitVariant::Qwen2Vl, 160, UnaryOp::QuickGelu)),
+        ] {
+            v.push((format!("{name}@40x56 {dt}"), dt, qwen_vit::graph(&c, 40, 56).expect("vit graph")));
         }
         let c = PerceptionConfig::demo();
         let s = PerceptionShape {
