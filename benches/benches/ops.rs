@@ -119,5 +119,21 @@ fn rayon_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-criterion_group!(benches, ops, executor_overhead);
+/// Host sampling over the Qwen2.5 vocabulary (151,936 logits), per token.
+fn sampling(c: &mut Criterion) {
+    use focus_engine::sampling::{Allowed, Sampler, SamplingParams};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let logits: Vec<f32> = (0..151_936).map(|_| rng.gen_range(-10.0..10.0)).collect();
+    let mut grp = c.benchmark_group("sampling_151936");
+    for (name, temperature, top_k, top_p) in
+        [("greedy", 0.0, 0, 1.0), ("top_k50_p0.9", 0.8, 50, 0.9), ("top_p0.9", 0.8, 0, 0.9)]
+    {
+        let mut s = Sampler::new(SamplingParams { temperature, top_k, top_p, seed: 1 }).unwrap();
+        grp.bench_function(name, |b| b.iter(|| s.sample(&logits, &Allowed::All).unwrap()));
+    }
+    grp.finish();
+}
+
+criterion_group!(benches, ops, executor_overhead, sampling);
 criterion_main!(benches);

@@ -28,6 +28,7 @@ pub enum Allowed {
 }
 
 impl Allowed {
+    #[cfg(test)]
     fn contains(&self, id: usize) -> bool {
         match self {
             Allowed::All => true,
@@ -77,7 +78,9 @@ impl Sampler {
         Ok(Sampler { params, rng, scratch: Vec::new() })
     }
 
-    /// Pick the next token from `logits` among the `allowed` ids.
+    /// Pick the next token from `logits` among the `allowed` ids. Greedy is one pass (argmax,
+    /// ties to the lower id); top-k selects its k candidates in linear time before sorting
+    /// them, so a 151k vocabulary costs a pass, not a sort, per token.
     pub fn sample(&mut self, logits: &[f32], allowed: &Allowed) -> Result<usize, SampleError> {
         if logits.is_empty() {
             return Err(SampleError::Empty);
@@ -85,21 +88,55 @@ impl Sampler {
         if logits.iter().any(|x| x.is_nan()) {
             return Err(SampleError::NaN);
         }
-        self.scratch.clear();
-        self.scratch
-            .extend(logits.iter().enumerate().filter(|(i, _)| allowed.contains(*i)).map(|(i, &l)| (l, i)));
-        if self.scratch.is_empty() {
-            return Err(SampleError::NothingAllowed(logits.len()));
-        }
-        // Descending by logit, ties to the lower id: greedy is then the first entry.
-        self.scratch.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let n = logits.len();
+        // Allowed ids: a contiguous range, or an explicit ascending list.
+        let (range, list) = match allowed {
+            Allowed::All => ((0, n), None),
+            Allowed::Range(a, b) => (((*a).min(n), (*b).min(n).max((*a).min(n))), None),
+            Allowed::Set(set) => {
+                let mut v: Vec<usize> = set.iter().copied().filter(|&i| i < n).collect();
+                v.sort_unstable();
+                v.dedup();
+                ((0, 0), Some(v))
+            }
+        };
         let p = &self.params;
         if p.temperature == 0.0 || p.top_k == 1 {
-            return Ok(self.scratch[0].1);
+            // Only a strictly greater logit moves the pick, so ties stay at the lowest id.
+            let best = match &list {
+                None => {
+                    let (lo, hi) = range;
+                    let mut best = (lo < hi).then_some(lo);
+                    let mut max = f32::NEG_INFINITY;
+                    for (i, &x) in logits[lo..hi].iter().enumerate() {
+                        if x > max {
+                            (max, best) = (x, Some(lo + i));
+                        }
+                    }
+                    best
+                }
+                Some(v) => v.iter().copied().fold(None, |b: Option<usize>, i| match b {
+                    Some(b) if logits[b] >= logits[i] => Some(b),
+                    _ => Some(i),
+                }),
+            };
+            return best.ok_or(SampleError::NothingAllowed(n));
         }
-        if p.top_k > 0 {
+        self.scratch.clear();
+        match &list {
+            None => self.scratch.extend((range.0..range.1).map(|i| (logits[i], i))),
+            Some(v) => self.scratch.extend(v.iter().map(|&i| (logits[i], i))),
+        }
+        if self.scratch.is_empty() {
+            return Err(SampleError::NothingAllowed(n));
+        }
+        // Descending by logit, ties to the lower id.
+        let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if p.top_k > 0 && p.top_k < self.scratch.len() {
+            self.scratch.select_nth_unstable_by(p.top_k - 1, order);
             self.scratch.truncate(p.top_k);
         }
+        self.scratch.sort_by(order);
         let max = self.scratch[0].0;
         let mut total = 0.0f64;
         for e in &mut self.scratch {
@@ -176,6 +213,70 @@ mod tests {
         // top-p 0.6 keeps only the 0.7 token.
         let mut s = sampler(1.0, 0, 0.6, 3);
         assert!((0..100).all(|_| s.sample(&l, &Allowed::All) == Ok(2)));
+    }
+
+    /// The sampler as first written: every allowed id sorted, then the same walk.
+    fn naive(p: &SamplingParams, rng: &mut StdRng, logits: &[f32], allowed: &Allowed) -> usize {
+        let mut c: Vec<(f32, usize)> =
+            logits.iter().enumerate().filter(|(i, _)| allowed.contains(*i)).map(|(i, &l)| (l, i)).collect();
+        c.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if p.temperature == 0.0 || p.top_k == 1 {
+            return c[0].1;
+        }
+        if p.top_k > 0 {
+            c.truncate(p.top_k);
+        }
+        let max = c[0].0;
+        let w: Vec<f64> =
+            c.iter().map(|e| (((e.0 - max) / p.temperature) as f64).exp() as f32 as f64).collect();
+        let mut total: f64 = w.iter().sum();
+        let mut keep = c.len();
+        if p.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (i, x) in w.iter().enumerate() {
+                acc += x / total;
+                if acc >= p.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            total = w[..keep].iter().sum();
+        }
+        let mut r = rng.gen::<f64>() * total;
+        for (e, x) in c.iter().zip(&w).take(keep) {
+            r -= x;
+            if r <= 0.0 {
+                return e.1;
+            }
+        }
+        c[keep - 1].1
+    }
+
+    #[test]
+    fn linear_time_selection_matches_sorting_everything() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for case in 0..300 {
+            let v = [1, 2, 7, 100, 1000][case % 5];
+            // Few distinct values, so ties are common.
+            let logits: Vec<f32> = (0..v).map(|_| rng.gen_range(0..12) as f32 * 0.5).collect();
+            let p = SamplingParams {
+                temperature: [0.0, 0.7, 1.0, 2.0][case % 4],
+                top_k: [0, 1, 3, 50, 5000][(case / 5) % 5],
+                top_p: [1.0, 0.9, 0.5][case % 3],
+                seed: case as u64,
+            };
+            let allowed = match case % 3 {
+                0 => Allowed::All,
+                1 => Allowed::Range(v / 3, v),
+                _ => Allowed::Set(vec![v - 1, 0, v / 2, v - 1]),
+            };
+            let mut s = Sampler::new(p.clone()).unwrap();
+            let mut rng2 = StdRng::seed_from_u64(p.seed);
+            for _ in 0..5 {
+                let got = s.sample(&logits, &allowed).unwrap();
+                assert_eq!(got, naive(&p, &mut rng2, &logits, &allowed), "case {case}: {p:?} {allowed:?}");
+            }
+        }
     }
 
     #[test]
