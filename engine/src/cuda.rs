@@ -76,6 +76,8 @@ pub(crate) struct CudaBackend {
     /// Host copies of the outputs (with their device addresses, refreshed by `plan_steps`) and
     /// of the index-error flag, filled after every run.
     mirrors: Vec<(NodeId, u64, AlignedBuf)>,
+    /// Which outputs are copied back after a run (`Plan::copy_outputs`): all by default.
+    copied: Vec<bool>,
     flag_addr: u64,
     flag: AlignedBuf,
     pub const_bytes: usize,
@@ -358,6 +360,7 @@ impl CudaBackend {
             locs,
             steps: Vec::new(),
             graph: None,
+            copied: vec![true; outputs.len()],
             mirrors,
             flag_addr: 0,
             flag: AlignedBuf::zeroed(4),
@@ -439,7 +442,7 @@ impl CudaBackend {
             unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, stream) }
                 .map_err(|e| cuda(CudaError::Driver(e.to_string())))
         };
-        for (_, src, buf) in self.mirrors.iter_mut() {
+        for ((_, src, buf), _) in self.mirrors.iter_mut().zip(&self.copied).filter(|(_, c)| **c) {
             copy(buf.as_mut_slice(), *src)?;
         }
         copy(self.flag.as_mut_slice(), self.flag_addr)
@@ -508,9 +511,17 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// An output's host mirror (after `wait`).
+    /// An output's host mirror (after `wait`); None where it is not copied back.
     pub fn output(&self, id: NodeId) -> Option<&[u8]> {
-        self.mirrors.iter().find(|(n, _, _)| *n == id).map(|(_, _, b)| b.as_slice())
+        let k = self.mirrors.iter().position(|(n, _, _)| *n == id)?;
+        self.copied[k].then(|| self.mirrors[k].2.as_slice())
+    }
+
+    /// Copy back after each run only the outputs `keep` selects.
+    pub fn copy_outputs(&mut self, keep: impl Fn(NodeId) -> bool) {
+        for (k, (id, _, _)) in self.mirrors.iter().enumerate() {
+            self.copied[k] = keep(*id);
+        }
     }
 
     /// Copy a state buffer to `dst`.

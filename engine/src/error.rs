@@ -29,6 +29,8 @@ pub enum EngineError {
     UnknownState(String),
     #[error("unknown output '{0}'")]
     UnknownOutput(String),
+    #[error("output '{0}' is not copied back from the device (see Plan::copy_outputs)")]
+    OutputNotCopied(String),
     #[error("weights: {0}")]
     Weights(String),
     #[error("tensor data has {got} bytes, {dtype}{shape} needs {want}")]

@@ -665,13 +665,27 @@ impl Plan {
         if let Some(c) = &self.cuda {
             c.wait()?;
             let n = self.graph.node(id);
-            let data = c.output(id).expect("every output has a mirror");
+            let data = c.output(id).ok_or_else(|| EngineError::OutputNotCopied(name.into()))?;
             return Ok(TensorRef::new(n.dtype, n.shape.dims(), data));
         }
         Ok(view_of(&self.graph, &self.storage, self.arena.as_slice(), self.weights.as_deref(), id))
     }
 
-    /// Set inputs, execute, and copy every output out.
+    /// Which outputs a device plan copies back to the host after each run: `None` all (the
+    /// default), else only these (a decode step that picks its token on the device skips the
+    /// logits). CPU plans read outputs in place, so this changes nothing there.
+    pub fn copy_outputs(&mut self, names: Option<&[&str]>) -> Result<()> {
+        let mut keep = Vec::new();
+        for name in names.unwrap_or_default() {
+            keep.push(self.graph.output(name).ok_or_else(|| EngineError::UnknownOutput(name.to_string()))?);
+        }
+        if let Some(c) = &mut self.cuda {
+            c.copy_outputs(|id| names.is_none() || keep.contains(&id));
+        }
+        Ok(())
+    }
+
+    /// Set inputs, execute, and copy every output out (those `copy_outputs` selects).
     pub fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<HashMap<String, Tensor>> {
         for (name, t) in inputs {
             self.set_input(name, &t.view())?;
@@ -679,8 +693,14 @@ impl Plan {
         self.execute()?;
         let mut out = HashMap::new();
         for (name, _) in self.graph.outputs.clone() {
-            let v = self.output(&name)?;
-            out.insert(name, Tensor::from_bytes(v.dtype, v.shape, v.data)?);
+            match self.output(&name) {
+                Ok(v) => {
+                    let t = Tensor::from_bytes(v.dtype, v.shape, v.data)?;
+                    out.insert(name, t);
+                }
+                Err(EngineError::OutputNotCopied(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }

@@ -328,7 +328,14 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
     let fused = b.reshape(fused, [nv, d])?;
     let queries = b.reshape(queries, [layout.queries, d])?;
     let x = b.scoped("splice", |b| splice_image(b, emb, s.n_pre, &layout, &[fused], Some(queries)))?;
-    let o = StepOptions { tokens: l, capacity: s.capacity, dtype: dt, all_logits: true, embeds_input: true };
+    let o = StepOptions {
+        tokens: l,
+        capacity: s.capacity,
+        dtype: dt,
+        all_logits: true,
+        embeds_input: true,
+        next_token: false,
+    };
     let (hidden, logits) = b.scoped("llm", |b| qwen2::build_step(b, &c.llm, &o, x, pos))?;
     b.output("hidden", hidden)?;
     b.output("logits", logits)?;

@@ -105,6 +105,8 @@ pub struct StepOptions {
     pub all_logits: bool,
     /// Take `inputs_embeds [T, hidden]` instead of `input_ids` (image features spliced in).
     pub embeds_input: bool,
+    /// Also pick the greedy next token on the device (see `greedy_head`).
+    pub next_token: bool,
 }
 
 pub fn k_cache_name(layer: usize) -> String {
@@ -135,7 +137,37 @@ pub fn step_graph(c: &Qwen2Config, o: &StepOptions) -> Result<Graph> {
     let (hidden, logits) = build_step(&mut b, c, o, x, pos)?;
     b.output("hidden", hidden)?;
     b.output("logits", logits)?;
+    if o.next_token {
+        let t = b.shape(logits)[0];
+        let last = b.slice(logits, 0, t - 1, t)?;
+        let (token, nan) = b.scoped("next_token", |b| greedy_head(b, last))?;
+        b.output("next_token", token)?;
+        b.output("nan_logits", nan)?;
+    }
     b.finish()
+}
+
+/// The greedy pick on the device, so a decode step returns 8 bytes instead of the logits: input
+/// `allowed [2] i32` = `[lo, hi)`, the ids a constraint allows; `next_token [1] i64` is the
+/// argmax of `logits [1, V]` over them (ties to the lowest id, as the host sampler), and
+/// `nan_logits [1] f32` counts NaN logits, so a broken model is an error rather than a token.
+pub fn greedy_head(b: &mut GraphBuilder, logits: NodeId) -> Result<(NodeId, NodeId)> {
+    let v = b.shape(logits)[1];
+    let allowed = b.input("allowed", DType::I32, [2])?;
+    let ids: Vec<i32> = (0..v as i32).collect();
+    let ids = b.constant_i32([1, v], &ids)?;
+    let lo = b.slice(allowed, 0, 0, 1)?;
+    let hi = b.slice(allowed, 0, 1, 2)?;
+    let ge = b.compare(CmpOp::Ge, ids, lo)?;
+    let lt = b.compare(CmpOp::Lt, ids, hi)?;
+    let ninf = b.constant_f32([1], &[f32::NEG_INFINITY])?;
+    let masked = b.where_(lt, logits, ninf)?;
+    let masked = b.where_(ge, masked, ninf)?;
+    let token = b.argmax(masked, -1, false)?;
+    let nan = b.compare(CmpOp::Ne, logits, logits)?;
+    let nan = b.cast(nan, DType::F32)?;
+    let nan = b.reduce(focus_graph::ReduceOp::Sum, nan, &[1], false)?;
+    Ok((token, nan))
 }
 
 /// The decoder on embeddings `x [T, hidden]` at `positions [T]`, reading and appending to the

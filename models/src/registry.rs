@@ -83,6 +83,7 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
                 dtype,
                 all_logits: false,
                 embeds_input: false,
+                next_token: false,
             };
             qwen2::step_graph(&c, &o).map_err(|e| e.to_string())
         }

@@ -188,6 +188,7 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         dtype: fx.dtype,
         all_logits,
         embeds_input: false,
+        next_token: false,
     };
     let mut prefill = fx.plan(&qwen2::step_graph(&c, &step(t, true)).map_err(|e| e.to_string())?)?;
     let ids_t = Tensor::from_i64(DType::I32, [t], &ids).map_err(|e| e.to_string())?;
@@ -218,7 +219,14 @@ fn greedy(
     gen: usize,
     capacity: usize,
 ) -> Result<Comparison, String> {
-    let o = StepOptions { tokens: 1, capacity, dtype: fx.dtype, all_logits: false, embeds_input: false };
+    let o = StepOptions {
+        tokens: 1,
+        capacity,
+        dtype: fx.dtype,
+        all_logits: false,
+        embeds_input: false,
+        next_token: false,
+    };
     let mut decode = fx.plan(&qwen2::step_graph(c, &o).map_err(|e| e.to_string())?)?;
     let names: Vec<String> =
         (0..c.num_hidden_layers).flat_map(|l| [qwen2::k_cache_name(l), qwen2::v_cache_name(l)]).collect();

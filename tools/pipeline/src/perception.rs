@@ -82,7 +82,14 @@ impl Perception {
         hr_hw: [usize; 2],
         capacity: usize,
     ) -> Result<Self, PerceptionError> {
-        let step = StepOptions { tokens: 1, capacity, dtype, all_logits: false, embeds_input: false };
+        let step = StepOptions {
+            tokens: 1,
+            capacity,
+            dtype,
+            all_logits: false,
+            embeds_input: false,
+            next_token: true,
+        };
         let decode = compile(&qwen2::step_graph(&cfg.llm, &step)?, Some(weights.clone()), device)?;
         Ok(Perception {
             cfg,
@@ -218,24 +225,57 @@ impl Perception {
         self.decode.capture_graph()?;
 
         let mut sampler = Sampler::new(params.clone())?;
+        // Greedy steps whose constraint is a range pick their token on the device (the decode
+        // graph's greedy head) and copy back 8 bytes instead of the logits.
+        let greedy = params.temperature == 0.0 || params.top_k == 1;
+        let mut allowed_for = |tokens: &[u32]| match constraint.as_deref_mut() {
+            Some(c) => c.allowed(&tokens.iter().map(|&t| t as usize).collect::<Vec<_>>()),
+            None => Allowed::All,
+        };
         let mut tokens: Vec<u32> = Vec::new();
         let mut decode_ms = Vec::new();
+        let mut allowed = allowed_for(&tokens);
+        let mut picked: Option<usize> = None;
         let mut next_logits = logits;
         while tokens.len() < max_new {
-            let allowed = match constraint.as_deref_mut() {
-                Some(c) => c.allowed(&tokens.iter().map(|&t| t as usize).collect::<Vec<_>>()),
-                None => Allowed::All,
+            let tok = match picked.take() {
+                Some(t) => t as u32,
+                None => sampler.sample(&next_logits, &allowed)? as u32,
             };
-            let tok = sampler.sample(&next_logits, &allowed)? as u32;
             tokens.push(tok);
             if Some(tok) == stop || tokens.len() == max_new {
                 break;
             }
+            allowed = allowed_for(&tokens);
+            let range = match &allowed {
+                Allowed::All => Some((0, vocab)),
+                Allowed::Range(a, b) => Some(((*a).min(vocab), (*b).min(vocab))),
+                Allowed::Set(_) => None,
+            };
+            let on_device = greedy && range.is_some();
+            if let Some((lo, hi)) = range.filter(|_| on_device) {
+                if lo >= hi {
+                    return Err(SampleError::NothingAllowed(vocab).into());
+                }
+            }
+            let (lo, hi) = range.unwrap_or((0, vocab));
+            let bounds = Tensor::from_i64(DType::I32, [2], &[lo as i64, hi as i64])?;
+            self.decode.set_input("allowed", &bounds.view())?;
+            let wanted: &[&str] = if on_device { &["next_token", "nan_logits"] } else { &["logits"] };
+            self.decode.copy_outputs(Some(wanted))?;
             self.decode.set_input("input_ids", &ids(&[tok])?.view())?;
             self.decode.set_input("positions", &positions(len + tokens.len() - 1, 1)?.view())?;
             let t = Instant::now();
             self.decode.execute()?;
-            next_logits = focus_kernels::cpu::common::f32_in(&self.decode.output("logits")?).into_owned();
+            if on_device {
+                if focus_kernels::cpu::common::f32_in(&self.decode.output("nan_logits")?)[0] > 0.0 {
+                    return Err(SampleError::NaN.into());
+                }
+                let t = self.decode.output("next_token")?;
+                picked = Some(i64::from_le_bytes(t.data[..8].try_into().expect("[1] i64")) as usize);
+            } else {
+                next_logits = focus_kernels::cpu::common::f32_in(&self.decode.output("logits")?).into_owned();
+            }
             decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         Ok(Generation { tokens, prompt_tokens: len, prefill_ms, decode_ms, prefill_profile })

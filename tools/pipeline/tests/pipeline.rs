@@ -1,7 +1,7 @@
 //! Text handling and the perception runner: chat template with special tokens, KV-cache
 //! decoding equal to recomputing the whole prefix, constraints, and clear errors.
 
-use focus_engine::sampling::{Allowed, Constraint, SamplingParams};
+use focus_engine::sampling::{Allowed, Constraint, SampleError, SamplingParams};
 use focus_engine::{compile, Device, MemoryWeights, Tensor, WeightSource};
 use focus_graph::{DType, GraphBuilder};
 use focus_models::perception::{
@@ -210,6 +210,39 @@ impl Constraint for Window {
             Allowed::Set(vec![42])
         }
     }
+}
+
+/// The same allowed ids as a range (greedy steps pick on the device head) or as an explicit
+/// set (the host samples the copied logits).
+struct Ids(usize, usize, bool);
+impl Constraint for Ids {
+    fn allowed(&mut self, _: &[usize]) -> Allowed {
+        if self.2 {
+            Allowed::Set((self.0..self.1).collect())
+        } else {
+            Allowed::Range(self.0, self.1)
+        }
+    }
+}
+
+#[test]
+fn greedy_on_the_device_head_equals_host_sampling() {
+    let (mut p, _) = runner(48);
+    let data = image();
+    let img = Image { h: 40, w: 48, data: &data };
+    let greedy = SamplingParams::default();
+    for (lo, hi) in [(0, 512), (100, 300), (7, 8)] {
+        let mut run = |as_set| {
+            let g = p.generate(&img, &[3, 4], &[5], &greedy, 6, None, Some(&mut Ids(lo, hi, as_set)), false);
+            g.unwrap().tokens
+        };
+        let (device, host) = (run(false), run(true));
+        assert_eq!(device, host, "allowed {lo}..{hi}");
+        assert!(device.iter().all(|&t| (lo..hi).contains(&(t as usize))), "{device:?}");
+    }
+    let e =
+        p.generate(&img, &[3], &[5], &greedy, 3, None, Some(&mut Ids(600, 700, false)), false).unwrap_err();
+    assert!(matches!(e, PerceptionError::Sample(SampleError::NothingAllowed(512))), "{e}");
 }
 
 #[test]
