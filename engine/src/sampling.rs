@@ -2,6 +2,7 @@
 //! per-step constraint hook (allowed-token sets) for forced grammars such as mask tokens and
 //! visual-token grids.
 
+use focus_kernels::cpu::token::{self, Draw};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use thiserror::Error;
 
@@ -64,6 +65,7 @@ pub struct Sampler {
     params: SamplingParams,
     rng: StdRng,
     scratch: Vec<(f32, usize)>,
+    values: Vec<f32>,
 }
 
 impl Sampler {
@@ -75,7 +77,7 @@ impl Sampler {
             return Err(SampleError::Param(format!("top_p {} must be in (0, 1]", params.top_p)));
         }
         let rng = StdRng::seed_from_u64(params.seed);
-        Ok(Sampler { params, rng, scratch: Vec::new() })
+        Ok(Sampler { params, rng, scratch: Vec::new(), values: Vec::new() })
     }
 
     /// Pick the next token from `logits` among the `allowed` ids. Greedy is one pass (argmax,
@@ -137,34 +139,20 @@ impl Sampler {
             self.scratch.truncate(p.top_k);
         }
         self.scratch.sort_by(order);
-        let max = self.scratch[0].0;
-        let mut total = 0.0f64;
-        for e in &mut self.scratch {
-            e.0 = (((e.0 - max) / p.temperature) as f64).exp() as f32;
-            total += e.0 as f64;
-        }
-        // Nucleus: the smallest prefix whose probability reaches top_p.
-        if p.top_p < 1.0 {
-            let mut acc = 0.0f64;
-            let mut keep = self.scratch.len();
-            for (i, e) in self.scratch.iter().enumerate() {
-                acc += e.0 as f64 / total;
-                if acc >= p.top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            self.scratch.truncate(keep);
-            total = self.scratch.iter().map(|e| e.0 as f64).sum();
-        }
-        let mut r = self.rng.gen::<f64>() * total;
-        for e in &self.scratch {
-            r -= e.0 as f64;
-            if r <= 0.0 {
-                return Ok(e.1);
-            }
-        }
-        Ok(self.scratch.last().unwrap().1)
+        self.values.clear();
+        self.values.extend(self.scratch.iter().map(|e| e.0));
+        let d = Draw { temperature: p.temperature, top_k: p.top_k, top_p: p.top_p, u: self.rng.gen::<f64>() };
+        token::draw(&self.values, &d).map(|i| self.scratch[i].1).ok_or(SampleError::NothingAllowed(n))
+    }
+
+    /// The next uniform draw of this sampler's stream, for a step drawn on the device
+    /// (`Op::SampleSorted` with the same parameters draws the token `sample` would).
+    pub fn next_uniform(&mut self) -> f64 {
+        self.rng.gen::<f64>()
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
     }
 }
 

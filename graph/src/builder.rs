@@ -454,6 +454,10 @@ impl GraphBuilder {
     pub fn vq_nearest(&mut self, x: NodeId, codebook: NodeId) -> Result<NodeId> {
         self.op(Op::VqNearest, &[x, codebook])
     }
+    /// One token per row from sorted candidates (see `Op::SampleSorted`).
+    pub fn sample_sorted(&mut self, values: NodeId, ids: NodeId, params: NodeId) -> Result<NodeId> {
+        self.op(Op::SampleSorted, &[values, ids, params])
+    }
     pub fn grid_sample(&mut self, x: NodeId, grid: NodeId, align_corners: bool) -> Result<NodeId> {
         self.op(Op::GridSample { align_corners }, &[x, grid])
     }

@@ -104,6 +104,8 @@ pub fn cost(op: &Op, ins: &[(&[usize], usize)], out: &[usize], out_elem: usize) 
             (w[0] * w[1] * w[2]) as u64 * lp * dh * 10
         }
         Op::TopK { .. } => numel(0) * 2,
+        // A few operations per candidate (exp, sums, the walk).
+        Op::SampleSorted => numel(0) * 8,
         Op::TimestepEmbedding { .. } => 6 * n_out,
     };
     Cost { flops, bytes }

@@ -13,7 +13,8 @@ fn attrs(op: &Op) -> String {
         | Op::Binary(_)
         | Op::Compare(_)
         | Op::Where
-        | Op::VqNearest => String::new(),
+        | Op::VqNearest
+        | Op::SampleSorted => String::new(),
         Op::Conv2d(p) => {
             format!("stride={:?} pad={:?} dil={:?} groups={}", p.stride, p.padding, p.dilation, p.groups)
         }

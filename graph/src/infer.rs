@@ -612,6 +612,24 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             out[*axis] = *k;
             Ok((out, DType::I64))
         }
+        Op::SampleSorted => {
+            arity(ins, 3, 3)?;
+            let (v, ids, p) = (ins[0], ins[1], ins[2]);
+            float(v, "values")?;
+            rank(v, 2, "values [B, K]")?;
+            if ids.dtype != DType::I64 || ids.shape != v.shape {
+                return Err(format!("ids must be i64 {}, got {}{}", sh(v.shape), ids.dtype, sh(ids.shape)));
+            }
+            if p.dtype != DType::F32 || p.shape != [v.shape[0], 5] {
+                return Err(format!(
+                    "params must be f32 [{}, 5], got {}{}",
+                    v.shape[0],
+                    p.dtype,
+                    sh(p.shape)
+                ));
+            }
+            Ok((vec![v.shape[0]], DType::I64))
+        }
         Op::TimestepEmbedding { dim, .. } => {
             arity(ins, 1, 1)?;
             float(ins[0], "timesteps")?;

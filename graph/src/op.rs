@@ -358,6 +358,13 @@ pub enum Op {
         k: usize,
         axis: usize,
     },
+    /// One token per row drawn from sorted candidates, as the host sampler draws it:
+    /// `values [B, K]` (descending; `-inf` marks no candidate), `ids [B, K]` i64 and
+    /// `params [B, 5]` f32 = (temperature, top_k, top_p, u_hi, u_lo), `u = u_hi + u_lo` in
+    /// [0, 1). Greedy (temperature 0 or top_k 1) takes the first; else the first `top_k` (0: all)
+    /// are weighted `exp((v - v₀) / T)`, cut to the smallest prefix reaching `top_p` of the
+    /// mass, and the one where `u ×` mass falls is taken. Output `[B]` i64, -1 for no candidate.
+    SampleSorted,
     /// Sinusoidal timestep embedding (diffusers `get_timestep_embedding`): `t [N]` → f32 `[N, dim]`.
     TimestepEmbedding {
         dim: usize,
@@ -423,6 +430,7 @@ impl Op {
             Op::GridSample { .. } => "grid_sample",
             Op::MsDeformAttn { .. } => "ms_deform_attn",
             Op::TopK { .. } => "top_k",
+            Op::SampleSorted => "sample_sorted",
             Op::TimestepEmbedding { .. } => "timestep_embedding",
         }
     }
@@ -492,6 +500,7 @@ impl Op {
             Op::GridSample { align_corners: false },
             Op::MsDeformAttn { levels: vec![] },
             Op::TopK { k: 1, axis: 0 },
+            Op::SampleSorted,
             Op::TimestepEmbedding {
                 dim: 2,
                 flip_sin_to_cos: false,

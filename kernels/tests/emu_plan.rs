@@ -41,7 +41,12 @@ fn inputs(g: &Graph, seed: u64) -> Vec<(String, Tensor)> {
         .map(|(name, id)| {
             let n = g.node(id);
             let len = n.shape.numel();
-            let t = if n.dtype.is_float() {
+            // The token head's controls: every id but 0 allowed, top-k 50 / top-p 0.9 sampling.
+            let t = if name == "allowed" {
+                Tensor::from_i64(n.dtype, n.shape.clone(), &[1, 1 << 30])
+            } else if name == "sampling" {
+                Tensor::from_f32(n.dtype, n.shape.clone(), &[1.0, 50.0, 0.9, 0.37, 0.0])
+            } else if n.dtype.is_float() {
                 let v: Vec<f32> = (0..len).map(|_| next() as f32 / (1u64 << 31) as f32 - 1.0).collect();
                 Tensor::from_f32(n.dtype, n.shape.clone(), &v)
             } else {

@@ -105,7 +105,7 @@ pub struct StepOptions {
     pub all_logits: bool,
     /// Take `inputs_embeds [T, hidden]` instead of `input_ids` (image features spliced in).
     pub embeds_input: bool,
-    /// Also pick the greedy next token on the device (see `greedy_head`).
+    /// Also pick the next token on the device (see `token_head`).
     pub next_token: bool,
 }
 
@@ -140,18 +140,24 @@ pub fn step_graph(c: &Qwen2Config, o: &StepOptions) -> Result<Graph> {
     if o.next_token {
         let t = b.shape(logits)[0];
         let last = b.slice(logits, 0, t - 1, t)?;
-        let (token, nan) = b.scoped("next_token", |b| greedy_head(b, last))?;
+        let (token, nan) = b.scoped("next_token", |b| token_head(b, last))?;
         b.output("next_token", token)?;
         b.output("nan_logits", nan)?;
     }
     b.finish()
 }
 
-/// The greedy pick on the device, so a decode step returns 8 bytes instead of the logits: input
-/// `allowed [2] i32` = `[lo, hi)`, the ids a constraint allows; `next_token [1] i64` is the
-/// argmax of `logits [1, V]` over them (ties to the lowest id, as the host sampler), and
-/// `nan_logits [1] f32` counts NaN logits, so a broken model is an error rather than a token.
-pub fn greedy_head(b: &mut GraphBuilder, logits: NodeId) -> Result<(NodeId, NodeId)> {
+/// Most candidates the device token head draws from: `top_k` up to this (or greedy) picks on
+/// the device; larger cuts and no cut sample the logits on the host.
+pub const DEVICE_TOP_K: usize = 256;
+
+/// The token pick on the device, so a decode step returns 8 bytes instead of the logits.
+/// Inputs: `allowed [2] i32` = `[lo, hi)`, the ids a constraint allows, and `sampling [1, 5]`
+/// f32 = (temperature, top_k, top_p, u_hi, u_lo) as `Op::SampleSorted` reads them. Outputs:
+/// `next_token [1] i64` — the top `DEVICE_TOP_K` allowed logits (descending, ties to the lower
+/// id) drawn as the host sampler draws (greedy: the argmax), -1 if none is allowed — and
+/// `nan_logits [1] f32`, the count of NaN logits, so a broken model is an error, not a token.
+pub fn token_head(b: &mut GraphBuilder, logits: NodeId) -> Result<(NodeId, NodeId)> {
     let v = b.shape(logits)[1];
     let allowed = b.input("allowed", DType::I32, [2])?;
     let ids: Vec<i32> = (0..v as i32).collect();
@@ -163,7 +169,10 @@ pub fn greedy_head(b: &mut GraphBuilder, logits: NodeId) -> Result<(NodeId, Node
     let ninf = b.constant_f32([1], &[f32::NEG_INFINITY])?;
     let masked = b.where_(lt, logits, ninf)?;
     let masked = b.where_(ge, masked, ninf)?;
-    let token = b.argmax(masked, -1, false)?;
+    let top = b.top_k(masked, DEVICE_TOP_K.min(v), -1)?;
+    let values = b.take_along_axis(masked, top, -1)?;
+    let params = b.input("sampling", DType::F32, [1, 5])?;
+    let token = b.sample_sorted(values, top, params)?;
     let nan = b.compare(CmpOp::Ne, logits, logits)?;
     let nan = b.cast(nan, DType::F32)?;
     let nan = b.reduce(focus_graph::ReduceOp::Sum, nan, &[1], false)?;

@@ -17,6 +17,7 @@ pub mod sample;
 pub mod softmax;
 pub mod state;
 pub mod timestep;
+pub mod token;
 pub mod topk;
 pub mod unary;
 pub mod vq;
@@ -78,6 +79,7 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
         Op::GridSample { align_corners } => sample::grid_sample(*align_corners, &ins[0], &ins[1], out),
         Op::MsDeformAttn { levels } => sample::ms_deform_attn(levels, &ins[0], &ins[1], &ins[2], out),
         Op::TopK { axis, .. } => topk::top_k(*axis, &ins[0], out),
+        Op::SampleSorted => token::sample_sorted(&ins[0], &ins[1], &ins[2], out),
         Op::TimestepEmbedding { dim: _, flip_sin_to_cos, downscale_freq_shift, max_period } => {
             timestep::timestep_embedding(*flip_sin_to_cos, *downscale_freq_shift, *max_period, &ins[0], out)
         }

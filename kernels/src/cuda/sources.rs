@@ -17,6 +17,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("rope.cu", include_str!("../../cuda/rope.cu")),
     ("sampling.cu", include_str!("../../cuda/sampling.cu")),
     ("softmax.cu", include_str!("../../cuda/softmax.cu")),
+    ("token.cu", include_str!("../../cuda/token.cu")),
     ("unary.cu", include_str!("../../cuda/unary.cu")),
     ("vq.cu", include_str!("../../cuda/vq.cu")),
 ];

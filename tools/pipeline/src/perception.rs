@@ -225,9 +225,11 @@ impl Perception {
         self.decode.capture_graph()?;
 
         let mut sampler = Sampler::new(params.clone())?;
-        // Greedy steps whose constraint is a range pick their token on the device (the decode
-        // graph's greedy head) and copy back 8 bytes instead of the logits.
+        // Steps whose constraint is a range, greedy or with top_k up to qwen2::DEVICE_TOP_K, pick
+        // their token on the device (the decode graph's token head, drawing with this sampler's
+        // next uniform) and copy back 8 bytes instead of the logits.
         let greedy = params.temperature == 0.0 || params.top_k == 1;
+        let device_draw = greedy || (1..=qwen2::DEVICE_TOP_K).contains(&params.top_k);
         let mut allowed_for = |tokens: &[u32]| match constraint.as_deref_mut() {
             Some(c) => c.allowed(&tokens.iter().map(|&t| t as usize).collect::<Vec<_>>()),
             None => Allowed::All,
@@ -252,7 +254,7 @@ impl Perception {
                 Allowed::Range(a, b) => Some(((*a).min(vocab), (*b).min(vocab))),
                 Allowed::Set(_) => None,
             };
-            let on_device = greedy && range.is_some();
+            let on_device = device_draw && range.is_some();
             if let Some((lo, hi)) = range.filter(|_| on_device) {
                 if lo >= hi {
                     return Err(SampleError::NothingAllowed(vocab).into());
@@ -261,6 +263,15 @@ impl Perception {
             let (lo, hi) = range.unwrap_or((0, vocab));
             let bounds = Tensor::from_i64(DType::I32, [2], &[lo as i64, hi as i64])?;
             self.decode.set_input("allowed", &bounds.view())?;
+            let u = if on_device && !greedy { sampler.next_uniform() } else { 0.0 };
+            let draw = [
+                params.temperature,
+                params.top_k as f32,
+                params.top_p,
+                u as f32,
+                (u - u as f32 as f64) as f32,
+            ];
+            self.decode.set_input("sampling", &Tensor::from_f32(DType::F32, [1, 5], &draw)?.view())?;
             let wanted: &[&str] = if on_device { &["next_token", "nan_logits"] } else { &["logits"] };
             self.decode.copy_outputs(Some(wanted))?;
             self.decode.set_input("input_ids", &ids(&[tok])?.view())?;
@@ -272,7 +283,8 @@ impl Perception {
                     return Err(SampleError::NaN.into());
                 }
                 let t = self.decode.output("next_token")?;
-                picked = Some(i64::from_le_bytes(t.data[..8].try_into().expect("[1] i64")) as usize);
+                let tok = i64::from_le_bytes(t.data[..8].try_into().expect("[1] i64"));
+                picked = Some(usize::try_from(tok).map_err(|_| SampleError::NothingAllowed(vocab))?);
             } else {
                 next_logits = focus_kernels::cpu::common::f32_in(&self.decode.output("logits")?).into_owned();
             }

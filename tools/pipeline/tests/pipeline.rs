@@ -226,18 +226,27 @@ impl Constraint for Ids {
 }
 
 #[test]
-fn greedy_on_the_device_head_equals_host_sampling() {
+fn tokens_drawn_on_the_device_head_equal_host_sampling() {
     let (mut p, _) = runner(48);
     let data = image();
     let img = Image { h: 40, w: 48, data: &data };
     let greedy = SamplingParams::default();
-    for (lo, hi) in [(0, 512), (100, 300), (7, 8)] {
+    let sampled = |top_k, top_p, seed| SamplingParams { temperature: 1.5, top_k, top_p, seed };
+    for (params, (lo, hi)) in [
+        (greedy.clone(), (0, 512)),
+        (greedy.clone(), (100, 300)),
+        (greedy.clone(), (7, 8)),
+        (sampled(50, 1.0, 1), (0, 512)),
+        (sampled(256, 0.9, 2), (0, 512)),
+        (sampled(5, 0.5, 3), (200, 260)),
+        (sampled(3, 1.0, 4), (9, 11)),
+    ] {
         let mut run = |as_set| {
-            let g = p.generate(&img, &[3, 4], &[5], &greedy, 6, None, Some(&mut Ids(lo, hi, as_set)), false);
+            let g = p.generate(&img, &[3, 4], &[5], &params, 8, None, Some(&mut Ids(lo, hi, as_set)), false);
             g.unwrap().tokens
         };
         let (device, host) = (run(false), run(true));
-        assert_eq!(device, host, "allowed {lo}..{hi}");
+        assert_eq!(device, host, "{params:?} allowed {lo}..{hi}");
         assert!(device.iter().all(|&t| (lo..hi).contains(&(t as usize))), "{device:?}");
     }
     let e =

@@ -14,6 +14,7 @@ mod reduce;
 mod rope;
 mod sampling;
 mod softmax;
+mod token;
 mod vq;
 
 pub use super::case::{Case, Input};
@@ -58,6 +59,7 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
         | Op::PixelShuffle { .. }
         | Op::PixelUnshuffle { .. } => movement::plan(op, ins, out, scratch),
         Op::VqNearest => vq::plan(op, ins, out, scratch),
+        Op::SampleSorted => token::plan(op, ins, out, scratch),
         Op::Input { .. } | Op::Param { .. } | Op::Constant { .. } | Op::State { .. } => {
             Err(unsupported(op, "leaf nodes hold data and are never launched"))
         }
@@ -123,6 +125,7 @@ pub fn cases() -> Vec<Case> {
         sampling::cases,
         movement::cases,
         vq::cases,
+        token::cases,
     ] {
         v.extend(f());
     }
