@@ -71,5 +71,8 @@ pub fn cases() -> Vec<Case> {
         ];
         v.push(Case::new(format!("sample_sorted {dt}"), Op::SampleSorted, ins));
     }
+    // The decode token head's selection at the Qwen2.5 vocabulary: top-256 of one f32 row.
+    let logits = Input::uniform(DType::F32, &[1, 151_936], -20.0, 20.0);
+    v.push(Case::new("top_k 256 of a 151936 vocab row f32", Op::TopK { k: 256, axis: 1 }, vec![logits]));
     v
 }
