@@ -124,6 +124,29 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Per-node profile of a named model's graph: per-op and slowest-node tables, on CUDA the
+    /// roofline table (achieved TFLOP/s and GB/s of every node against the measured ceilings),
+    /// and a Chrome/Perfetto trace.
+    Profile {
+        model: String,
+        #[arg(long, default_value = "tiny")]
+        config: String,
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// Checkpoint (safetensors file, index or directory); default: seeded random weights.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Write the Chrome/Perfetto trace here (open in ui.perfetto.dev or chrome://tracing).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Slowest nodes to list.
+        #[arg(long, default_value_t = 25)]
+        top: usize,
+    },
     /// Run the main job on the embedded default: the FOCUS perception path (image + prompt →
     /// tokens) with seeded random weights on the bundled image.
     Demo {
@@ -173,6 +196,23 @@ fn main() -> ExitCode {
                 json: json.as_deref(),
                 reps,
                 warmup,
+                top: 10,
+            })
+        }
+        Cmd::Profile { model, config, size, weights, device, dtype, trace, top } => {
+            commands::bench::run(commands::bench::BenchArgs {
+                model: &model,
+                config: &config,
+                size,
+                weights: weights.as_deref(),
+                device: &device,
+                dtype: &dtype,
+                graph: false,
+                profile: trace.as_deref(),
+                json: None,
+                reps: 3,
+                warmup: 1,
+                top,
             })
         }
         Cmd::Parity { fixture, tol, dtype, device } => commands::parity::run(&fixture, tol, &dtype, &device),

@@ -1,5 +1,7 @@
 //! `focus bench`: time a named model's graph (random inputs; checkpoint or seeded random
-//! weights) and print median latency, achieved GFLOP/s and the per-op profile.
+//! weights) and print median latency, achieved GFLOP/s and the per-op profile. `focus profile`
+//! is the same run centred on the profile: every node's time, FLOPs and bytes, the roofline
+//! table against the card's measured ceilings (CUDA) and a Chrome/Perfetto trace.
 
 use crate::commands::graph::mib;
 use focus_engine::weights::WeightStore;
@@ -21,6 +23,8 @@ pub struct BenchArgs<'a> {
     pub json: Option<&'a Path>,
     pub reps: usize,
     pub warmup: usize,
+    /// Slowest nodes listed under the per-op table.
+    pub top: usize,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -87,7 +91,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     }
     let st = plan.stats();
     let med = times[times.len() / 2];
-    println!("{}", prof.table(10));
+    println!("{}", prof.table(a.top));
     if let Some(p) = plain_ms {
         println!("without the CUDA graph: median {p:.3} ms");
     }
