@@ -97,7 +97,8 @@ pub struct Fusions {
     groups: Vec<Vec<NodeId>>,
     /// Pairs run at the first node, first → second: GroupNorm → SiLU (its only consumer;
     /// UNet/VAE resnets) writes only the SiLU; residual Add → RMSNorm/LayerNorm of the sum
-    /// (transformer blocks) writes both.
+    /// (transformer blocks) writes both; nearest upsample → the Conv2d reading it (UNet/VAE
+    /// upsample blocks) writes only the conv (a resize the kernel cannot fold runs alone).
     pairs: HashMap<usize, NodeId>,
 }
 
@@ -131,6 +132,28 @@ impl Fusions {
                         && p.dtype == n.dtype
                     {
                         pairs.insert(src.0, id);
+                    }
+                }
+                // A nearest upsample read only by a convolution: the conv reads the small image.
+                Op::Resize {
+                    mode: focus_graph::ResizeMode::Nearest,
+                    align_corners: false,
+                    antialias: false,
+                    ..
+                } if uses[id.0] == 1 => {
+                    let conv = steps.iter().filter(|s| s.0 > id.0).find(|s| g.node(**s).inputs.contains(&id));
+                    if let Some(&conv) = conv {
+                        let c = g.node(conv);
+                        let ready = |i: &NodeId| {
+                            let r = g.storage_root(*i);
+                            !is_step.contains(&r.0) || r.0 < id.0
+                        };
+                        if matches!(c.op, Op::Conv2d(_))
+                            && c.inputs[0] == id
+                            && c.inputs[1..].iter().all(ready)
+                        {
+                            pairs.insert(id.0, conv);
+                        }
                     }
                 }
                 Op::Binary(BinaryOp::Add)

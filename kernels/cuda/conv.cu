@@ -5,6 +5,10 @@
 // gi*cog + n as stored, and A[m, k] = x[img, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw, gi*cg + c]
 // (zero outside the image) is gathered on the fly, never materialised.
 //
+// With `up` > 0 the convolution reads x nearest-upsampled by 2^up (a UNet/VAE upsample block's
+// resize fused into its conv): the taps index the virtual [h·2^up, w·2^up] image and read pixel
+// (iy >> up, ix >> up), so the upsampled map is never written.
+//
 // Two kernels: a tensor-core one for f16/bf16 (mma.sync m16n8k16, f32 accumulation) and a SIMT
 // one (f32 FMA) for f32. All offsets are 32-bit: the planner checks every tensor has < 2^31
 // elements and the padded extents stay below 2^30.
@@ -16,6 +20,7 @@ struct ConvGeo {
     int kh, kw, sh, sw, ph, pw, dh, dw;
     int groups, cg, cog;  // groups, input / output channels per group
     int m, kg;            // GEMM rows n*ho*wo, reduction length kh*kw*cg
+    int up;               // log2 of the nearest upsampling applied to x (0: none)
 };
 
 // Row iy0 of a GEMM row past the end: iy0 + ky*dh stays negative, so every tap reads as zero.
@@ -52,8 +57,8 @@ __device__ __forceinline__ void conv_tap(const ConvGeo& g, int k, int& c, int& k
 __device__ __forceinline__ int conv_src(const ConvGeo& g, const int* pix, const int* iy0, const int* ix0, int r,
                                         int c, int ky, int kx) {
     const int iy = iy0[r] + ky * g.dh, ix = ix0[r] + kx * g.dw;
-    if ((unsigned)iy >= (unsigned)g.h || (unsigned)ix >= (unsigned)g.w) return -1;
-    return (pix[r] + iy * g.w + ix) * g.cin + c;
+    if ((unsigned)iy >= (unsigned)(g.h << g.up) || (unsigned)ix >= (unsigned)(g.w << g.up)) return -1;
+    return (pix[r] + (iy >> g.up) * g.w + (ix >> g.up)) * g.cin + c;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ mod emu_support;
 use emu_support::{build, find_compiler, Emu, Io};
 use focus_engine::executor::{compile, cuda_offline};
 use focus_engine::{Device, MemoryWeights, Tensor, WeightSource};
-use focus_graph::{DType, Graph, NodeId, UnaryOp};
+use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, NodeId, ResizeMode, UnaryOp};
 use focus_kernels::cuda::case::default_tol;
 use focus_kernels::cuda::check::compare;
 use focus_kernels::cuda::launch::Scratch;
@@ -145,6 +145,32 @@ fn run_on_emulator(
     }
 }
 
+/// A UNet/VAE decoder upsample block: nearest ×2 → conv 3x3 (fused: the conv reads the small
+/// image) → GroupNorm → SiLU (fused) → conv 3x3, plus a residual through a 1x1 conv.
+fn upsample_block(dt: DType) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", dt, [1, 8, 10, 32]).unwrap();
+    let up = b.resize(x, ResizeMode::Nearest, [16, 20], false, false).unwrap();
+    let conv = |b: &mut GraphBuilder, x, name: &str, cin: usize, cout: usize, k: usize| {
+        let w = b.param(&format!("{name}.weight"), dt, [cout, k, k, cin]).unwrap();
+        let bias = b.param(&format!("{name}.bias"), dt, [cout]).unwrap();
+        let pad = k / 2;
+        let p = Conv2dParams { padding: [pad, pad], ..Conv2dParams::default() };
+        b.conv2d(x, w, Some(bias), p).unwrap()
+    };
+    let h = conv(&mut b, up, "up.conv", 32, 64, 3);
+    let gw = b.param("norm.weight", dt, [64]).unwrap();
+    let gb = b.param("norm.bias", dt, [64]).unwrap();
+    let h = b.group_norm(h, gw, gb, 32, 1e-6).unwrap();
+    let h = b.unary(UnaryOp::Silu, h).unwrap();
+    let h = conv(&mut b, h, "conv2", 64, 64, 3);
+    let skip = b.resize(x, ResizeMode::Nearest, [16, 20], false, false).unwrap();
+    let skip = conv(&mut b, skip, "skip", 32, 64, 1);
+    let y = b.add(h, skip).unwrap();
+    b.output("y", y).unwrap();
+    b.finish().unwrap()
+}
+
 /// (model, compute dtype, graph) small enough for the emulator, in f32 and bf16.
 fn models() -> Vec<(String, DType, Graph)> {
     let mut v = Vec::new();
@@ -175,6 +201,7 @@ fn models() -> Vec<(String, DType, Graph)> {
         ] {
             v.push((format!("{name}@40x56 {dt}"), dt, qwen_vit::graph(&c, 40, 56).expect("vit graph")));
         }
+        v.push((format!("unet-style upsample block {dt}"), dt, upsample_block(dt)));
         let c = PerceptionConfig::demo();
         let s = PerceptionShape {
             vit_hw: [56, 56],

@@ -6,7 +6,7 @@
 //! `conv_dw`, but any `groups` is computed correctly here.
 
 use super::*;
-use focus_graph::Conv2dParams;
+use focus_graph::{Conv2dParams, ResizeMode};
 
 const FILE: &str = "conv.cu";
 /// Tensor-core k tile, pipeline depth and shared row pitch in 16-bit elements (conv.cu `TC_*`).
@@ -20,7 +20,7 @@ const SIMT_TILE: usize = 64;
 /// Blocks a launch should have before a larger tile pays: about one wave on an H100 (132 SMs).
 const MIN_BLOCKS: usize = 132;
 
-/// conv.cu `ConvGeo`, field for field (20 ints).
+/// conv.cu `ConvGeo`, field for field (21 ints).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Geo {
     n: usize,
@@ -43,21 +43,30 @@ struct Geo {
     cog: usize,
     m: usize,
     kg: usize,
+    /// log2 of the nearest upsampling of x read by the taps (0: none).
+    up: usize,
 }
 
 impl Geo {
     /// Geometry of `x [N,H,W,Cin] * w [Cout,KH,KW,Cin/g] -> out [N,Ho,Wo,Cout]`, checked against the
     /// op's rules and the kernels' 32-bit indexing.
+    /// With `up`, x is read nearest-upsampled by `2^up` (its output extents are checked
+    /// against the upsampled image).
     fn new(
         p: &Conv2dParams,
         x: &[usize],
         w: &[usize],
         out: &[usize],
         bias: Option<&[usize]>,
+        up: usize,
     ) -> Result<Self, String> {
         let (&[n, h, wd, cin], &[cout, kh, kw, ci], &[on, ho, wo, oc]) = (x, w, out) else {
             return Err(format!("x {x:?}, weight {w:?} and output {out:?} must all have rank 4"));
         };
+        if up > 4 {
+            return Err(format!("upsampling by 2^{up}"));
+        }
+        let (vh, vw) = (h << up, wd << up);
         let g = p.groups;
         if g == 0 || cin % g != 0 || cout % g != 0 || ci * g != cin {
             return Err(format!("groups {g} do not fit x {x:?} and weight {w:?}"));
@@ -69,7 +78,7 @@ impl Geo {
             let (padded, eff) = (len + 2 * p.padding[ax], p.dilation[ax] * (k - 1) + 1);
             (padded >= eff).then(|| (padded - eff) / p.stride[ax] + 1)
         };
-        if (on, oc, Some(ho), Some(wo)) != (n, cout, out_len(h, kh, 0), out_len(wd, kw, 1)) {
+        if (on, oc, Some(ho), Some(wo)) != (n, cout, out_len(vh, kh, 0), out_len(vw, kw, 1)) {
             return Err(format!("output {out:?} does not match x {x:?}, weight {w:?} and {p:?}"));
         }
         if bias.is_some_and(|b| b != [cout]) {
@@ -83,7 +92,7 @@ impl Geo {
         // Padded extents below 2^30 keep every tap coordinate, and the past-the-end row
         // sentinel (-2^30) plus any tap offset, inside i32.
         let geo_max = 1usize << 30;
-        if h + 2 * p.padding[0] >= geo_max || wd + 2 * p.padding[1] >= geo_max {
+        if vh + 2 * p.padding[0] >= geo_max || vw + 2 * p.padding[1] >= geo_max {
             return Err("padded input extent of 2^30 or more".into());
         }
         let geo = Geo {
@@ -107,6 +116,7 @@ impl Geo {
             cog: cout / g,
             m: n * ho * wo,
             kg: kh * kw * ci,
+            up,
         };
         if geo.fields().iter().any(|&v| v > max) {
             return Err("convolution parameters exceed i32".into());
@@ -114,11 +124,11 @@ impl Geo {
         Ok(geo)
     }
 
-    fn fields(&self) -> [usize; 20] {
+    fn fields(&self) -> [usize; 21] {
         let g = self;
         [
             g.n, g.h, g.w, g.cin, g.ho, g.wo, g.cout, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw,
-            g.groups, g.cg, g.cog, g.m, g.kg,
+            g.groups, g.cg, g.cog, g.m, g.kg, g.up,
         ]
     }
 
@@ -146,6 +156,32 @@ fn tc_smem(bm: usize, bn: usize) -> usize {
 }
 
 pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> Result<Vec<Call>, CudaError> {
+    plan_up(op, ins, out, 0)
+}
+
+/// A nearest ×2^k upsample (`resize`, whose output is the conv's x) and the convolution `conv`
+/// reading it, as one launch that reads the small image (`ins`: its x, then weight and bias).
+pub(super) fn plan_upsampled(
+    resize: &Op,
+    conv: &Op,
+    ins: &[DevTensor],
+    out: &DevTensor,
+) -> Result<Vec<Call>, CudaError> {
+    let Op::Resize { mode: ResizeMode::Nearest, out: [oh, ow], align_corners: false, antialias: false } =
+        *resize
+    else {
+        return Err(unsupported(resize, "only plain nearest resizes fuse into a convolution"));
+    };
+    let x = &ins[0];
+    let (h, w) = (x.shape.get(1).copied().unwrap_or(0), x.shape.get(2).copied().unwrap_or(0));
+    let factor = oh.checked_div(h).unwrap_or(0);
+    if h == 0 || w == 0 || oh != factor * h || ow != factor * w || !factor.is_power_of_two() || factor < 2 {
+        return Err(unsupported(resize, &format!("{h}x{w} -> {oh}x{ow} is not a power-of-two upsampling")));
+    }
+    plan_up(conv, ins, out, factor.trailing_zeros() as usize)
+}
+
+fn plan_up(op: &Op, ins: &[DevTensor], out: &DevTensor, up: usize) -> Result<Vec<Call>, CudaError> {
     let Op::Conv2d(p) = op else {
         return Err(unsupported(op, "not a convolution"));
     };
@@ -160,7 +196,7 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
     if w.dtype != x.dtype || out.dtype != x.dtype || bias.is_some_and(|b| b.dtype != x.dtype) {
         return Err(unsupported(op, "x, weight, bias and output dtypes differ"));
     }
-    let geo = Geo::new(p, x.shape, w.shape, out.shape, bias.map(|b| b.shape))
+    let geo = Geo::new(p, x.shape, w.shape, out.shape, bias.map(|b| b.shape), up)
         .map_err(|why| unsupported(op, &why))?;
     if out.numel() == 0 {
         return Ok(Vec::new());
@@ -234,6 +270,30 @@ pub fn cases() -> Vec<Case> {
             }
             v.push(Case::new(format!("conv2d {name} {dt}"), Op::Conv2d(p), inputs));
         }
+        // UNet/VAE upsample blocks: nearest ×2 then a 3x3 conv, fused (ops::plan_chain); and ×4
+        // into a strided conv.
+        for (x, cout, factor, p) in [
+            ([2, 9, 11, 64], 96, 2, params([1, 1], [1, 1], [1, 1], 1)),
+            ([1, 5, 7, 12], 20, 4, params([2, 2], [1, 1], [1, 1], 1)),
+        ] {
+            let s = 1.0 / ((9 * x[3]) as f32).sqrt();
+            let resize = Op::Resize {
+                mode: ResizeMode::Nearest,
+                out: [x[1] * factor, x[2] * factor],
+                align_corners: false,
+                antialias: false,
+            };
+            let w = Input::uniform(dt, &[cout, 3, 3, x[3]], -s, s);
+            let b = Input::uniform(dt, &[cout], -0.5, 0.5);
+            let name = format!("upsample x{factor} + conv2d 3x3 {x:?} -> {cout} {dt}");
+            v.push(Case::chain(
+                name,
+                resize,
+                vec![Input::uniform(dt, &x, -1.0, 1.0)],
+                Op::Conv2d(p),
+                vec![w, b],
+            ));
+        }
     }
     v
 }
@@ -278,14 +338,14 @@ mod tests {
     fn every_case_plans_to_valid_launches_covering_every_kernel() {
         let entries = conv_entries();
         let mut used = BTreeSet::new();
-        for case in cases() {
+        for case in cases().into_iter().filter(|c| c.then.is_none()) {
             let shapes: Vec<Vec<usize>> = case.inputs.iter().map(|i| i.shape.clone()).collect();
             let calls = plan_shapes(&case.op, case.inputs[0].dtype, &shapes, 0).unwrap();
             let k = kernel(&calls);
             k.validate().unwrap();
             assert!(entries.contains(&k.entry), "{}: no entry point {}", case.name, k.entry);
             assert!(
-                matches!(&k.args[..], [Arg::Ptr(_), Arg::Ptr(_), Arg::Ptr(_), Arg::Ptr(_), Arg::Bytes(b)] if b.len() == 80)
+                matches!(&k.args[..], [Arg::Ptr(_), Arg::Ptr(_), Arg::Ptr(_), Arg::Ptr(_), Arg::Bytes(b)] if b.len() == 84)
             );
             let has_bias = matches!(k.args[2], Arg::Ptr(p) if p != 0);
             assert_eq!(has_bias, shapes.len() == 3, "{}", case.name);
@@ -330,14 +390,18 @@ mod tests {
     #[test]
     fn geometry_packing() {
         let p = params([2, 1], [1, 2], [1, 2], 2);
-        let geo = Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 5, 6, 6], Some(&[6])).unwrap();
+        let geo = Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 5, 6, 6], Some(&[6]), 0).unwrap();
         assert_eq!((geo.cg, geo.cog, geo.m, geo.kg), (4, 3, 60, 60));
         let b = geo.bytes();
         let ints: Vec<i32> = b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
-        assert_eq!(ints, [2, 9, 10, 8, 5, 6, 6, 3, 5, 2, 1, 1, 2, 1, 2, 2, 4, 3, 60, 60]);
+        assert_eq!(ints, [2, 9, 10, 8, 5, 6, 6, 3, 5, 2, 1, 1, 2, 1, 2, 2, 4, 3, 60, 60, 0]);
         // Wrong output extent, wrong bias length.
-        assert!(Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 5, 7, 6], None).is_err());
-        assert!(Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 5, 6, 6], Some(&[3])).is_err());
+        assert!(Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 5, 7, 6], None, 0).is_err());
+        assert!(Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 5, 6, 6], Some(&[3]), 0).is_err());
+        // Upsampled ×2: the output extent follows the 18x20 virtual image.
+        let geo = Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 9, 16, 6], None, 1).unwrap();
+        assert_eq!((geo.h, geo.w, geo.up), (9, 10, 1));
+        assert!(Geo::new(&p, &[2, 9, 10, 8], &[6, 3, 5, 4], &[2, 5, 6, 6], None, 1).is_err());
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub fn plan_chain(
         (Op::Binary(BinaryOp::Add), Op::RmsNorm { .. } | Op::LayerNorm { .. }) if ins.len() == 2 => {
             Ok((norm::add_norm(second, (&ins[0], &ins[1]), extra, mid, out)?, true))
         }
+        (Op::Resize { .. }, Op::Conv2d(_)) if ins.len() == 1 => {
+            let conv_ins: Vec<DevTensor> = ins.iter().chain(extra).cloned().collect();
+            Ok((conv::plan_upsampled(first, second, &conv_ins, out)?, false))
+        }
         _ => {
             Err(unsupported(second, &format!("no fused kernel for {} then {}", first.kind(), second.kind())))
         }
