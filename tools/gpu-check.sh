@@ -5,7 +5,8 @@
 #   tools/gpu-check.sh            (results under $OUT, default ./out; ~8 min on an H100)
 # Steps, each time-boxed so one hang cannot eat the session: device info; NVRTC build of every
 # kernel for the device's arch (the machine's own CUDA 13.0 NVRTC); every CUDA op vs the CPU
-# kernels (gpu-check); compute-sanitizer memcheck over the op checks and racecheck over the
+# kernels and whole small model plans vs CPU plans, decode steps also as CUDA-graph replays
+# (gpu-check); compute-sanitizer memcheck over the op checks and racecheck over the
 # attention ones; every PyTorch parity fixture run on the GPU (f32 and bf16); our op
 # benchmarks and PyTorch's at the same shapes; paper-size models (ours, then PyTorch's);
 # a side-by-side report (tools/gpu_report.py) printed last.
@@ -33,8 +34,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 CC="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)"
 ARCH="sm_${CC}"; [ "$CC" = "90" ] && ARCH=sm_90a
 
-step "gpu-check (NVRTC build for $ARCH with the machine's NVRTC, then every CUDA op vs the CPU kernel)"
-tb 180 "$FOCUS" gpu-check --out "$OUT/gpu-check.json" > "$OUT/gpu-check.txt" 2>&1 || status=1
+step "gpu-check (NVRTC build for $ARCH with the machine's NVRTC, every CUDA op vs the CPU kernel, whole plans vs CPU plans)"
+tb 210 "$FOCUS" gpu-check --out "$OUT/gpu-check.json" > "$OUT/gpu-check.txt" 2>&1 || status=1
 grep -E "FAIL|ERROR" "$OUT/gpu-check.txt" | head -40; tail -1 "$OUT/gpu-check.txt"
 
 step "parity fixtures on the GPU (PyTorch references)"
@@ -79,9 +80,9 @@ done
 
 step "compute-sanitizer (memcheck over the op checks, racecheck over attention)"
 if command -v compute-sanitizer >/dev/null; then
-  tb 90 compute-sanitizer --tool memcheck --error-exitcode 3 "$FOCUS" gpu-check > "$OUT/memcheck.txt" 2>&1 || status=1
+  tb 90 compute-sanitizer --tool memcheck --error-exitcode 3 "$FOCUS" gpu-check --no-plans > "$OUT/memcheck.txt" 2>&1 || status=1
   tail -2 "$OUT/memcheck.txt"
-  tb 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$FOCUS" gpu-check --filter "attention" > "$OUT/racecheck.txt" 2>&1 || status=1
+  tb 45 compute-sanitizer --tool racecheck --error-exitcode 3 "$FOCUS" gpu-check --no-plans --filter "attention" > "$OUT/racecheck.txt" 2>&1 || status=1
   tail -2 "$OUT/racecheck.txt"
 fi
 

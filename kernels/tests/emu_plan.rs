@@ -15,45 +15,26 @@ mod emu_support;
 use emu_support::{build, find_compiler, Emu, Io};
 use focus_engine::executor::{compile, cuda_offline};
 use focus_engine::{Device, MemoryWeights, Tensor, WeightSource};
-use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, NodeId, ResizeMode, UnaryOp};
+use focus_graph::{DType, Graph, NodeId};
 use focus_kernels::cuda::case::default_tol;
 use focus_kernels::cuda::check::compare;
 use focus_kernels::cuda::launch::Scratch;
-use focus_models::perception::{prefill_graph, PerceptionConfig, PerceptionShape};
-use focus_models::qwen2::{self, StepOptions};
-use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
-use focus_models::registry::build_named;
+use focus_models::checks::{check_graphs, check_inputs, CheckInput};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Seeded inputs: floats in [-1, 1], integers (token ids, positions) small, so every index is
-/// in range for any config.
 fn inputs(g: &Graph, seed: u64) -> Vec<(String, Tensor)> {
-    let mut s = seed;
-    let mut next = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (s >> 33) as u32
-    };
-    g.inputs()
+    check_inputs(g, seed)
         .into_iter()
-        .map(|(name, id)| {
-            let n = g.node(id);
-            let len = n.shape.numel();
-            // The token head's controls: every id but 0 allowed, top-k 50 / top-p 0.9 sampling.
-            let t = if name == "allowed" {
-                Tensor::from_i64(n.dtype, n.shape.clone(), &[1, 1 << 30])
-            } else if name == "sampling" {
-                Tensor::from_f32(n.dtype, n.shape.clone(), &[1.0, 50.0, 0.9, 0.37, 0.0])
-            } else if n.dtype.is_float() {
-                let v: Vec<f32> = (0..len).map(|_| next() as f32 / (1u64 << 31) as f32 - 1.0).collect();
-                Tensor::from_f32(n.dtype, n.shape.clone(), &v)
-            } else {
-                let v: Vec<i64> = (0..len).map(|i| ((next() % 4) as usize + i) as i64 % 8).collect();
-                Tensor::from_i64(n.dtype, n.shape.clone(), &v)
+        .map(|(name, v)| {
+            let n = g.node(g.inputs().into_iter().find(|(m, _)| *m == name).expect("graph input").1);
+            let t = match v {
+                CheckInput::Float(v) => Tensor::from_f32(n.dtype, n.shape.clone(), &v),
+                CheckInput::Int(v) => Tensor::from_i64(n.dtype, n.shape.clone(), &v),
             };
-            (name.to_string(), t.expect("input tensor"))
+            (name, t.expect("input tensor"))
         })
         .collect()
 }
@@ -145,88 +126,6 @@ fn run_on_emulator(
     }
 }
 
-/// A UNet/VAE decoder upsample block: nearest ×2 → conv 3x3 (fused: the conv reads the small
-/// image) → GroupNorm → SiLU (fused) → conv 3x3, plus a residual through a 1x1 conv.
-fn upsample_block(dt: DType) -> Graph {
-    let mut b = GraphBuilder::new();
-    let x = b.input("x", dt, [1, 8, 10, 32]).unwrap();
-    let up = b.resize(x, ResizeMode::Nearest, [16, 20], false, false).unwrap();
-    let conv = |b: &mut GraphBuilder, x, name: &str, cin: usize, cout: usize, k: usize| {
-        let w = b.param(&format!("{name}.weight"), dt, [cout, k, k, cin]).unwrap();
-        let bias = b.param(&format!("{name}.bias"), dt, [cout]).unwrap();
-        let pad = k / 2;
-        let p = Conv2dParams { padding: [pad, pad], ..Conv2dParams::default() };
-        b.conv2d(x, w, Some(bias), p).unwrap()
-    };
-    let h = conv(&mut b, up, "up.conv", 32, 64, 3);
-    let gw = b.param("norm.weight", dt, [64]).unwrap();
-    let gb = b.param("norm.bias", dt, [64]).unwrap();
-    let h = b.group_norm(h, gw, gb, 32, 1e-6).unwrap();
-    let h = b.unary(UnaryOp::Silu, h).unwrap();
-    let h = conv(&mut b, h, "conv2", 64, 64, 3);
-    let skip = b.resize(x, ResizeMode::Nearest, [16, 20], false, false).unwrap();
-    let skip = conv(&mut b, skip, "skip", 32, 64, 1);
-    let y = b.add(h, skip).unwrap();
-    b.output("y", y).unwrap();
-    b.finish().unwrap()
-}
-
-/// (model, compute dtype, graph) small enough for the emulator, in f32 and bf16.
-fn models() -> Vec<(String, DType, Graph)> {
-    let mut v = Vec::new();
-    for dt in [DType::F32, DType::BF16] {
-        for (model, config, size) in [("qwen2", "tiny", 5), ("qwen2", "tiny", 1), ("convnext", "tiny", 32)] {
-            let g = build_named(model, config, size, dt).expect("registry model");
-            v.push((format!("{model}/{config}@{size} {dt}"), dt, g));
-        }
-        // Small ViTs at head dims the flash kernels take (64, 80): Qwen2.5-VL's windows are
-        // packed variable-length attention (partial windows at 40x56), Qwen2-VL attends fully.
-        let vit = |variant, embed_dim, act| QwenVitConfig {
-            variant,
-            depth: 3,
-            embed_dim,
-            num_heads: 2,
-            mlp_dim: 96,
-            out_dim: 40,
-            patch_size: 4,
-            merge: 2,
-            act,
-            dtype: dt,
-            ..QwenVitConfig::qwen2vl_600m()
-        };
-        let windows = VitVariant::Qwen25Vl { window: 32, full_attention_blocks: vec![1] };
-        for (name, c) in [
-            ("qwen25vl_vit/small", vit(windows, 128, UnaryOp::Silu)),
-            ("qwen2vl_vit/small", vit(VitVariant::Qwen2Vl, 160, UnaryOp::QuickGelu)),
-        ] {
-            v.push((format!("{name}@40x56 {dt}"), dt, qwen_vit::graph(&c, 40, 56).expect("vit graph")));
-        }
-        v.push((format!("unet-style upsample block {dt}"), dt, upsample_block(dt)));
-        let c = PerceptionConfig::demo();
-        let s = PerceptionShape {
-            vit_hw: [56, 56],
-            hr_hw: [64, 64],
-            raw_image: Some([40, 60]),
-            n_pre: 3,
-            n_post: 2,
-            capacity: 48,
-            dtype: dt,
-        };
-        v.push((format!("perception prefill {dt}"), dt, prefill_graph(&c, &s).expect("prefill graph")));
-        // The pipeline's decode step, with the greedy head that picks the token on the device.
-        let o = StepOptions {
-            tokens: 1,
-            capacity: s.capacity,
-            dtype: dt,
-            all_logits: false,
-            embeds_input: false,
-            next_token: true,
-        };
-        v.push((format!("perception decode {dt}"), dt, qwen2::step_graph(&c.llm, &o).expect("decode graph")));
-    }
-    v
-}
-
 #[test]
 #[ignore = "builds the C++ emulator; tools/test.sh runs it"]
 fn model_graphs_on_the_cuda_path_match_the_cpu() {
@@ -236,7 +135,7 @@ fn model_graphs_on_the_cuda_path_match_the_cpu() {
     };
     let filter = std::env::var("EMU_FILTER").unwrap_or_default();
     let models: Vec<(String, DType, Graph)> =
-        models().into_iter().filter(|(n, ..)| n.contains(&filter)).collect();
+        check_graphs().expect("check graphs").into_iter().filter(|(n, ..)| n.contains(&filter)).collect();
     let mut generated = Vec::new();
     for (_, _, g) in &models {
         let w: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(g, 1));

@@ -1,6 +1,7 @@
 //! focus-models: one graph builder per FOCUS component, their configs, and a registry the CLI
 //! uses to build graphs by name.
 
+pub mod checks;
 pub mod common;
 pub mod convnext;
 pub mod fusion;

@@ -80,6 +80,9 @@ enum Cmd {
         /// Only the cases whose name contains this (e.g. `attention` for racecheck).
         #[arg(long)]
         filter: Option<String>,
+        /// Skip the whole-plan checks (op cases only, e.g. under compute-sanitizer).
+        #[arg(long)]
+        no_plans: bool,
         /// Write the results as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -179,8 +182,8 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Inspect { path, metadata } => commands::inspect::run(&path, metadata),
         Cmd::Ops => commands::ops::run(),
-        Cmd::GpuCheck { device, seed, filter, out } => {
-            commands::gpu_check::run(device, seed, filter.as_deref(), out.as_deref())
+        Cmd::GpuCheck { device, seed, filter, no_plans, out } => {
+            commands::gpu_check::run(device, seed, filter.as_deref(), !no_plans, out.as_deref())
         }
         Cmd::GpuBench { device, quick, out } => commands::gpu_bench::run(device, quick, out.as_deref()),
         Cmd::Bench { model, config, size, weights, device, dtype, reps, warmup, graph, profile, json } => {
