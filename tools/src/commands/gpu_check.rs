@@ -8,7 +8,7 @@ use focus_graph::{DType, Graph};
 use focus_kernels::cuda::case::default_tol;
 use focus_kernels::cuda::check::{compare, CheckResult};
 use focus_kernels::cuda::{check, device::GpuDevice, ops};
-use focus_models::checks::{check_graphs, check_inputs, CheckInput};
+use focus_models::checks::{check_graphs, check_inputs, CheckInput, PLAN_TOL_FACTOR};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ fn plan_check(
     gpu.execute().map_err(|e| e.to_string())?;
     let got = outputs(&mut gpu, g)?;
     let gpu_us = t.elapsed().as_secs_f64() * 1e6;
-    let tol = 2.0 * default_tol(dt);
+    let tol = PLAN_TOL_FACTOR * default_tol(dt);
     let mut error = 0f64;
     let mut worst = String::new();
     for (out, (odt, shape, w)) in &want {
