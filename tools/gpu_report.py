@@ -3,7 +3,9 @@
 
     python3 tools/gpu_report.py OUT_DIR
 
-Reads OUT_DIR/focus-gpu-bench.json (`focus gpu-bench`), OUT_DIR/torch-gpu-bench.json
+First the correctness summary of OUT_DIR/gpu-check.json (`focus gpu-check`: op cases, then
+whole plans vs CPU plans, every failure listed). Then it reads OUT_DIR/focus-gpu-bench.json
+(`focus gpu-bench`), OUT_DIR/torch-gpu-bench.json
 (`torch_ref.gpu_bench`), OUT_DIR/focus-bench-*.json (`focus bench --json`) and
 OUT_DIR/torch-bench-*.json (`torch_ref.bench`), and prints one row per measured case with
 both times and the ratio torch_ms / focus_ms (above 1: the engine is faster). A case measured
@@ -33,6 +35,26 @@ def matches(ours, theirs):
 
 def fmt(x, spec):
     return "-" if x is None else format(x, spec)
+
+
+def checks(out):
+    doc = load(os.path.join(out, "gpu-check.json"))
+    if not doc:
+        print("no gpu-check.json")
+        return
+    rows = doc.get("checks", [])
+    failed = [r for r in rows if not r.get("pass")]
+    print(f"== gpu-check on {doc.get('device')} ({doc.get('arch')}): {len(rows)} checks, {len(failed)} failed")
+    for r in failed:
+        print(f"  FAIL {r['check']:<60} error {fmt(r.get('error'), '.3e')} (tol {fmt(r.get('tol'), '.0e')}) "
+              f"{r.get('note', '')}")
+    plans = [r for r in rows if r["check"].startswith("plan ")]
+    if plans:
+        print(f"{'whole plan vs CPU plan':<52} {'rel-L2':>10} {'tol':>8} {'gpu (us)':>10}")
+        for r in plans:
+            print(f"{r['check'][5:]:<52} {fmt(r.get('error'), '.3e'):>10} {fmt(r.get('tol'), '.0e'):>8} "
+                  f"{fmt(r.get('gpu_us'), '.1f'):>10}  {'ok' if r['pass'] else 'FAIL'}")
+    print()
 
 
 def micro(out):
@@ -93,6 +115,7 @@ def llm(out):
 
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "out"
+    checks(out)
     micro(out)
     models(out)
     llm(out)
