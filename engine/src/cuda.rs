@@ -98,7 +98,8 @@ pub struct Fusions {
     /// Pairs run at the first node, first → second: GroupNorm → SiLU (its only consumer;
     /// UNet/VAE resnets) writes only the SiLU; residual Add → RMSNorm/LayerNorm of the sum
     /// (transformer blocks) writes both; nearest upsample → the Conv2d reading it (UNet/VAE
-    /// upsample blocks) writes only the conv (a resize the kernel cannot fold runs alone).
+    /// upsample blocks) writes only the conv (a resize the kernel cannot fold runs alone); RoPE
+    /// → the KV-cache append of its result writes only the cache.
     pairs: HashMap<usize, NodeId>,
 }
 
@@ -132,6 +133,30 @@ impl Fusions {
                         && p.dtype == n.dtype
                     {
                         pairs.insert(src.0, id);
+                    }
+                }
+                // RoPE of k whose only reader appends it to the KV cache: rotate into the cache,
+                // if nothing between the two reads that cache.
+                Op::Rope { .. } if uses[id.0] == 1 => {
+                    let w = steps.iter().filter(|s| s.0 > id.0).find(|s| g.node(**s).inputs.contains(&id));
+                    if let Some(&w) = w {
+                        let wn = g.node(w);
+                        let ready = |i: &NodeId| {
+                            let r = g.storage_root(*i);
+                            *i == id || !is_step.contains(&r.0) || r.0 < id.0
+                        };
+                        let state = g.storage_root(wn.inputs[0]);
+                        let read_between = steps
+                            .iter()
+                            .filter(|s| s.0 > id.0 && s.0 < w.0)
+                            .any(|s| g.node(*s).inputs.iter().any(|i| g.storage_root(*i) == state));
+                        if matches!(wn.op, Op::WriteSlice { .. })
+                            && wn.inputs[1] == id
+                            && wn.inputs.iter().all(ready)
+                            && !read_between
+                        {
+                            pairs.insert(id.0, w);
+                        }
                     }
                 }
                 // A nearest upsample read only by a convolution: the conv reads the small image.
@@ -273,7 +298,9 @@ impl CudaSchedule {
             }
             if let Some(&second) = self.pairs.get(&id.0) {
                 let sn = g.node(second);
-                let extra: Vec<View> = sn.inputs[1..].iter().map(|e| view(g, *e, addr(*e))).collect();
+                // The second node's other inputs, in order.
+                let extra: Vec<View> =
+                    sn.inputs.iter().filter(|e| **e != id).map(|e| view(g, *e, addr(*e))).collect();
                 let second_out = view(g, second, addr(second));
                 let (iv, mv) = dev_views(&ins, &out);
                 let (ev, sv) = dev_views(&extra, &second_out);

@@ -24,7 +24,7 @@ use emu_support::{build, find_compiler, rewrite, Emu, Io};
 
 use focus_kernels::cuda::case::{default_tol, draw, Case, Input, Rng};
 use focus_kernels::cuda::check::{
-    case_scratch, compare, fused_reference, in_place, plan_case, reference, Mid, Prepared,
+    case_scratch, compare, fused_reference, in_place_input, plan_case, reference, Mid, Prepared,
 };
 use focus_kernels::cuda::fused::{self, FusedGroup};
 use focus_kernels::cuda::launch::{Call, DevTensor, Scratch};
@@ -66,7 +66,11 @@ fn run_op(bin: &Path, case: &Case, p: &Prepared, adversarial: bool) -> Result<Ru
         for (k, data) in p.inputs.iter().enumerate() {
             emu.write(idx[k], data)?;
         }
-        let init = if in_place(&case.op) { p.inputs[0].clone() } else { vec![0xFF; p.want.len()] };
+        let aliased = in_place_input(case);
+        let init = match aliased {
+            Some(k) => p.inputs[k].clone(),
+            None => vec![0xFF; p.want.len()],
+        };
         emu.write(out, &init)?;
         let descs: Vec<DevTensor> = case
             .inputs
@@ -75,7 +79,7 @@ fn run_op(bin: &Path, case: &Case, p: &Prepared, adversarial: bool) -> Result<Ru
             .map(|(k, i)| DevTensor {
                 dtype: i.dtype,
                 shape: &i.shape,
-                ptr: emu.addr(if k == 0 && in_place(&case.op) { out } else { idx[k] }),
+                ptr: emu.addr(if Some(k) == aliased { out } else { idx[k] }),
             })
             .collect();
         let out_desc = DevTensor { dtype: p.out_dtype, shape: &p.out_shape, ptr: emu.addr(out) };

@@ -36,7 +36,8 @@ fn unplannable(g: &Graph) -> (usize, usize, Vec<String>) {
         let r = match pairs.get(&id) {
             Some(&second) => {
                 let sn = g.node(second);
-                let extra: Vec<DevTensor> = sn.inputs[1..].iter().map(|i| desc(*i)).collect();
+                let extra: Vec<DevTensor> =
+                    sn.inputs.iter().filter(|i| **i != id).map(|i| desc(*i)).collect();
                 ops::plan_chain(&n.op, &sn.op, &ins, &extra, &out, &desc(second), s).map(|_| ())
             }
             None => ops::plan(&n.op, &ins, &out, s).map(|_| ()),

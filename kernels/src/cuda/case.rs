@@ -48,16 +48,18 @@ pub struct Case {
     /// Relative-L2 tolerance; None means by output dtype (f32 1e-5, f16 2e-3, bf16 1e-2,
     /// integers and bool exact).
     pub tol: Option<f64>,
-    /// A second op the engine fuses onto `op` (`ops::plan_chain`), and how many of `inputs`
-    /// are `op`'s: the second op takes `op`'s output, then the remaining inputs.
-    pub then: Option<(Op, usize)>,
+    /// A second op the engine fuses onto `op` (`ops::plan_chain`), how many of `inputs` are
+    /// `op`'s, and where `op`'s output goes among the second op's inputs (the remaining inputs
+    /// fill the other places in order).
+    pub then: Option<(Op, usize, usize)>,
 }
 
 impl Case {
     pub fn new(name: impl Into<String>, op: Op, inputs: Vec<Input>) -> Self {
         Case { name: name.into(), op, inputs, tol: None, then: None }
     }
-    /// `first` on `inputs` then `second` on its output and `extra`, as one fused plan.
+    /// `first` on `inputs` then `second` on its output (its first input) and `extra`, as one
+    /// fused plan.
     pub fn chain(
         name: impl Into<String>,
         first: Op,
@@ -65,13 +67,24 @@ impl Case {
         second: Op,
         extra: Vec<Input>,
     ) -> Self {
+        Self::chain_at(name, first, inputs, second, extra, 0)
+    }
+    /// As `chain`, with the first op's output as input `mid_at` of the second.
+    pub fn chain_at(
+        name: impl Into<String>,
+        first: Op,
+        inputs: Vec<Input>,
+        second: Op,
+        extra: Vec<Input>,
+        mid_at: usize,
+    ) -> Self {
         let n = inputs.len();
         let inputs = inputs.into_iter().chain(extra).collect();
-        Case { name: name.into(), op: first, inputs, tol: None, then: Some((second, n)) }
+        Case { name: name.into(), op: first, inputs, tol: None, then: Some((second, n, mid_at)) }
     }
     /// How many of `inputs` the first op takes.
     pub fn first_arity(&self) -> usize {
-        self.then.as_ref().map_or(self.inputs.len(), |(_, n)| *n)
+        self.then.as_ref().map_or(self.inputs.len(), |(_, n, _)| *n)
     }
     pub fn tol(mut self, t: f64) -> Self {
         self.tol = Some(t);

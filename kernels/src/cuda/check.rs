@@ -52,6 +52,16 @@ pub fn in_place(op: &Op) -> bool {
     matches!(op, Op::WriteSlice { .. })
 }
 
+/// The case input that the output buffer starts as a copy of and whose descriptor points at it:
+/// input 0 of an in-place op, or for a chain whose second op is in place, that op's first input
+/// (the first extra one).
+pub fn in_place_input(case: &Case) -> Option<usize> {
+    match &case.then {
+        None => in_place(&case.op).then_some(0),
+        Some((second, n, mid_at)) => (in_place(second) && *mid_at != 0).then_some(*n),
+    }
+}
+
 /// `op` on the CPU: output shape, dtype and bytes (`init`, if given, is the output's start).
 fn cpu_run(op: &Op, ins: &[TensorRef], init: Option<&[u8]>) -> Result<(Vec<usize>, DType, Vec<u8>), String> {
     let specs: Vec<In> = ins.iter().map(|t| In { shape: t.shape, dtype: t.dtype }).collect();
@@ -71,14 +81,15 @@ pub fn reference(case: &Case, seed: u64) -> Result<Prepared, String> {
     let views: Vec<TensorRef> =
         case.inputs.iter().zip(&inputs).map(|(i, b)| TensorRef::new(i.dtype, &i.shape, b)).collect();
     let n = case.first_arity();
-    let init = in_place(&case.op).then(|| inputs[0].as_slice());
+    let init = (case.then.is_none() && in_place(&case.op)).then(|| inputs[0].as_slice());
     let (shape, dtype, want) = cpu_run(&case.op, &views[..n], init)?;
-    let Some((second, _)) = &case.then else {
+    let Some((second, _, mid_at)) = &case.then else {
         return Ok(Prepared { inputs, out_dtype: dtype, out_shape: shape, want, mid: None });
     };
-    let mut ins2 = vec![TensorRef::new(dtype, &shape, &want)];
-    ins2.extend_from_slice(&views[n..]);
-    let (out_shape, out_dtype, want2) = cpu_run(second, &ins2, None)?;
+    let mut ins2 = views[n..].to_vec();
+    ins2.insert(*mid_at, TensorRef::new(dtype, &shape, &want));
+    let init2 = in_place_input(case).map(|k| inputs[k].as_slice());
+    let (out_shape, out_dtype, want2) = cpu_run(second, &ins2, init2)?;
     let mid = Some(Mid { dtype, shape: shape.clone(), want });
     Ok(Prepared { inputs, out_dtype, out_shape, want: want2, mid })
 }
@@ -93,7 +104,7 @@ pub fn plan_case(
     scratch: Scratch,
 ) -> Result<(Vec<Call>, bool), CudaError> {
     match (&case.then, mid) {
-        (Some((second, n)), Some(mid)) => {
+        (Some((second, n, _)), Some(mid)) => {
             ops::plan_chain(&case.op, second, &descs[..*n], &descs[*n..], mid, out, scratch)
         }
         (None, None) => Ok((ops::plan(&case.op, descs, out, scratch)?, false)),
@@ -142,8 +153,11 @@ fn run_one(dev: &GpuDevice, case: &Case, seed: u64) -> Result<CheckResult, CudaE
     let p = reference(case, seed).map_err(|e| CudaError::Driver(format!("reference: {e}")))?;
     let bufs = p.inputs.iter().map(|b| dev.upload(b)).collect::<Result<Vec<_>, _>>()?;
     let out_bytes = p.want.len();
-    let out =
-        dev.upload(&if in_place(&case.op) { p.inputs[0].clone() } else { vec![0xFF; out_bytes.max(1)] })?;
+    let aliased = in_place_input(case);
+    let out = dev.upload(&match aliased {
+        Some(k) => p.inputs[k].clone(),
+        None => vec![0xFF; out_bytes.max(1)],
+    })?;
     let mid = p.mid.as_ref().map(|m| dev.upload(&vec![0xFF; m.want.len().max(1)])).transpose()?;
     let descs: Vec<DevTensor> = case
         .inputs
@@ -153,7 +167,7 @@ fn run_one(dev: &GpuDevice, case: &Case, seed: u64) -> Result<CheckResult, CudaE
         .map(|(k, (i, b))| DevTensor {
             dtype: i.dtype,
             shape: &i.shape,
-            ptr: if k == 0 && in_place(&case.op) { dev.ptr(&out) } else { dev.ptr(b) },
+            ptr: if Some(k) == aliased { dev.ptr(&out) } else { dev.ptr(b) },
         })
         .collect();
     let out_desc = DevTensor { dtype: p.out_dtype, shape: &p.out_shape, ptr: dev.ptr(&out) };
@@ -296,12 +310,12 @@ pub fn run_fused(dev: &GpuDevice, seed: u64) -> Vec<CheckResult> {
 /// Plan a case against fake, disjoint device addresses (no GPU needed).
 pub fn plan_offline(case: &Case) -> Result<Vec<Call>, String> {
     let ins: Vec<(DType, &[usize])> = case.inputs.iter().map(|i| (i.dtype, i.shape.as_slice())).collect();
-    let Some((second, n)) = &case.then else { return plan_op_offline(&case.op, &ins) };
+    let Some((second, n, mid_at)) = &case.then else { return plan_op_offline(&case.op, &ins) };
     let descs = fake_descs(&ins);
     let specs: Vec<In> = ins[..*n].iter().map(|(dtype, shape)| In { shape, dtype: *dtype }).collect();
     let (mid_shape, mid_dtype) = infer(&case.op, &specs)?;
-    let mut specs2 = vec![In { shape: &mid_shape, dtype: mid_dtype }];
-    specs2.extend(ins[*n..].iter().map(|(dtype, shape)| In { shape, dtype: *dtype }));
+    let mut specs2: Vec<In> = ins[*n..].iter().map(|(dtype, shape)| In { shape, dtype: *dtype }).collect();
+    specs2.insert(*mid_at, In { shape: &mid_shape, dtype: mid_dtype });
     let (out_shape, out_dtype) = infer(second, &specs2)?;
     let mid = DevTensor { dtype: mid_dtype, shape: &mid_shape, ptr: 63 << 32 };
     let out = DevTensor { dtype: out_dtype, shape: &out_shape, ptr: 64 << 32 };

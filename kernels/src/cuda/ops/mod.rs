@@ -75,8 +75,8 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
 pub use matmul::without_epilogue;
 
 /// Two ops the engine runs as one plan: `first` on `ins`, then `second` on its output `mid` and
-/// `extra` into `out`. Returns the calls and whether they also write `mid` (a value other
-/// consumers read); Unsupported for pairs without a fused kernel.
+/// `extra` (the second op's other inputs, in order) into `out`. Returns the calls and whether they
+/// also write `mid` (a value other consumers read); Unsupported for pairs without a fused kernel.
 pub fn plan_chain(
     first: &Op,
     second: &Op,
@@ -92,6 +92,10 @@ pub fn plan_chain(
         }
         (Op::Binary(BinaryOp::Add), Op::RmsNorm { .. } | Op::LayerNorm { .. }) if ins.len() == 2 => {
             Ok((norm::add_norm(second, (&ins[0], &ins[1]), extra, mid, out)?, true))
+        }
+        // RoPE of k appended to the KV cache: extra = [cache state, offset], `out` is the cache.
+        (Op::Rope { .. }, Op::WriteSlice { .. }) if extra.len() == 2 => {
+            Ok((rope::plan_write(first, second, ins, (out, &extra[1]), scratch.flag)?, false))
         }
         (Op::Resize { .. }, Op::Conv2d(_)) if ins.len() == 1 => {
             let conv_ins: Vec<DevTensor> = ins.iter().chain(extra).cloned().collect();
