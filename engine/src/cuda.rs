@@ -101,6 +101,9 @@ pub struct Fusions {
     /// upsample blocks) writes only the conv (a resize the kernel cannot fold runs alone); RoPE
     /// → the KV-cache append of its result writes only the cache.
     pairs: HashMap<usize, NodeId>,
+    /// Pairs run at the second node, second → first: a decode step's q RoPE folded into the
+    /// attention reading it (its k and v are written after the RoPE runs).
+    late: HashMap<usize, NodeId>,
 }
 
 impl Fusions {
@@ -118,6 +121,7 @@ impl Fusions {
         let grouped: HashSet<usize> = groups.iter().flatten().map(|n| n.0).collect();
         let uses = g.use_counts();
         let mut pairs = HashMap::new();
+        let mut late = HashMap::new();
         for &id in steps {
             let n = g.node(id);
             if grouped.contains(&id.0) {
@@ -156,6 +160,11 @@ impl Fusions {
                             && !read_between
                         {
                             pairs.insert(id.0, w);
+                        } else if matches!(wn.op, Op::Attention { .. })
+                            && wn.inputs[0] == id
+                            && matches!(n.op, Op::Rope { kind: focus_graph::RopeKind::OneD, .. })
+                        {
+                            late.insert(w.0, id);
                         }
                     }
                 }
@@ -205,7 +214,7 @@ impl Fusions {
                 _ => {}
             }
         }
-        Fusions { groups, pairs }
+        Fusions { groups, pairs, late }
     }
 
     /// The fused pairs, (first, second) in step order.
@@ -215,10 +224,18 @@ impl Fusions {
         v
     }
 
+    /// The pairs run at their second node, (first, second) in step order.
+    pub fn late_pairs(&self) -> Vec<(NodeId, NodeId)> {
+        let mut v: Vec<_> = self.late.iter().map(|(b, a)| (*a, NodeId(*b))).collect();
+        v.sort();
+        v
+    }
+
     /// The node sets each run as one launch sequence.
     pub fn spans(&self) -> Vec<Vec<NodeId>> {
         let pairs = self.pairs.iter().map(|(a, b)| vec![NodeId(*a), *b]);
-        self.groups.iter().cloned().chain(pairs).collect()
+        let late = self.late.iter().map(|(b, a)| vec![*a, NodeId(*b)]);
+        self.groups.iter().cloned().chain(pairs).chain(late).collect()
     }
 }
 
@@ -232,6 +249,9 @@ pub struct CudaSchedule {
     fused_members: HashSet<usize>,
     /// Pairs run as one plan at the first node (`ops::plan_chain`): first → second.
     pairs: HashMap<usize, NodeId>,
+    /// Pairs run as one plan at the second node: second → first.
+    late: HashMap<usize, NodeId>,
+    late_firsts: HashSet<usize>,
     /// Generated kernel sources, (entry, source).
     generated: Vec<(String, String)>,
 }
@@ -247,7 +267,15 @@ impl CudaSchedule {
             generated.push((entry.clone(), src));
             fused.insert(last.0, (fg, entry, externals));
         }
-        CudaSchedule { fused, fused_members, pairs: fusions.pairs.clone(), generated }
+        let late_firsts = fusions.late.values().map(|n| n.0).collect();
+        CudaSchedule {
+            fused,
+            fused_members,
+            pairs: fusions.pairs.clone(),
+            late: fusions.late.clone(),
+            late_firsts,
+            generated,
+        }
     }
 
     /// The generated kernels, (entry, source), for the device to compile.
@@ -286,8 +314,36 @@ impl CudaSchedule {
             let ins: Vec<View> = n.inputs.iter().map(|i| view(g, *i, addr(*i))).collect();
             let out = view(g, id, addr(id));
             let paired_second = self.pairs.values().any(|s| *s == id) && !unpaired.contains(&id.0);
-            if self.fused_members.contains(&id.0) || paired_second {
+            if self.fused_members.contains(&id.0) || paired_second || self.late_firsts.contains(&id.0) {
                 out_calls.push(Vec::new());
+                continue;
+            }
+            if let Some(&first) = self.late.get(&id.0) {
+                // The first node's value is read by this one only; without a fused plan both run
+                // here, in order (the span kept the first's inputs and value live until now).
+                let f = g.node(first);
+                let f_ins: Vec<View> = f.inputs.iter().map(|i| view(g, *i, addr(*i))).collect();
+                let mid = view(g, first, addr(first));
+                let extra: Vec<View> =
+                    n.inputs.iter().filter(|e| **e != first).map(|e| view(g, *e, addr(*e))).collect();
+                let (fv, mv) = dev_views(&f_ins, &mid);
+                let (ev, ov) = dev_views(&extra, &out);
+                let planned = match ops::plan_chain(&f.op, &n.op, &fv, &ev, &mv, &ov, scratch) {
+                    Ok((calls, _)) => Ok(calls),
+                    Err(CudaError::Unsupported { .. }) => {
+                        let (iv, ov) = dev_views(&ins, &out);
+                        ops::plan(&f.op, &fv, &mv, scratch)
+                            .and_then(|c| ops::plan(&n.op, &iv, &ov, scratch).map(|d| [c, d].concat()))
+                    }
+                    Err(e) => Err(e),
+                };
+                match planned {
+                    Ok(calls) => out_calls.push(calls),
+                    Err(CudaError::Unsupported { op, why }) => {
+                        unsupported.push(format!("node #{} '{}' ({op}): {why}", id.0, n.name))
+                    }
+                    Err(e) => return Err(cuda(e)),
+                }
                 continue;
             }
             if let Some((fg, entry, externals)) = self.fused.get(&id.0) {

@@ -319,11 +319,16 @@ __device__ void flash_fwd_impl(const T* __restrict__ q, const T* __restrict__ k,
 
 // Decode: rows r = hh·Tq + i (hh = q head within the kv head's group). Dynamic smem: K/V tiles as in
 // the prefill, then qs [nr][D] f32 (Q·scale·log2e), then ss [nr][FL_BK+4] f32 (scores, then P).
+// With `rope_freq`, q arrives before its 1-D RoPE (the engine's fused Rope → Attention pair): each
+// element is rotated by position rope_pos[i] as rope.cu does it and rounded to T, as the separate
+// rope kernel would have stored it.
 template <typename T, int D>
 __device__ void flash_decode_impl(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                                   const void* __restrict__ mask, T* __restrict__ out, float* __restrict__ part,
                                   int tq, int tk, int hq, int hkv, float scale_log2, int causal, int mask_kind,
-                                  u64 msb, u64 msh, u64 msq, u64 msk, int cps, u64 acc_off) {
+                                  u64 msb, u64 msh, u64 msq, u64 msk, int cps, u64 acc_off,
+                                  const float* __restrict__ rope_freq, const void* __restrict__ rope_pos,
+                                  int rope_pos_i64) {
     constexpr int SROW = D + 8, C8 = D / 8, SS = FL_BK + 4;
     constexpr int NRG = FL_THREADS / C8, RPT = (FL_MAXR + NRG - 1) / NRG;
     extern __shared__ __align__(16) unsigned char flash_smem[];
@@ -345,7 +350,17 @@ __device__ void flash_decode_impl(const T* __restrict__ q, const T* __restrict__
     cp_async_commit();
     for (int e = tid; e < nr * D; e += FL_THREADS) {
         const int r = e / D, d = e % D, i = r % tq, h = hk * grp + r / tq;
-        qs[e] = to_f32(q[(((u64)b * tq + i) * hq + h) * D + d]) * scale_log2;
+        const T* qr = q + (((u64)b * tq + i) * hq + h) * D;
+        float x = to_f32(qr[d]);
+        if (rope_freq) {
+            constexpr int HALF = D / 2;
+            const long long p = rope_pos_i64 ? ((const long long*)rope_pos)[i] : ((const int*)rope_pos)[i];
+            float sn, cs;
+            sincosf((float)p * rope_freq[d % HALF], &sn, &cs);
+            const float other = to_f32(qr[d < HALF ? d + HALF : d - HALF]);
+            x = to_f32(from_f32<T>(d < HALF ? x * cs - other * sn : x * cs + other * sn));
+        }
+        qs[e] = x * scale_log2;
     }
 
     // Softmax state of rows warp + 4x (the warp that owns them), in every lane.
@@ -518,9 +533,10 @@ __device__ void flash_combine_impl(const float* __restrict__ part, T* __restrict
     extern "C" __global__ void flash_decode_##name(const T* q, const T* k, const T* v, const void* mask, T* out, \
                                                    float* part, int tq, int tk, int hq, int hkv, float scale_log2, \
                                                    int causal, int mask_kind, u64 msb, u64 msh, u64 msq, u64 msk, \
-                                                   int cps, u64 acc_off) {                                       \
+                                                   int cps, u64 acc_off, const float* rope_freq,                \
+                                                   const void* rope_pos, int rope_pos_i64) {                    \
         flash_decode_impl<T, D>(q, k, v, mask, out, part, tq, tk, hq, hkv, scale_log2, causal, mask_kind, msb,   \
-                                msh, msq, msk, cps, acc_off);                                                    \
+                                msh, msq, msk, cps, acc_off, rope_freq, rope_pos, rope_pos_i64);                \
     }
 FLASH(f16_d64, __half, 64)
 FLASH(f16_d80, __half, 80)

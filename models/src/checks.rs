@@ -66,6 +66,20 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
             next_token: true,
         };
         v.push((format!("perception decode {dt}"), dt, qwen2::step_graph(&c.llm, &o)?));
+        // A decode step at a flash head dim (64) over a 300-position cache: the q RoPE folds into
+        // the split-K decode kernel, k's RoPE into the cache append (the fused paths of bf16).
+        let llm = qwen2::Qwen2Config {
+            vocab_size: 256,
+            hidden_size: 128,
+            intermediate_size: 192,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: Some(64),
+            ..qwen2::Qwen2Config::qwen25_3b()
+        };
+        let o = StepOptions { capacity: 300, ..o };
+        v.push((format!("qwen2 decode hd64 cache 300 {dt}"), dt, qwen2::step_graph(&llm, &o)?));
     }
     Ok(v)
 }

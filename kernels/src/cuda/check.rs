@@ -114,9 +114,11 @@ pub fn plan_case(
 
 /// Scratch bytes `plan_case` needs.
 pub fn case_scratch(case: &Case, descs: &[DevTensor], mid: Option<&DevTensor>, out: &DevTensor) -> usize {
-    match mid {
-        Some(mid) => ops::scratch_bytes(&case.op, &descs[..case.first_arity()], mid),
-        None => ops::scratch_bytes(&case.op, descs, out),
+    match (&case.then, mid) {
+        (Some((second, n, mid_at)), Some(mid)) => {
+            ops::chain_scratch_bytes((&case.op, second, *mid_at), &descs[..*n], &descs[*n..], mid, out)
+        }
+        _ => ops::scratch_bytes(&case.op, descs, out),
     }
 }
 

@@ -160,6 +160,44 @@ fn dim(op: &Op, n: usize, what: &str) -> Result<u32, CudaError> {
 }
 
 pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> Result<Vec<Call>, CudaError> {
+    plan_with_rope(op, ins, out, s, None)
+}
+
+/// The q RoPE of a decode step folded into the attention that reads it (the engine's Rope →
+/// Attention pair): `rope_ins = [q before RoPE, positions]`, `extra` the attention's other inputs.
+/// The decode kernel rotates q as it stages it; anything but the decode path is Unsupported, and
+/// the pair then runs as two launches.
+pub(super) fn plan_rope_q(
+    rope: &Op,
+    attn: &Op,
+    rope_ins: &[DevTensor],
+    extra: &[DevTensor],
+    out: &DevTensor,
+    s: Scratch,
+) -> Result<Vec<Call>, CudaError> {
+    let Op::Rope { kind: focus_graph::RopeKind::OneD, theta } = *rope else {
+        return Err(unsupported(rope, "only 1-D RoPE folds into attention"));
+    };
+    let (x, pos) = (&rope_ins[0], &rope_ins[1]);
+    let pos_i64 = match pos.dtype {
+        DType::I32 => 0,
+        DType::I64 => 1,
+        d => return Err(unsupported(rope, &format!("position dtype {d}"))),
+    };
+    let d = *x.shape.last().expect("rank 4");
+    let table: Vec<u8> = crate::cpu::rope::inv_freq(theta, d).iter().flat_map(|f| f.to_le_bytes()).collect();
+    let ins: Vec<DevTensor> = std::iter::once(*x).chain(extra.iter().copied()).collect();
+    plan_with_rope(attn, &ins, out, s, Some((table, pos.ptr, pos_i64)))
+}
+
+/// `rope`: q's 1-D RoPE (frequency table, positions, positions are i64) applied while staging.
+fn plan_with_rope(
+    op: &Op,
+    ins: &[DevTensor],
+    out: &DevTensor,
+    s: Scratch,
+    rope: Option<(Vec<u8>, u64, i32)>,
+) -> Result<Vec<Call>, CudaError> {
     let a = check(op, ins, out)?;
     if out.numel() == 0 {
         return Ok(Vec::new());
@@ -187,6 +225,9 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> R
     tail.extend(ms.iter().map(|&x| Arg::U64(x as u64)));
     let block = (THREADS, 1, 1);
     let Some((splits, per_split)) = decode_split(&a) else {
+        if rope.is_some() {
+            return Err(unsupported(op, "RoPE folds only into the decode kernel"));
+        }
         let seq = seq_args(op, a.cu)?;
         let args = [&head[..], &dims[..], &tail[..], &seq[..]].concat();
         let grid = (dim(op, a.tq.div_ceil(BQ), "query blocks")?, dim(op, a.hq, "Hq")?, dim(op, a.b, "B")?);
@@ -216,6 +257,10 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> R
     let smem = tile_smem(a.d) + rows * a.d * 4 + rows * (BK + 4) * 4;
     let mut args = [&head[..], &[Arg::Ptr(part)][..], &dims[..], &tail[..]].concat();
     args.extend([i32_arg(op, per_split, "chunks per split")?, Arg::U64(acc_off as u64)]);
+    args.extend(match rope {
+        Some((table, pos, pos_i64)) => [Arg::Const(table), Arg::Ptr(pos), Arg::I32(pos_i64)],
+        None => [Arg::Ptr(0), Arg::Ptr(0), Arg::I32(0)],
+    });
     let grid = (dim(op, splits, "splits")?, dim(op, a.hkv, "Hkv")?, dim(op, a.b, "B")?);
     let entry = format!("flash_decode_{}_d{}", a.suffix, a.d);
     let mut calls =
@@ -359,6 +404,21 @@ pub fn cases() -> Vec<Case> {
         _ => -0.2 * (x[3] % 5) as f32,
     });
     v.push(case("decode additive", BF16, true, [2, 2, 700, 8, 2, 128], Some(m)));
+    // A decode step's q RoPE folded into the kernel (ops::plan_chain Rope → Attention): q before
+    // RoPE and its positions, then k and v of the cache, several splits.
+    for (dt, dims) in [(BF16, [1, 1, 700, 16, 2, 128]), (F16, [2, 2, 130, 8, 8, 64])] {
+        let [b, tq, tk, hq, hkv, d] = dims;
+        let q = Input::uniform(dt, &[b, tq, hq, d], -2.0, 2.0);
+        let pos = Input::ints(DType::I32, &[tq], 0, 30_000);
+        let (k, vv) = (
+            Input::uniform(dt, &[b, tk, hkv, d], -1.0, 1.0),
+            Input::uniform(dt, &[b, tk, hkv, d], -1.0, 1.0),
+        );
+        let rope = Op::Rope { kind: focus_graph::RopeKind::OneD, theta: 1e6 };
+        let attn = Op::Attention { causal: true, scale: 1.0 / (d as f32).sqrt() };
+        let name = format!("rope + flash decode b{b} tq{tq} tk{tk} h{hq}/{hkv} d{d} {dt}");
+        v.push(Case::chain(name, rope, vec![q, pos], attn, vec![k, vv]));
+    }
 
     // Packed sequences (Qwen2.5-VL windows: 256-token windows, partial ones, single tokens),
     // sequences straddling the 64-row blocks; one of 3 tokens (Tq <= 4 still takes the prefill).
@@ -439,7 +499,8 @@ mod tests {
         let sigs = entry_signatures(src);
         let (mut decode, mut split, mut prefill) = (0, 0, 0);
         let mut names = std::collections::HashSet::new();
-        for c in cases() {
+        // Chained cases (RoPE folded in) plan through ops::plan_chain: check.rs covers them.
+        for c in cases().into_iter().filter(|c| c.then.is_none()) {
             assert!(names.insert(c.name.clone()), "duplicate case {}", c.name);
             let calls =
                 plan_case(&c.op, &shapes(&c), 1 << 32, None).unwrap_or_else(|e| panic!("{}: {e}", c.name));

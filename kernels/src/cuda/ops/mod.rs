@@ -97,8 +97,11 @@ pub fn plan_chain(
         (Op::Rope { .. }, Op::WriteSlice { .. }) if extra.len() == 2 => {
             Ok((rope::plan_write(first, second, ins, (out, &extra[1]), scratch.flag)?, false))
         }
+        (Op::Rope { .. }, Op::Attention { .. }) if ins.len() == 2 => {
+            Ok((flash::plan_rope_q(first, second, ins, extra, out, scratch)?, false))
+        }
         (Op::Resize { .. }, Op::Conv2d(_)) if ins.len() == 1 => {
-            let conv_ins: Vec<DevTensor> = ins.iter().chain(extra).cloned().collect();
+            let conv_ins: Vec<DevTensor> = ins.iter().chain(extra).copied().collect();
             Ok((conv::plan_upsampled(first, second, &conv_ins, out)?, false))
         }
         _ => {
@@ -114,6 +117,20 @@ pub fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {
         Op::GroupNorm { .. } => norm::scratch_bytes(op, ins),
         _ => 0,
     }
+}
+
+/// Scratch bytes `plan_chain` needs: the larger of the two ops' own needs, the second op taking
+/// `mid` at `mid_at` among `extra`.
+pub fn chain_scratch_bytes(
+    (first, second, mid_at): (&Op, &Op, usize),
+    ins: &[DevTensor],
+    extra: &[DevTensor],
+    mid: &DevTensor,
+    out: &DevTensor,
+) -> usize {
+    let mut ins2: Vec<DevTensor> = extra.to_vec();
+    ins2.insert(mid_at.min(ins2.len()), *mid);
+    scratch_bytes(first, ins, mid).max(scratch_bytes(second, &ins2, out))
 }
 
 /// Every family's parity cases.
