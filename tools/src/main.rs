@@ -71,7 +71,8 @@ enum Cmd {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
-    /// Check every CUDA kernel against the CPU kernels on GPU `device` (needs a GPU).
+    /// Check every CUDA kernel, then whole small model plans, against the CPU on GPU `device`
+    /// (needs a GPU).
     GpuCheck {
         #[arg(long, default_value_t = 0)]
         device: usize,
