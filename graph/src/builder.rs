@@ -248,6 +248,10 @@ impl GraphBuilder {
     pub fn unary(&mut self, u: UnaryOp, x: NodeId) -> Result<NodeId> {
         self.op(Op::Unary(u), &[x])
     }
+    /// `x[..., :n] · act(x[..., n:])` for `x [..., 2n]` (see `Op::Glu`).
+    pub fn glu(&mut self, x: NodeId, act: UnaryOp) -> Result<NodeId> {
+        self.op(Op::Glu { act }, &[x])
+    }
     pub fn binary(&mut self, b: BinaryOp, x: NodeId, y: NodeId) -> Result<NodeId> {
         self.op(Op::Binary(b), &[x, y])
     }

@@ -45,6 +45,7 @@ pub fn cost(op: &Op, ins: &[(&[usize], usize)], out: &[usize], out_elem: usize) 
             2 * n_out * (w[1] * w[2] * w[3]) as u64 + if ins.len() > 2 { n_out } else { 0 }
         }
         Op::Unary(u) => n_out * u.flops_per_elem(),
+        Op::Glu { act } => n_out * (act.flops_per_elem() + 1),
         Op::Binary(BinaryOp::Pow) => n_out * 8,
         Op::Binary(_) | Op::Compare(_) | Op::Where => n_out,
         Op::Cast { .. } => 0,

@@ -221,6 +221,19 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             float(ins[0], "x")?;
             Ok((ins[0].shape.to_vec(), ins[0].dtype))
         }
+        Op::Glu { .. } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            float(x, "x")?;
+            match x.shape.last() {
+                Some(&c) if c % 2 == 0 => {
+                    let mut out = x.shape.to_vec();
+                    *out.last_mut().expect("rank >= 1") = c / 2;
+                    Ok((out, x.dtype))
+                }
+                _ => Err(format!("the last axis of {} must have an even length", sh(x.shape))),
+            }
+        }
         Op::Binary(b) => {
             arity(ins, 2, 2)?;
             let (x, y) = (ins[0], ins[1]);

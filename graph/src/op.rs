@@ -257,6 +257,11 @@ pub enum Op {
     LayerNorm {
         eps: f32,
     },
+    /// Gated linear unit over the last axis: `x [..., 2n]` → `x[..., :n] · act(x[..., n:])`, in f32
+    /// rounded once (diffusers' GEGLU with `act` = GELU; SwiGLU with SiLU).
+    Glu {
+        act: UnaryOp,
+    },
     /// Over the last axis: `x * rsqrt(mean(x²) + eps) * weight`, statistics in f32.
     RmsNorm {
         eps: f32,
@@ -404,6 +409,7 @@ impl Op {
             Op::Softmax { .. } => "softmax",
             Op::LayerNorm { .. } => "layer_norm",
             Op::RmsNorm { .. } => "rms_norm",
+            Op::Glu { .. } => "glu",
             Op::GroupNorm { .. } => "group_norm",
             Op::Rope { kind, .. } => match kind {
                 RopeKind::OneD => "rope_1d",
@@ -475,6 +481,7 @@ impl Op {
         v.extend([
             Op::Softmax { axis: 0 },
             Op::LayerNorm { eps: 0.0 },
+            Op::Glu { act: UnaryOp::Gelu },
             Op::RmsNorm { eps: 0.0 },
             Op::GroupNorm { groups: 1, eps: 0.0 },
             Op::Rope { kind: RopeKind::OneD, theta: 0.0 },

@@ -130,6 +130,31 @@ fn unary_all_ops_dtypes_and_permuted_inputs() {
 }
 
 #[test]
+fn glu_gates_the_first_half_by_the_activated_second() {
+    let mut seed = 900;
+    for act in [UnaryOp::Gelu, UnaryOp::GeluTanh, UnaryOp::Silu, UnaryOp::QuickGelu, UnaryOp::Sigmoid] {
+        for dt in FLOATS {
+            for shape in [vec![3, 7, 10], vec![64, 2], vec![1, 2 * 1280]] {
+                seed += 1;
+                let mut r = rng(seed);
+                let n: usize = shape.iter().product();
+                let x = round_trip(&rand_vec(&mut r, n, -4.0, 4.0), dt);
+                let out = run_op(&Op::Glu { act }, &[&Owned::from_f32(&x, &shape, dt)]).unwrap();
+                let half = shape[shape.len() - 1] / 2;
+                let want: Vec<f32> = x
+                    .chunks(2 * half)
+                    .flat_map(|row| {
+                        (0..half).map(move |j| (row[j] as f64 * unary_ref(act, row[half + j] as f64)) as f32)
+                    })
+                    .collect();
+                assert_eq!(out.shape[..shape.len() - 1], shape[..shape.len() - 1]);
+                check(&out.to_f32(), &want, dt, &format!("glu {} {shape:?}", act.name()));
+            }
+        }
+    }
+}
+
+#[test]
 fn gelu_erf_pointwise_accuracy() {
     // Dense sweep: every element within ~1e-6 absolute of the exact-erf GELU.
     let x: Vec<f32> = (0..16001).map(|i| -8.0 + i as f32 * 0.001).collect();

@@ -41,6 +41,7 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
         Op::Linear => matmul::linear(&ins[0], &ins[1], opt(2).as_ref(), out),
         Op::Conv2d(p) => conv::conv2d(&ins[0], &ins[1], opt(2).as_ref(), out, p),
         Op::Unary(u) => unary::unary(*u, &ins[0], out),
+        Op::Glu { act } => unary::glu(*act, &ins[0], out),
         Op::Binary(b) => binary::binary(*b, &ins[0], &ins[1], out),
         Op::Compare(c) => binary::compare(*c, &ins[0], &ins[1], out),
         Op::Where => binary::where_(&ins[0], &ins[1], &ins[2], out),

@@ -82,3 +82,28 @@ pub fn unary(op: UnaryOp, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
         Ok(())
     })
 }
+
+/// `x[..., :n] · act(x[..., n:])` (`Op::Glu`): the gate half through `unary` in f32, then the
+/// product in f32, rounded once into `out`.
+pub fn glu(act: UnaryOp, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
+    let xs = f32_in(x);
+    let n = out.shape.last().copied().unwrap_or(0);
+    let rows = out.numel() / n.max(1);
+    let gate: Vec<f32> =
+        (0..rows).flat_map(|r| xs[(2 * r + 1) * n..(2 * r + 2) * n].iter().copied()).collect();
+    let mut g = vec![0f32; gate.len()];
+    let shape = [gate.len()];
+    unary(
+        act,
+        &TensorRef::new(DType::F32, &shape, bytemuck::cast_slice(&gate)),
+        &mut TensorMut::new(DType::F32, &shape, bytemuck::cast_slice_mut(&mut g)),
+    )?;
+    with_f32_out(out, |o| {
+        for (r, row) in o.chunks_mut(n.max(1)).enumerate() {
+            for (j, y) in row.iter_mut().enumerate() {
+                *y = xs[2 * r * n + j] * g[r * n + j];
+            }
+        }
+        Ok(())
+    })
+}

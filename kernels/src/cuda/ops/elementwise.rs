@@ -33,6 +33,19 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
             let args = vec![Arg::Ptr(ins[0].ptr), Arg::Ptr(out.ptr), Arg::U64(n as u64), Arg::I32(code)];
             KernelCall::elementwise("unary.cu", format!("unary_{s}"), n, args)
         }
+        Op::Glu { act } => {
+            let s = float_kernel(op, out.dtype)?;
+            let code = UnaryOp::ALL.iter().position(|x| x == act).expect("listed") as i32;
+            let half = *out.shape.last().expect("rank >= 1");
+            let args = vec![
+                Arg::Ptr(ins[0].ptr),
+                Arg::Ptr(out.ptr),
+                Arg::U64((n / half) as u64),
+                Arg::U64(half as u64),
+                Arg::I32(code),
+            ];
+            KernelCall::elementwise("unary.cu", format!("glu_{s}"), n, args)
+        }
         Op::Binary(_) | Op::Compare(_) => {
             let s = int_suffix(ins[0].dtype)
                 .ok_or_else(|| unsupported(op, &format!("dtype {}", ins[0].dtype)))?;
@@ -153,6 +166,18 @@ pub fn cases() -> Vec<Case> {
         if from != DType::F32 {
             let x = Input::uniform(DType::F32, &[4099], -300.0, 300.0);
             v.push(Case::new(format!("cast f32 fractions -> {from}"), Op::Cast { to: from }, vec![x]));
+        }
+    }
+    v
+}
+
+/// GLU: GEGLU (SDXL's feed-forward, 2×1280 wide) and SwiGLU, odd row counts.
+pub fn glu_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for dt in [DType::F32, DType::F16, DType::BF16] {
+        for (act, shape) in [(UnaryOp::Gelu, vec![2, 77, 2560]), (UnaryOp::Silu, vec![37, 2 * 333])] {
+            let x = Input::uniform(dt, &shape, -3.0, 3.0);
+            v.push(Case::new(format!("glu {} {shape:?} {dt}", act.name()), Op::Glu { act }, vec![x]));
         }
     }
     v

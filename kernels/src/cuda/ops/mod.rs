@@ -28,7 +28,7 @@ pub use focus_graph::{DType, Op};
 /// The calls that compute `op` from `ins` into `out` (all contiguous, row-major).
 pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Result<Vec<Call>, CudaError> {
     let calls = match op {
-        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast { .. } => {
+        Op::Unary(_) | Op::Glu { .. } | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast { .. } => {
             elementwise::plan(op, ins, out, scratch)
         }
         Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::GroupNorm { .. } => norm::plan(op, ins, out, scratch),
@@ -151,6 +151,7 @@ pub fn cases() -> Vec<Case> {
         movement::cases,
         vq::cases,
         token::cases,
+        elementwise::glu_cases,
     ] {
         v.extend(f());
     }
