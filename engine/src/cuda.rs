@@ -127,6 +127,11 @@ impl Fusions {
             if grouped.contains(&id.0) {
                 continue;
             }
+            // Whether an input of a pair's second node exists when the pair runs at `id`.
+            let ready = |i: &NodeId| {
+                let r = g.storage_root(*i);
+                *i == id || !is_step.contains(&r.0) || r.0 < id.0
+            };
             match &n.op {
                 Op::Unary(UnaryOp::Silu) => {
                     let src = n.inputs[0];
@@ -145,10 +150,6 @@ impl Fusions {
                     let w = steps.iter().filter(|s| s.0 > id.0).find(|s| g.node(**s).inputs.contains(&id));
                     if let Some(&w) = w {
                         let wn = g.node(w);
-                        let ready = |i: &NodeId| {
-                            let r = g.storage_root(*i);
-                            *i == id || !is_step.contains(&r.0) || r.0 < id.0
-                        };
                         let state = g.storage_root(wn.inputs[0]);
                         let read_between = steps
                             .iter()
@@ -178,10 +179,6 @@ impl Fusions {
                     let conv = steps.iter().filter(|s| s.0 > id.0).find(|s| g.node(**s).inputs.contains(&id));
                     if let Some(&conv) = conv {
                         let c = g.node(conv);
-                        let ready = |i: &NodeId| {
-                            let r = g.storage_root(*i);
-                            !is_step.contains(&r.0) || r.0 < id.0
-                        };
                         if matches!(c.op, Op::Conv2d(_))
                             && c.inputs[0] == id
                             && c.inputs[1..].iter().all(ready)
@@ -202,10 +199,6 @@ impl Fusions {
                     });
                     if let Some(&norm) = norm {
                         let m = g.node(norm);
-                        let ready = |i: &NodeId| {
-                            let r = g.storage_root(*i);
-                            !is_step.contains(&r.0) || r.0 < id.0
-                        };
                         if m.dtype == n.dtype && m.inputs[1..].iter().all(ready) {
                             pairs.insert(id.0, norm);
                         }

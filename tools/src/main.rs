@@ -101,19 +101,8 @@ enum Cmd {
     },
     /// Time a named model's graph on random inputs (checkpoint or seeded random weights).
     Bench {
-        model: String,
-        #[arg(long, default_value = "tiny")]
-        config: String,
-        #[arg(long, default_value_t = 224)]
-        size: usize,
-        /// Checkpoint (safetensors file, index or directory); default: seeded random weights.
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Storage dtype: f32, bf16 or f16.
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        #[command(flatten)]
+        target: commands::bench::Target,
         #[arg(long, default_value_t = 5)]
         reps: usize,
         #[arg(long, default_value_t = 1)]
@@ -132,18 +121,8 @@ enum Cmd {
     /// roofline table (achieved TFLOP/s and GB/s of every node against the measured ceilings),
     /// and a Chrome/Perfetto trace.
     Profile {
-        model: String,
-        #[arg(long, default_value = "tiny")]
-        config: String,
-        #[arg(long, default_value_t = 224)]
-        size: usize,
-        /// Checkpoint (safetensors file, index or directory); default: seeded random weights.
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        #[command(flatten)]
+        target: commands::bench::Target,
         /// Write the Chrome/Perfetto trace here (open in ui.perfetto.dev or chrome://tracing).
         #[arg(long)]
         trace: Option<PathBuf>,
@@ -187,14 +166,9 @@ fn main() -> ExitCode {
             commands::gpu_check::run(device, seed, filter.as_deref(), !no_plans, out.as_deref())
         }
         Cmd::GpuBench { device, quick, out } => commands::gpu_bench::run(device, quick, out.as_deref()),
-        Cmd::Bench { model, config, size, weights, device, dtype, reps, warmup, graph, profile, json } => {
+        Cmd::Bench { target, reps, warmup, graph, profile, json } => {
             commands::bench::run(commands::bench::BenchArgs {
-                model: &model,
-                config: &config,
-                size,
-                weights: weights.as_deref(),
-                device: &device,
-                dtype: &dtype,
+                target: &target,
                 graph,
                 profile: profile.as_deref(),
                 json: json.as_deref(),
@@ -203,22 +177,15 @@ fn main() -> ExitCode {
                 top: 10,
             })
         }
-        Cmd::Profile { model, config, size, weights, device, dtype, trace, top } => {
-            commands::bench::run(commands::bench::BenchArgs {
-                model: &model,
-                config: &config,
-                size,
-                weights: weights.as_deref(),
-                device: &device,
-                dtype: &dtype,
-                graph: false,
-                profile: trace.as_deref(),
-                json: None,
-                reps: 3,
-                warmup: 1,
-                top,
-            })
-        }
+        Cmd::Profile { target, trace, top } => commands::bench::run(commands::bench::BenchArgs {
+            target: &target,
+            graph: false,
+            profile: trace.as_deref(),
+            json: None,
+            reps: 3,
+            warmup: 1,
+            top,
+        }),
         Cmd::Parity { fixture, tol, dtype, device } => commands::parity::run(&fixture, tol, &dtype, &device),
         Cmd::Kernels { check, arch, src } => commands::kernels::run(check, &arch, src.as_deref()),
         Cmd::Graph { model, config, size, dot, summary, list } => {

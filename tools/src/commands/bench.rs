@@ -7,17 +7,30 @@ use crate::commands::graph::mib;
 use focus_engine::weights::WeightStore;
 use focus_engine::{compile, Device, MemoryWeights, Tensor, WeightSource};
 use focus_models::build_named;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct BenchArgs<'a> {
-    pub model: &'a str,
-    pub config: &'a str,
+/// Which model graph to run, on what (shared by `focus bench` and `focus profile`).
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    pub model: String,
+    #[arg(long, default_value = "tiny")]
+    pub config: String,
+    #[arg(long, default_value_t = 224)]
     pub size: usize,
-    pub weights: Option<&'a Path>,
-    pub device: &'a str,
-    pub dtype: &'a str,
+    /// Checkpoint (safetensors file, index or directory); default: seeded random weights.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Storage dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+pub struct BenchArgs<'a> {
+    pub target: &'a Target,
     pub graph: bool,
     pub profile: Option<&'a Path>,
     pub json: Option<&'a Path>,
@@ -35,13 +48,14 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     if a.reps == 0 {
         return Err("--reps must be at least 1".into());
     }
-    let device = Device::parse(a.device).map_err(err)?;
+    let tg = a.target;
+    let device = Device::parse(&tg.device).map_err(err)?;
     let dtype = focus_graph::DType::ALL
         .into_iter()
-        .find(|d| d.is_float() && d.short_name() == a.dtype)
-        .ok_or_else(|| format!("unknown dtype '{}' (f32, f16, bf16)", a.dtype))?;
-    let g = build_named(a.model, a.config, a.size, dtype)?;
-    let src: Arc<dyn WeightSource> = match a.weights {
+        .find(|d| d.is_float() && d.short_name() == tg.dtype)
+        .ok_or_else(|| format!("unknown dtype '{}' (f32, f16, bf16)", tg.dtype))?;
+    let g = build_named(&tg.model, &tg.config, tg.size, dtype)?;
+    let src: Arc<dyn WeightSource> = match &tg.weights {
         Some(p) => Arc::new(WeightStore::open(p).map_err(err)?),
         None => Arc::new(MemoryWeights::random_for(&g, 0)),
     };
@@ -102,9 +116,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     println!(
         "{}/{} @{} {dtype} on {device}{}: median {med:.3} ms (min {:.3}, max {:.3}, {} reps), {:.2} GFLOP/s; \
          {:.3} GFLOP, weights {:.1} MiB, arena {:.1} MiB, compile {compile_ms:.0} ms",
-        a.model,
-        a.config,
-        a.size,
+        tg.model,
+        tg.config,
+        tg.size,
         if a.graph { " (CUDA graph)" } else { "" },
         times[0],
         times[times.len() - 1],
@@ -115,7 +129,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         mib(st.arena_bytes),
     );
     if let Some(p) = a.json {
-        let doc = serde_json::json!({"model": a.model, "config": a.config, "size": a.size,
+        let doc = serde_json::json!({"model": tg.model, "config": tg.config, "size": tg.size,
             "dtype": dtype.short_name(), "device": device.to_string(), "cuda_graph": a.graph,
             "median_ms": med, "min_ms": times[0], "plain_median_ms": plain_ms, "gflop": st.flops as f64 / 1e9, "compile_ms": compile_ms});
         std::fs::write(p, doc.to_string()).map_err(|e| format!("{}: {e}", p.display()))?;
