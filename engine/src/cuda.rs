@@ -95,7 +95,7 @@ pub struct Fusions {
     /// Elementwise fusion groups (their step members, at least two): one generated kernel at
     /// the last member.
     groups: Vec<Vec<NodeId>>,
-    /// Pairs run at the first node, first → second: GroupNorm → SiLU (its only consumer;
+    /// Pairs run at the first node, first → second: GroupNorm/SpatialNorm → SiLU (its only consumer;
     /// UNet/VAE resnets) writes only the SiLU; residual Add → RMSNorm/LayerNorm of the sum
     /// (transformer blocks) writes both; nearest upsample → the Conv2d reading it (UNet/VAE
     /// upsample blocks) writes only the conv (a resize the kernel cannot fold runs alone); RoPE
@@ -136,7 +136,7 @@ impl Fusions {
                 Op::Unary(UnaryOp::Silu) => {
                     let src = n.inputs[0];
                     let p = g.node(src);
-                    if matches!(p.op, Op::GroupNorm { .. })
+                    if matches!(p.op, Op::GroupNorm { .. } | Op::SpatialNorm { .. })
                         && is_step.contains(&src.0)
                         && uses[src.0] == 1
                         && p.dtype == n.dtype

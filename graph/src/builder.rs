@@ -332,6 +332,17 @@ impl GraphBuilder {
     pub fn group_norm(&mut self, x: NodeId, w: NodeId, b: NodeId, groups: usize, eps: f32) -> Result<NodeId> {
         self.op(Op::GroupNorm { groups, eps }, &[x, w, b])
     }
+    /// SpatialNorm (`Op::SpatialNorm`): `scale`/`shift` at their own (lower) resolution.
+    pub fn spatial_norm(
+        &mut self,
+        x: NodeId,
+        (w, b): (NodeId, NodeId),
+        (scale, shift): (NodeId, NodeId),
+        groups: usize,
+        eps: f32,
+    ) -> Result<NodeId> {
+        self.op(Op::SpatialNorm { groups, eps }, &[x, w, b, scale, shift])
+    }
     pub fn rope(&mut self, x: NodeId, pos: NodeId, kind: RopeKind, theta: f32) -> Result<NodeId> {
         self.op(Op::Rope { kind, theta }, &[x, pos])
     }
@@ -514,6 +525,28 @@ mod tests {
         let i = b.input("i", DType::I32, [3]).unwrap();
         let e = b.unary(UnaryOp::Exp, i).unwrap_err().to_string();
         assert!(e.contains("float"), "{e}");
+    }
+
+    #[test]
+    fn spatial_norm_checks_its_modulation_maps() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, [1, 8, 8, 16]).unwrap();
+        let w = b.param("w", DType::F32, [16]).unwrap();
+        let sc = b.input("scale", DType::F32, [1, 2, 2, 16]).unwrap();
+        let sh = b.input("shift", DType::F32, [1, 2, 2, 16]).unwrap();
+        let y = b.spatial_norm(x, (w, w), (sc, sh), 4, 1e-6).unwrap();
+        assert_eq!(b.shape(y), &[1, 8, 8, 16]);
+        let e = b.spatial_norm(x, (w, w), (sc, sh), 3, 1e-6).unwrap_err().to_string();
+        assert!(e.contains("groups 3 must divide channels 16"), "{e}");
+        let wide = b.input("wide", DType::F32, [1, 2, 2, 8]).unwrap();
+        let e = b.spatial_norm(x, (w, w), (wide, wide), 4, 1e-6).unwrap_err().to_string();
+        assert!(e.contains("scale must be [1, h, w, 16]") && e.contains("[1,2,2,8]"), "{e}");
+        let small = b.input("small", DType::F32, [1, 1, 1, 16]).unwrap();
+        let e = b.spatial_norm(x, (w, w), (sc, small), 4, 1e-6).unwrap_err().to_string();
+        assert!(e.contains("differ"), "{e}");
+        let half = b.input("half", DType::BF16, [1, 2, 2, 16]).unwrap();
+        let e = b.spatial_norm(x, (w, w), (half, half), 4, 1e-6).unwrap_err().to_string();
+        assert!(e.contains("scale must be f32"), "{e}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn cost(op: &Op, ins: &[(&[usize], usize)], out: &[usize], out_elem: usize) 
         Op::Softmax { .. } => 7 * n_out,
         Op::LayerNorm { .. } | Op::GroupNorm { .. } => 8 * n_out,
         Op::RmsNorm { .. } => 5 * n_out,
+        Op::SpatialNorm { .. } => 10 * n_out,
         Op::Rope { .. } => 3 * n_out,
         Op::Attention { causal, .. } => {
             let (q, k, v) = (ins[0].0, ins[1].0, ins[2].0);

@@ -351,6 +351,34 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             }
             Ok((x.shape.to_vec(), x.dtype))
         }
+        Op::SpatialNorm { groups, .. } => {
+            arity(ins, 5, 5)?;
+            let x = ins[0];
+            float(x, "x")?;
+            let [n, _, _, c] = x.shape[..] else {
+                return Err(format!("x must be [N, H, W, C], got {}", sh(x.shape)));
+            };
+            if *groups == 0 || !c.is_multiple_of(*groups) {
+                return Err(format!("groups {groups} must divide channels {c}"));
+            }
+            for (p, what) in ins[1..3].iter().zip(["weight", "bias"]) {
+                float(*p, what)?;
+                vec_of(*p, c, what)?;
+            }
+            for (m, what) in ins[3..].iter().zip(["scale", "shift"]) {
+                if m.dtype != x.dtype {
+                    return Err(format!("{what} must be {} like x, got {}", x.dtype, m.dtype));
+                }
+                match m.shape[..] {
+                    [mn, mh, mw, mc] if mn == n && mc == c && mh > 0 && mw > 0 => {}
+                    _ => return Err(format!("{what} must be [{n}, h, w, {c}], got {}", sh(m.shape))),
+                }
+            }
+            if ins[3].shape != ins[4].shape {
+                return Err(format!("scale {} and shift {} differ", sh(ins[3].shape), sh(ins[4].shape)));
+            }
+            Ok((x.shape.to_vec(), x.dtype))
+        }
         Op::Rope { kind, .. } => {
             arity(ins, 2, 2)?;
             let (x, pos) = (ins[0], ins[1]);

@@ -271,6 +271,14 @@ pub enum Op {
         groups: usize,
         eps: f32,
     },
+    /// MoVQ's SpatialNorm on channels-last `x [N, H, W, C]`: `GroupNorm(x) · weight + bias`, then
+    /// `· scale + shift` with `scale`, `shift [N, h, w, C]` read at the nearest source pixel
+    /// (PyTorch `nearest`: `floor(i · (h / H))`). A 1×1 conv commutes with nearest resizing, so
+    /// the modulation convs run at the quantised map's resolution and no upsampled map exists.
+    SpatialNorm {
+        groups: usize,
+        eps: f32,
+    },
     /// `x [..., T, H, D]` and integer positions (`[T]` for 1-D, `[T, 2]` for 2-D).
     Rope {
         kind: RopeKind,
@@ -411,6 +419,7 @@ impl Op {
             Op::RmsNorm { .. } => "rms_norm",
             Op::Glu { .. } => "glu",
             Op::GroupNorm { .. } => "group_norm",
+            Op::SpatialNorm { .. } => "spatial_norm",
             Op::Rope { kind, .. } => match kind {
                 RopeKind::OneD => "rope_1d",
                 RopeKind::TwoD => "rope_2d",
@@ -484,6 +493,7 @@ impl Op {
             Op::Glu { act: UnaryOp::Gelu },
             Op::RmsNorm { eps: 0.0 },
             Op::GroupNorm { groups: 1, eps: 0.0 },
+            Op::SpatialNorm { groups: 1, eps: 0.0 },
             Op::Rope { kind: RopeKind::OneD, theta: 0.0 },
             Op::Rope { kind: RopeKind::TwoD, theta: 0.0 },
             Op::Attention { causal: false, scale: 1.0 },

@@ -64,7 +64,9 @@ __device__ void layer_norm_impl(const T* __restrict__ x, const T* __restrict__ r
 //    the chunk, from the chunk's own mean) into stats[(n, g, z)].
 // 2. group_norm_apply: block (g, n, z) merges the chunk statistics of (g, n) (Chan et al.'s
 //    pairwise update, in chunk order, so every block gets the same numbers) and normalises its
-//    chunk; `silu` fuses the activation UNet/VAE resnets apply next.
+//    chunk; `silu` fuses the activation UNet/VAE resnets apply next. With `ms`/`mb` (SpatialNorm)
+//    the result is modulated by `· ms + mb` read at the nearest pixel of their [N, mh, mw, C]
+//    maps (x is [N, height, width, C]; `sy`/`sx` = PyTorch's f32 nearest scales mh/height, mw/width).
 template <typename T>
 __device__ void group_norm_stats_impl(const T* __restrict__ x, float* __restrict__ stats, int spatial, int channels,
                                       int groups, int chunk_rows) {
@@ -92,7 +94,8 @@ __device__ void group_norm_stats_impl(const T* __restrict__ x, float* __restrict
 template <typename T>
 __device__ void group_norm_apply_impl(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
                                       const float* __restrict__ stats, T* __restrict__ y, int spatial, int channels,
-                                      int groups, int chunk_rows, float eps, int silu) {
+                                      int groups, int chunk_rows, float eps, int silu, const T* __restrict__ ms,
+                                      const T* __restrict__ mb, int width, int mh, int mw, float sy, float sx) {
     const int g = blockIdx.x, n = blockIdx.y, z = blockIdx.z, cg = channels / groups;
     const float* st = stats + ((u64)n * groups + g) * gridDim.z * 3;
     float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
@@ -114,6 +117,13 @@ __device__ void group_norm_apply_impl(const T* __restrict__ x, const T* __restri
         float o = (to_f32(x[off]) - mean) * r;
         if (w) o *= to_f32(w[c]);
         if (b) o += to_f32(b[c]);
+        if (ms) {
+            const int pix = r0 + (int)(i / cg), py = pix / width, px = pix % width;
+            const int iy = min((int)floorf(__fmul_rn((float)py, sy)), mh - 1);
+            const int ix = min((int)floorf(__fmul_rn((float)px, sx)), mw - 1);
+            const u64 src = (((u64)n * mh + iy) * mw + ix) * channels + c;
+            o = o * to_f32(ms[src]) + to_f32(mb[src]);
+        }
         if (silu) o = o / (1.0f + expf(-o));
         y[off] = from_f32<T>(o);
     }
@@ -134,7 +144,10 @@ __device__ void group_norm_apply_impl(const T* __restrict__ x, const T* __restri
     }                                                                                                 \
     extern "C" __global__ void group_norm_apply_##name(const T* x, const T* w, const T* b, const float* stats, \
                                                        T* y, int spatial, int channels, int groups,   \
-                                                       int chunk_rows, float eps, int silu) {         \
-        group_norm_apply_impl<T>(x, w, b, stats, y, spatial, channels, groups, chunk_rows, eps, silu); \
+                                                       int chunk_rows, float eps, int silu, const T* ms, \
+                                                       const T* mb, int width, int mh, int mw, float sy,  \
+                                                       float sx) {                                       \
+        group_norm_apply_impl<T>(x, w, b, stats, y, spatial, channels, groups, chunk_rows, eps, silu, ms, mb,  \
+                                 width, mh, mw, sy, sx);                                                     \
     }
 FOR_FLOAT_TYPES(NORMS)

@@ -1,4 +1,4 @@
-//! Softmax, LayerNorm, RMSNorm and GroupNorm against naive f64 references.
+//! Softmax, LayerNorm, RMSNorm, GroupNorm and SpatialNorm against naive f64 references.
 
 mod common;
 use common::*;
@@ -175,6 +175,58 @@ fn group_norm_channels_last() {
                     &format!("group_norm {shape:?} g={groups} w={with_w} b={with_b}"),
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn spatial_norm_modulates_at_the_nearest_pixel() {
+    // (x [N, H, W, C], modulation h × w, groups): equal, integer (MoVQ's ×2…×16) and
+    // non-integer ratios.
+    let cases: [([usize; 4], [usize; 2], usize); 4] = [
+        ([1, 4, 4, 8], [4, 4], 2),
+        ([2, 8, 12, 12], [2, 3], 4),
+        ([1, 7, 9, 6], [3, 4], 3),
+        ([1, 16, 16, 4], [1, 1], 1),
+    ];
+    let nearest = |inp: usize, out: usize, i: usize| -> usize {
+        (((i as f32) * (inp as f32 / out as f32)).floor() as usize).min(inp - 1)
+    };
+    let mut seed = 900;
+    for dtype in FLOATS {
+        for (shape, [mh, mw], groups) in cases {
+            seed += 5;
+            let [n, h, w, c] = shape;
+            let (x, xv) = input_in(seed, &shape, dtype, -1.0, 3.0);
+            let (wt, wv) = input_in(seed + 1, &[c], dtype, 0.5, 1.5);
+            let (b, bv) = input_in(seed + 2, &[c], dtype, -0.5, 0.5);
+            let (sc, scv) = input_in(seed + 3, &[n, mh, mw, c], dtype, -2.0, 2.0);
+            let (sh, shv) = input_in(seed + 4, &[n, mh, mw, c], dtype, -1.0, 1.0);
+            let eps = 1e-6;
+            let got = run_op(&Op::SpatialNorm { groups, eps }, &[&x, &wt, &b, &sc, &sh]).unwrap();
+            let cg = c / groups;
+            let mut want = vec![0f64; xv.len()];
+            for img in 0..n {
+                for g in 0..groups {
+                    let at = |p: usize, j: usize| (img * h * w + p) * c + g * cg + j;
+                    let vals: Vec<f64> = (0..h * w)
+                        .flat_map(|p| (0..cg).map(move |j| at(p, j)))
+                        .map(|i| xv[i] as f64)
+                        .collect();
+                    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+                    let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+                    for p in 0..h * w {
+                        let src = (img * mh + nearest(mh, h, p / w)) * mw + nearest(mw, w, p % w);
+                        for j in 0..cg {
+                            let ch = g * cg + j;
+                            let y = (xv[at(p, j)] as f64 - mean) / (var + eps as f64).sqrt() * wv[ch] as f64
+                                + bv[ch] as f64;
+                            want[at(p, j)] = y * scv[src * c + ch] as f64 + shv[src * c + ch] as f64;
+                        }
+                    }
+                }
+            }
+            check_f64(&got, &want, dtype, &format!("spatial_norm {shape:?} from {mh}x{mw} g={groups}"));
         }
     }
 }

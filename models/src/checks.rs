@@ -13,7 +13,13 @@ use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, GraphError, ResizeMo
 pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
     let mut v = Vec::new();
     for dt in [DType::F32, DType::BF16] {
-        for (model, config, size) in [("qwen2", "tiny", 5), ("qwen2", "tiny", 1), ("convnext", "tiny", 32)] {
+        for (model, config, size) in [
+            ("qwen2", "tiny", 5),
+            ("qwen2", "tiny", 1),
+            ("convnext", "tiny", 32),
+            ("movq_encoder", "tiny", 32),
+            ("movq_decoder", "tiny", 40),
+        ] {
             let g = build_named(model, config, size, dt).map_err(|e| GraphError::InvalidOp {
                 op: model.into(),
                 node: 0,

@@ -5,6 +5,7 @@ pub mod checks;
 pub mod common;
 pub mod convnext;
 pub mod fusion;
+pub mod movq;
 pub mod perception;
 pub mod qwen2;
 pub mod qwen_vit;

@@ -1,6 +1,7 @@
 //! Graphs by name, for the CLI (`focus graph`, `focus demo`).
 
 use crate::convnext::{self, ConvNextConfig};
+use crate::movq::{self, MovqConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
 use focus_graph::{DType, Graph, GraphError};
@@ -27,6 +28,16 @@ pub const MODELS: &[ModelSpec] = &[
         name: "qwen25vl_vit",
         configs: &["3b"],
         about: "Qwen2.5-VL-3B vision tower with window attention; --size = square ViT input (multiple of 28)",
+    },
+    ModelSpec {
+        name: "movq_encoder",
+        configs: &["tiny", "illume"],
+        about: "ILLUME+ pixel tokenizer encoder (DC down blocks); --size = square image side (multiple of 16)",
+    },
+    ModelSpec {
+        name: "movq_decoder",
+        configs: &["tiny", "illume"],
+        about: "ILLUME+ pixel decoder (SpatialNorm of the quant map, DC up blocks); --size = square output side",
     },
     ModelSpec {
         name: "qwen2",
@@ -59,6 +70,27 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
             };
             let c = QwenVitConfig { dtype, ..c };
             qwen_vit::graph(&c, size, size).map_err(|e| e.to_string())
+        }
+        "movq_encoder" | "movq_decoder" => {
+            let encoder = model == "movq_encoder";
+            let c = match (config, encoder) {
+                ("tiny", true) => MovqConfig::tiny_encoder(),
+                ("tiny", false) => MovqConfig::tiny_decoder(),
+                ("illume", true) => MovqConfig::illume_encoder(),
+                ("illume", false) => MovqConfig::illume_decoder(),
+                (other, _) => return Err(format!("unknown {model} config '{other}' (tiny, illume)")),
+            };
+            let c = MovqConfig { dtype, ..c };
+            let f = c.factor();
+            if size < f || !size.is_multiple_of(f) {
+                return Err(format!("{model} size must be a positive multiple of {f}, got {size}"));
+            }
+            let g = if encoder {
+                movq::encoder_graph(&c, 1, size, size)
+            } else {
+                movq::decoder_graph(&c, 1, size / f, size / f)
+            };
+            g.map_err(|e| e.to_string())
         }
         "qwen2" => {
             let c = match config {

@@ -82,7 +82,17 @@ fn convnext_hf_layout_matches_transformers() {
 /// reference, with the dtype's network-level tolerance.
 #[test]
 fn half_precision_networks_stay_within_tolerance() {
-    for name in ["convnext", "qwen2", "qwen2vl_vit", "qwen25vl_vit", "fusion", "adapter", "perception"] {
+    for name in [
+        "convnext",
+        "qwen2",
+        "qwen2vl_vit",
+        "qwen25vl_vit",
+        "fusion",
+        "adapter",
+        "perception",
+        "movq_encoder",
+        "movq_decoder",
+    ] {
         for dt in [DType::BF16, DType::F16] {
             let r = run_fixture(&fixture(&format!("{name}.tiny.safetensors")), None, dt).unwrap();
             for c in &r.comparisons {
@@ -91,6 +101,18 @@ fn half_precision_networks_stay_within_tolerance() {
             assert!(r.passed(), "{name} in {dt}: {:?}", r.comparisons);
         }
     }
+}
+
+#[test]
+fn illume_pixel_encoder_matches_reference() {
+    check("movq_encoder.tiny.safetensors");
+}
+
+/// SpatialNorm's 1×1 modulation convs run at the quantised map's resolution and are read at
+/// the nearest pixel (`Op::SpatialNorm`): the reference upsamples first.
+#[test]
+fn illume_pixel_decoder_matches_reference() {
+    check("movq_decoder.tiny.safetensors");
 }
 
 #[test]

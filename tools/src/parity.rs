@@ -7,6 +7,7 @@ use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
 use focus_graph::DType;
 use focus_models::convnext::{self, ConvNextConfig, ConvNextNaming};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
+use focus_models::movq::{self, MovqConfig};
 use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
@@ -172,6 +173,54 @@ fn run_convnext(fx: &Fixture, tol: f64, naming: ConvNextNaming) -> Result<Vec<Co
         let (s, got) = output_f32(&plan, k)?;
         let (_, want) = fx.f32(&format!("output.{k}"))?;
         out.push(compare(k, &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]), &want, tol));
+    }
+    Ok(out)
+}
+
+fn movq_cfg(cfg: &Value, dtype: DType) -> Result<MovqConfig, String> {
+    let c = MovqConfig {
+        ch: field(cfg, "ch")?,
+        ch_mult: field(cfg, "ch_mult")?,
+        num_res_blocks: field(cfg, "num_res_blocks")?,
+        attn_levels: field(cfg, "attn_levels")?,
+        z_channels: field(cfg, "z_channels")?,
+        zq_channels: if cfg.get("zq_channels").is_some() { field(cfg, "zq_channels")? } else { 0 },
+        groups: field(cfg, "groups")?,
+        dtype,
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+/// ILLUME+'s pixel encoder (`image` → `h`, `quant_in`) or decoder (`quant` → `image`), every
+/// output and intermediate compared (all NCHW in the fixture).
+fn run_movq(fx: &Fixture, tol: f64, encoder: bool) -> Result<Vec<Comparison>, String> {
+    let c = movq_cfg(&fx.config, fx.dtype)?;
+    let input = if encoder { "image" } else { "quant" };
+    let (x, xs) = nhwc_input(fx, &format!("input.{input}"), fx.dtype)?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let xi = b.input(input, fx.dtype, xs).map_err(|e| e.to_string())?;
+    let (outs, inter) = if encoder {
+        let (h, q, inter) = movq::encoder(&mut b, &c, xi).map_err(|e| e.to_string())?;
+        (vec![("h".to_string(), h), ("quant_in".to_string(), q)], inter)
+    } else {
+        let (image, inter) = movq::decoder(&mut b, &c, xi).map_err(|e| e.to_string())?;
+        (vec![("image".to_string(), image)], inter)
+    };
+    let named: Vec<(String, String)> = outs
+        .iter()
+        .map(|(n, _)| (n.clone(), format!("output.{n}")))
+        .chain(inter.iter().map(|(n, _)| (format!("inter.{n}"), format!("inter.{n}"))))
+        .collect();
+    for ((name, _), (_, id)) in named.iter().zip(outs.iter().chain(&inter)) {
+        b.output(name, *id).map_err(|e| e.to_string())?;
+    }
+    let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
+    plan.run(&[(input, &x)]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (name, key) in named {
+        let (s, got) = output_f32(&plan, &name)?;
+        out.push(compare(&name, &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]), &fx.f32(&key)?.1, tol));
     }
     Ok(out)
 }
@@ -526,6 +575,8 @@ pub const COMPONENTS: &[&str] = &[
     "convnext",
     "convnext_hf",
     "fusion",
+    "movq_decoder",
+    "movq_encoder",
     "qwen2",
     "qwen2vl_vit",
     "qwen25vl_vit",
@@ -565,6 +616,8 @@ pub fn run_fixture_on(
         "qwen2" => run_qwen2(&fx, tolerance)?,
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
+        "movq_encoder" => run_movq(&fx, tolerance, true)?,
+        "movq_decoder" => run_movq(&fx, tolerance, false)?,
         "resize" => run_resize(&fx, tolerance)?,
         "perception" => run_perception(&fx, tolerance)?,
         "adapter" => run_adapter(&fx, tolerance)?,

@@ -54,6 +54,9 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
         Op::GroupNorm { groups, eps } => {
             norm::group_norm(*groups, *eps, &ins[0], opt(1).as_ref(), opt(2).as_ref(), out)
         }
+        Op::SpatialNorm { groups, eps } => {
+            norm::spatial_norm(*groups, *eps, &ins[0], (&ins[1], &ins[2]), (&ins[3], &ins[4]), out)
+        }
         Op::Rope { kind, theta } => rope::rope(*kind, *theta, &ins[0], &ins[1], out),
         Op::Attention { causal, scale } => {
             attention::attention(*causal, *scale, None, &ins[0], &ins[1], &ins[2], opt(3).as_ref(), out)

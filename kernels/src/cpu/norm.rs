@@ -2,6 +2,7 @@
 //! two-pass mean/variance (biased variance, as PyTorch); the normalisation itself is f32.
 
 use crate::cpu::common::{f32_in, with_f32_out, Scratch};
+use crate::cpu::resize::nearest_index;
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::DType;
@@ -98,7 +99,34 @@ pub fn group_norm(
     b: Option<&TensorRef>,
     out: &mut TensorMut,
 ) -> Result<()> {
+    group_norm_modulated(groups, eps, x, (w, b), None, out)
+}
+
+/// SpatialNorm (`Op::SpatialNorm`): GroupNorm with its affine, then `· scale + shift` read at
+/// the nearest pixel of the `[N, h, w, C]` maps; one f32 expression, rounded once.
+pub fn spatial_norm(
+    groups: usize,
+    eps: f32,
+    x: &TensorRef,
+    (w, b): (&TensorRef, &TensorRef),
+    (scale, shift): (&TensorRef, &TensorRef),
+    out: &mut TensorMut,
+) -> Result<()> {
+    group_norm_modulated(groups, eps, x, (Some(w), Some(b)), Some((scale, shift)), out)
+}
+
+fn group_norm_modulated(
+    groups: usize,
+    eps: f32,
+    x: &TensorRef,
+    (w, b): (Option<&TensorRef>, Option<&TensorRef>),
+    modulation: Option<(&TensorRef, &TensorRef)>,
+    out: &mut TensorMut,
+) -> Result<()> {
     let c = *x.shape.last().unwrap_or(&1);
+    // (scale, shift, h, w) of the modulation maps and x's width, for the nearest lookup.
+    let modulation = modulation.map(|(sc, sh)| (f32_in(sc), f32_in(sh), sc.shape[1], sc.shape[2]));
+    let (xh, xw) = if x.shape.len() == 4 { (x.shape[1], x.shape[2]) } else { (1, 1) };
     let n = x.shape[0];
     let xd = f32_in(x);
     let wd = w.map(f32_in);
@@ -132,7 +160,7 @@ pub fn group_norm(
         // y = (x - m[c]) * a[c] + s[c] with per-channel mean, rstd*weight and bias, so the
         // inner loop is a contiguous channel vector.
         let (mut m, mut a, mut s) = (Scratch::zeroed(c), Scratch::zeroed(c), Scratch::zeroed(c));
-        for (dst, src) in o.chunks_mut(img).zip(xd.chunks(img)) {
+        for (im, (dst, src)) in o.chunks_mut(img).zip(xd.chunks(img)).enumerate() {
             group_sums(src, &|_, v| v as f64, &mut mean);
             mean.iter_mut().for_each(|s| *s /= cnt);
             group_sums(src, &|gi, v| (v as f64 - mean[gi]).powi(2), &mut var);
@@ -144,10 +172,20 @@ pub fn group_norm(
                 s[ch] = bd.as_ref().map_or(0.0, |b| b[ch]);
             }
             let (m, a, s) = (&*m, &*a, &*s);
-            dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, x)| {
-                for (dr, xr) in d.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            let modulation = modulation.as_ref();
+            dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).enumerate().for_each(|(ci, (d, x))| {
+                for (r, (dr, xr)) in d.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
                     for ((((d, &x), &m), &a), &s) in dr.iter_mut().zip(xr).zip(m).zip(a).zip(s) {
                         *d = (x - m) * a + s;
+                    }
+                    if let Some((sc, sh, mh, mw)) = modulation {
+                        let pix = ci * chunk / c + r;
+                        let (py, px) = (pix / xw, pix % xw);
+                        let src =
+                            ((im * mh + nearest_index(*mh, xh, py)) * mw + nearest_index(*mw, xw, px)) * c;
+                        for ((d, &k), &t) in dr.iter_mut().zip(&sc[src..src + c]).zip(&sh[src..src + c]) {
+                            *d = *d * k + t;
+                        }
                     }
                 }
             });

@@ -45,15 +45,19 @@ fn scale_of(inp: usize, out: usize, align_corners: bool) -> f32 {
     }
 }
 
+/// PyTorch's legacy `nearest` source index of output `i` (f32 scale, floored, clamped); the
+/// CUDA kernels compute the same f32 product.
+pub fn nearest_index(inp: usize, out: usize, i: usize) -> usize {
+    let scale = inp as f32 / out as f32;
+    (((i as f32) * scale).floor() as usize).min(inp.saturating_sub(1))
+}
+
 fn taps(mode: ResizeMode, align: bool, aa: bool, inp: usize, out: usize) -> Taps {
     let last = inp as i64 - 1;
     let clampi = |i: i64| i.clamp(0, last) as usize;
     (0..out)
         .map(|i| match mode {
-            ResizeMode::Nearest => {
-                let scale = inp as f32 / out as f32;
-                vec![(clampi(((i as f32) * scale).floor() as i64), 1.0)]
-            }
+            ResizeMode::Nearest => vec![(nearest_index(inp, out, i), 1.0)],
             _ if aa => aa_taps(mode, align, inp, out, i),
             ResizeMode::Bilinear => {
                 let scale = scale_of(inp, out, align);

@@ -31,7 +31,9 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
         Op::Unary(_) | Op::Glu { .. } | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast { .. } => {
             elementwise::plan(op, ins, out, scratch)
         }
-        Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::GroupNorm { .. } => norm::plan(op, ins, out, scratch),
+        Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::GroupNorm { .. } | Op::SpatialNorm { .. } => {
+            norm::plan(op, ins, out, scratch)
+        }
         Op::Softmax { .. } => softmax::plan(op, ins, out, scratch),
         Op::Rope { .. } => rope::plan(op, ins, out, scratch),
         Op::Attention { .. } | Op::VarlenAttention { .. } => match flash::plan(op, ins, out, scratch) {
@@ -87,7 +89,9 @@ pub fn plan_chain(
     scratch: Scratch,
 ) -> Result<(Vec<Call>, bool), CudaError> {
     match (first, second) {
-        (Op::GroupNorm { .. }, Op::Unary(UnaryOp::Silu)) if extra.is_empty() && mid.dtype == out.dtype => {
+        (Op::GroupNorm { .. } | Op::SpatialNorm { .. }, Op::Unary(UnaryOp::Silu))
+            if extra.is_empty() && mid.dtype == out.dtype =>
+        {
             Ok((norm::group_norm_silu(first, ins, out, scratch)?, false))
         }
         (Op::Binary(BinaryOp::Add), Op::RmsNorm { .. } | Op::LayerNorm { .. }) if ins.len() == 2 => {
@@ -114,7 +118,7 @@ pub fn plan_chain(
 pub fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {
     match op {
         Op::Attention { .. } => flash::scratch_bytes(op, ins, out),
-        Op::GroupNorm { .. } => norm::scratch_bytes(op, ins),
+        Op::GroupNorm { .. } | Op::SpatialNorm { .. } => norm::scratch_bytes(op, ins),
         _ => 0,
     }
 }

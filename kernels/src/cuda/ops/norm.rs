@@ -18,7 +18,9 @@ pub(super) fn plan(
     scratch: Scratch,
 ) -> Result<Vec<Call>, CudaError> {
     match op {
-        Op::GroupNorm { groups, eps } => group_norm(op, ins, out, scratch, *groups, *eps, false),
+        Op::GroupNorm { groups, eps } | Op::SpatialNorm { groups, eps } => {
+            group_norm(op, ins, out, scratch, *groups, *eps, false)
+        }
         _ => row_norm(op, &ins[0], None, &ins[1..], None, out),
     }
 }
@@ -104,7 +106,7 @@ fn gn_chunks(shape: &[usize], groups: usize) -> (usize, usize) {
 /// Scratch for the per-chunk statistics (count, mean, M2 as f32).
 pub(super) fn scratch_bytes(op: &Op, ins: &[DevTensor]) -> usize {
     match op {
-        Op::GroupNorm { groups, .. } => {
+        Op::GroupNorm { groups, .. } | Op::SpatialNorm { groups, .. } => {
             let (chunks, _) = gn_chunks(ins[0].shape, *groups);
             ins[0].shape[0] * groups * chunks * 3 * 4
         }
@@ -112,7 +114,8 @@ pub(super) fn scratch_bytes(op: &Op, ins: &[DevTensor]) -> usize {
     }
 }
 
-/// GroupNorm as statistics + apply launches; `silu` fuses a following SiLU.
+/// GroupNorm (or SpatialNorm: `ins` = x, weight, bias, scale, shift) as statistics + apply
+/// launches; `silu` fuses a following SiLU.
 pub(super) fn group_norm(
     op: &Op,
     ins: &[DevTensor],
@@ -142,6 +145,15 @@ pub(super) fn group_norm(
     }
     let grid = (groups as u32, n as u32, chunks as u32);
     let i = |v: usize, what: &str| i32_arg(op, v, what);
+    // SpatialNorm's modulation maps [N, mh, mw, C] over x [N, H, W, C] (nearest lookup).
+    let (width, (mh, mw), (sy, sx)) = match ins.get(3..5) {
+        Some([sc, _]) if matches!(op, Op::SpatialNorm { .. }) => {
+            let (h, w) = (x.shape[1], x.shape[2]);
+            let (mh, mw) = (sc.shape[1], sc.shape[2]);
+            (w, (mh, mw), (mh as f32 / h as f32, mw as f32 / w as f32))
+        }
+        _ => (1, (1, 1), (1.0, 1.0)),
+    };
     let stats = KernelCall {
         file: "norm.cu",
         entry: format!("group_norm_stats_{s}"),
@@ -175,6 +187,13 @@ pub(super) fn group_norm(
             i(rows, "rows per chunk")?,
             Arg::F32(eps),
             Arg::I32(silu as i32),
+            opt(ins, 3),
+            opt(ins, 4),
+            i(width, "width")?,
+            i(mh, "modulation height")?,
+            i(mw, "modulation width")?,
+            Arg::F32(sy),
+            Arg::F32(sx),
         ],
     };
     Ok(vec![Call::Kernel(stats), Call::Kernel(apply)])
@@ -189,8 +208,10 @@ pub(super) fn group_norm_silu(
     s: Scratch,
 ) -> Result<Vec<Call>, CudaError> {
     match op {
-        Op::GroupNorm { groups, eps } => group_norm(op, ins, out, s, *groups, *eps, true),
-        _ => Err(unsupported(op, "only GroupNorm fuses a SiLU")),
+        Op::GroupNorm { groups, eps } | Op::SpatialNorm { groups, eps } => {
+            group_norm(op, ins, out, s, *groups, *eps, true)
+        }
+        _ => Err(unsupported(op, "only GroupNorm and SpatialNorm fuse a SiLU")),
     }
 }
 
@@ -223,6 +244,25 @@ pub fn cases() -> Vec<Case> {
             vec![x],
         ));
 
+        // SpatialNorm: MoVQ decoder sizes (×16 from a 4×4 map, 32 groups of 384) and an odd,
+        // non-integer ratio.
+        let sn = Op::SpatialNorm { groups: 32, eps: 1e-6 };
+        for (shape, m) in [([1usize, 64, 64, 384], [4usize, 4]), ([2, 13, 11, 96], [5, 4])] {
+            let c = shape[3];
+            let map = |lo, hi| Input::uniform(dt, &[shape[0], m[0], m[1], c], lo, hi);
+            v.push(Case::new(
+                format!("spatial_norm {}x{} from {}x{} {dt}", shape[1], shape[2], m[0], m[1]),
+                sn.clone(),
+                vec![
+                    Input::uniform(dt, &shape, -2.0, 3.0),
+                    Input::uniform(dt, &[c], 0.5, 1.5),
+                    Input::uniform(dt, &[c], -0.5, 0.5),
+                    map(-2.0, 2.0),
+                    map(-1.0, 1.0),
+                ],
+            ));
+        }
+
         // The engine's fused pairs (ops::plan_chain): residual add + norm writes both the sum and
         // the norm; GroupNorm + SiLU writes only the activation.
         let add = Op::Binary(focus_graph::BinaryOp::Add);
@@ -239,7 +279,18 @@ pub fn cases() -> Vec<Case> {
         let (gw, gb) = (Input::uniform(dt, &[320], 0.5, 1.5), Input::uniform(dt, &[320], -0.5, 0.5));
         let silu = Op::Unary(focus_graph::UnaryOp::Silu);
         let gn = Op::GroupNorm { groups: 32, eps: 1e-5 };
-        v.push(Case::chain(format!("group_norm + silu {dt}"), gn, vec![x, gw, gb], silu, vec![]));
+        v.push(Case::chain(format!("group_norm + silu {dt}"), gn, vec![x, gw, gb], silu.clone(), vec![]));
+        let x = Input::uniform(dt, &[1, 32, 24, 128], -2.0, 3.0);
+        let (sw, sb) = (Input::uniform(dt, &[128], 0.5, 1.5), Input::uniform(dt, &[128], -0.5, 0.5));
+        let maps =
+            (Input::uniform(dt, &[1, 4, 3, 128], -2.0, 2.0), Input::uniform(dt, &[1, 4, 3, 128], -1.0, 1.0));
+        v.push(Case::chain(
+            format!("spatial_norm + silu {dt}"),
+            Op::SpatialNorm { groups: 32, eps: 1e-6 },
+            vec![x, sw, sb, maps.0, maps.1],
+            silu,
+            vec![],
+        ));
     }
     v
 }
