@@ -19,6 +19,7 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
             ("convnext", "tiny", 32),
             ("movq_encoder", "tiny", 32),
             ("movq_decoder", "tiny", 40),
+            ("vae_decoder", "tiny", 32),
         ] {
             let g = build_named(model, config, size, dt).map_err(|e| GraphError::InvalidOp {
                 op: model.into(),

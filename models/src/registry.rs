@@ -4,6 +4,7 @@ use crate::convnext::{self, ConvNextConfig};
 use crate::movq::{self, MovqConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
+use crate::vae::{self, VaeConfig};
 use focus_graph::{DType, Graph, GraphError};
 
 /// A buildable model: name, configs, default input size.
@@ -38,6 +39,11 @@ pub const MODELS: &[ModelSpec] = &[
         name: "movq_decoder",
         configs: &["tiny", "illume"],
         about: "ILLUME+ pixel decoder (SpatialNorm of the quant map, DC up blocks); --size = square output side",
+    },
+    ModelSpec {
+        name: "vae_decoder",
+        configs: &["tiny", "sdxl"],
+        about: "SDXL VAE decoder (diffusers names); --size = square output side (multiple of 8 for sdxl)",
     },
     ModelSpec {
         name: "qwen2",
@@ -91,6 +97,19 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
                 movq::decoder_graph(&c, 1, size / f, size / f)
             };
             g.map_err(|e| e.to_string())
+        }
+        "vae_decoder" => {
+            let c = match config {
+                "tiny" => VaeConfig::tiny(),
+                "sdxl" => VaeConfig::sdxl(),
+                other => return Err(format!("unknown vae_decoder config '{other}' (tiny, sdxl)")),
+            };
+            let c = VaeConfig { dtype, ..c };
+            let f = c.factor();
+            if size < f || !size.is_multiple_of(f) {
+                return Err(format!("vae_decoder size must be a positive multiple of {f}, got {size}"));
+            }
+            vae::decoder_graph(&c, 1, size / f, size / f).map_err(|e| e.to_string())
         }
         "qwen2" => {
             let c = match config {

@@ -92,6 +92,7 @@ fn half_precision_networks_stay_within_tolerance() {
         "perception",
         "movq_encoder",
         "movq_decoder",
+        "vae_decoder",
     ] {
         for dt in [DType::BF16, DType::F16] {
             let r = run_fixture(&fixture(&format!("{name}.tiny.safetensors")), None, dt).unwrap();
@@ -113,6 +114,11 @@ fn illume_pixel_encoder_matches_reference() {
 #[test]
 fn illume_pixel_decoder_matches_reference() {
     check("movq_decoder.tiny.safetensors");
+}
+
+#[test]
+fn sdxl_vae_decoder_matches_diffusers() {
+    check("vae_decoder.tiny.safetensors");
 }
 
 #[test]

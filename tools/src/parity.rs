@@ -12,6 +12,7 @@ use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
 use focus_models::simvq::{self, SimVqConfig};
+use focus_models::vae::{self, VaeConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -221,6 +222,34 @@ fn run_movq(fx: &Fixture, tol: f64, encoder: bool) -> Result<Vec<Comparison>, St
     for (name, key) in named {
         let (s, got) = output_f32(&plan, &name)?;
         out.push(compare(&name, &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]), &fx.f32(&key)?.1, tol));
+    }
+    Ok(out)
+}
+
+/// The SDXL VAE decoder on scaled latents: `image` and the `post_quant_conv` output.
+fn run_vae_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let c = VaeConfig {
+        block_out_channels: field(cfg, "block_out_channels")?,
+        layers_per_block: field(cfg, "layers_per_block")?,
+        latent_channels: field(cfg, "latent_channels")?,
+        norm_num_groups: field(cfg, "norm_num_groups")?,
+        scaling_factor: field(cfg, "scaling_factor")?,
+        dtype: fx.dtype,
+    };
+    c.validate()?;
+    let (x, xs) = nhwc_input(fx, "input.latents", fx.dtype)?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let xi = b.input("latents", fx.dtype, xs).map_err(|e| e.to_string())?;
+    let (image, post) = vae::decode(&mut b, &c, xi).map_err(|e| e.to_string())?;
+    b.output("image", image).map_err(|e| e.to_string())?;
+    b.output("inter.post_quant", post).map_err(|e| e.to_string())?;
+    let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
+    plan.run(&[("latents", &x)]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (name, key) in [("image", "output.image"), ("inter.post_quant", "inter.post_quant")] {
+        let (s, got) = output_f32(&plan, name)?;
+        out.push(compare(name, &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]), &fx.f32(key)?.1, tol));
     }
     Ok(out)
 }
@@ -583,6 +612,7 @@ pub const COMPONENTS: &[&str] = &[
     "perception",
     "resize",
     "simvq",
+    "vae_decoder",
 ];
 
 /// Run a fixture with the engine graphs in `dtype` (weights converted on load; f32 fixtures
@@ -616,6 +646,7 @@ pub fn run_fixture_on(
         "qwen2" => run_qwen2(&fx, tolerance)?,
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
+        "vae_decoder" => run_vae_decoder(&fx, tolerance)?,
         "movq_encoder" => run_movq(&fx, tolerance, true)?,
         "movq_decoder" => run_movq(&fx, tolerance, false)?,
         "resize" => run_resize(&fx, tolerance)?,

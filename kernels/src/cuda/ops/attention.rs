@@ -1,6 +1,8 @@
 //! Baseline attention (attention.cu): one warp per query row on CUDA cores, any head dim up to
 //! 256, f32/f16/bf16. The tensor-core kernels (flash.rs) take the shapes they support; this
-//! covers the rest (f32, unusual head dims).
+//! covers the rest (f32, unusual head dims). Single-head attention over wider heads (the VAE's
+//! and MoVQ's spatial attention: 512 and 1536 channels) runs as two batched GEMMs around a row
+//! softmax, the scores in scratch.
 
 use super::*;
 
@@ -27,7 +29,12 @@ pub(super) fn mask_layout(op: &Op, mask: Option<&DevTensor>) -> Result<(u64, i32
     Ok((m.ptr, kind, st))
 }
 
-pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> Result<Vec<Call>, CudaError> {
+pub(super) fn plan(
+    op: &Op,
+    ins: &[DevTensor],
+    out: &DevTensor,
+    s_scratch: Scratch,
+) -> Result<Vec<Call>, CudaError> {
     let (causal, scale, cu) = super::flash::attention_params(op)?;
     let (q, k, v) = (&ins[0], &ins[1], &ins[2]);
     if out.numel() == 0 {
@@ -37,7 +44,8 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
     let [b, tq, hq, d] = [q.shape[0], q.shape[1], q.shape[2], q.shape[3]];
     let [tk, hkv, dv] = [k.shape[1], k.shape[2], v.shape[3]];
     if d > MAX_D || dv > MAX_D {
-        return Err(unsupported(op, &format!("head dim {d}/{dv} above {MAX_D}")));
+        return gemm_plan(op, ins, out, s_scratch)
+            .map_err(|e| unsupported(op, &format!("head dim {d}/{dv} above {MAX_D}: {e}")));
     }
     let (mptr, kind, ms) = mask_layout(op, ins.get(3))?;
     let i = |x: usize, what: &str| i32_arg(op, x, what);
@@ -74,6 +82,81 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
     Ok(vec![Call::Kernel(call)])
 }
 
+/// Scratch for the GEMM path's scores `[B, Tq, Tk]` (zero where the kernels apply).
+pub(super) fn scratch_bytes(op: &Op, ins: &[DevTensor]) -> usize {
+    let (q, k, v) = (&ins[0], &ins[1], &ins[2]);
+    if !matches!(op, Op::Attention { .. }) || (q.shape[3] <= MAX_D && v.shape[3] <= MAX_D) {
+        return 0;
+    }
+    q.shape[0] * q.shape[1] * k.shape[1] * q.dtype.size_in_bytes()
+}
+
+/// `softmax(scale · q kᵀ) v` for one head without mask or causality: scores
+/// `S[b] = scale · q[b] k[b]ᵀ` (a GEMM in the inputs' dtype, f32 accumulation, as PyTorch's
+/// unfused attention stores them), a row softmax in place (each element is read and written by
+/// the same thread in its last pass), then `out[b] = S[b] v[b]`.
+fn gemm_plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> Result<Vec<Call>, String> {
+    let Op::Attention { causal: false, scale } = *op else {
+        return Err("only non-causal attention without packed sequences runs as GEMMs".into());
+    };
+    let (q, k, v) = (&ins[0], &ins[1], &ins[2]);
+    let [b, tq, hq, d] = [q.shape[0], q.shape[1], q.shape[2], q.shape[3]];
+    let [tk, hkv, dv] = [k.shape[1], k.shape[2], v.shape[3]];
+    if hq != 1 || hkv != 1 || ins.len() > 3 {
+        return Err("the GEMM path takes one head and no mask".into());
+    }
+    let dtype = match q.dtype {
+        DType::F32 => GemmType::F32,
+        DType::F16 => GemmType::F16,
+        DType::BF16 => GemmType::BF16,
+        dt => return Err(format!("dtype {dt}")),
+    };
+    let need = b * tq * tk * q.dtype.size_in_bytes();
+    if s.bytes < need {
+        return Err(format!("needs {need} bytes of scratch for the scores, has {}", s.bytes));
+    }
+    let scores = Call::Gemm(GemmCall {
+        dtype,
+        m: tq,
+        n: tk,
+        k: d,
+        batch: b,
+        a: q.ptr,
+        b: k.ptr,
+        c: s.ptr,
+        trans_a: false,
+        trans_b: true,
+        stride_a: tq * d,
+        stride_b: tk * d,
+        stride_c: tq * tk,
+        alpha: scale,
+        beta: 0.0,
+        bias: 0,
+    });
+    let shape = [b, tq, tk];
+    let st = DevTensor { ptr: s.ptr, dtype: q.dtype, shape: &shape };
+    let softmax = super::softmax::plan(&Op::Softmax { axis: 2 }, &[st], &st, s).map_err(|e| e.to_string())?;
+    let values = Call::Gemm(GemmCall {
+        dtype,
+        m: tq,
+        n: dv,
+        k: tk,
+        batch: b,
+        a: s.ptr,
+        b: v.ptr,
+        c: out.ptr,
+        trans_a: false,
+        trans_b: false,
+        stride_a: tq * tk,
+        stride_b: tk * dv,
+        stride_c: tq * dv,
+        alpha: 1.0,
+        beta: 0.0,
+        bias: 0,
+    });
+    Ok([vec![scores], softmax, vec![values]].concat())
+}
+
 pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     let att = |causal: bool, d: usize| Op::Attention { causal, scale: 1.0 / (d as f32).sqrt() };
@@ -102,6 +185,15 @@ pub fn cases() -> Vec<Case> {
             let name =
                 format!("attention b{b} q{tq} k{tk} h{hq}/{hkv} d{d} causal={causal} mask={mask} {dt}");
             v.push(Case::new(name, att(causal, d), ins));
+        }
+        // Single-head spatial attention wider than the kernels take (VAE 512, MoVQ 1536): GEMMs.
+        for (b, t, d) in [(2, 70, 512), (1, 48, 1536)] {
+            let x = || Input::uniform(dt, &[b, t, 1, d], -1.0, 1.0);
+            v.push(Case::new(
+                format!("attention gemm path b{b} t{t} d{d} {dt}"),
+                att(false, d),
+                vec![x(), x(), x()],
+            ));
         }
         // Packed sequences at head dims the flash kernels do not take (the Qwen2-VL ViT's 80 in f32).
         v.push(super::flash::varlen_case("attention", dt, false, &[64, 17, 1, 90, 3], [1, 4, 4, 80]));

@@ -117,7 +117,7 @@ pub fn plan_chain(
 /// Scratch bytes `plan` needs for this op (the executor reserves the maximum over a plan).
 pub fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {
     match op {
-        Op::Attention { .. } => flash::scratch_bytes(op, ins, out),
+        Op::Attention { .. } => flash::scratch_bytes(op, ins, out).max(attention::scratch_bytes(op, ins)),
         Op::GroupNorm { .. } | Op::SpatialNorm { .. } => norm::scratch_bytes(op, ins),
         _ => 0,
     }
