@@ -20,6 +20,8 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
             ("movq_encoder", "tiny", 32),
             ("movq_decoder", "tiny", 40),
             ("vae_decoder", "tiny", 32),
+            ("m2f_pixel_decoder", "tiny", 64),
+            ("m2f_transformer_decoder", "tiny", 64),
         ] {
             let g = build_named(model, config, size, dt).map_err(|e| GraphError::InvalidOp {
                 op: model.into(),

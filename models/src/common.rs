@@ -2,6 +2,9 @@
 
 use focus_graph::{DType, GraphBuilder, NodeId, Result, Shape};
 
+/// Named intermediate activations (for parity against the reference's).
+pub type Intermediates = Vec<(String, NodeId)>;
+
 /// A weight by checkpoint name.
 pub fn param(b: &mut GraphBuilder, name: &str, dt: DType, shape: impl Into<Shape>) -> Result<NodeId> {
     b.param(name, dt, shape)

@@ -5,6 +5,7 @@ pub mod checks;
 pub mod common;
 pub mod convnext;
 pub mod fusion;
+pub mod mask2former;
 pub mod movq;
 pub mod perception;
 pub mod qwen2;

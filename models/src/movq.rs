@@ -3,7 +3,7 @@
 //! inside; checkpoint names `pixel_encoder.*`, `pixel_quant_conv`, `pixel_post_quant_conv`,
 //! `pixel_decoder.*`. 1×1 convs run as linears on the channel axis.
 
-use crate::common::{conv_weight, param};
+use crate::common::{conv_weight, param, Intermediates};
 use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, NodeId, ReduceOp, ResizeMode, Result, UnaryOp};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -23,9 +23,6 @@ pub struct MovqConfig {
 }
 
 const EPS: f32 = 1e-6;
-
-/// Named intermediate activations (for parity against the reference's).
-pub type Intermediates = Vec<(String, NodeId)>;
 
 impl MovqConfig {
     /// ILLUME+ DualViTok pixel encoder: 256² → 16² × 32.

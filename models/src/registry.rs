@@ -1,6 +1,7 @@
 //! Graphs by name, for the CLI (`focus graph`, `focus demo`).
 
 use crate::convnext::{self, ConvNextConfig};
+use crate::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
 use crate::movq::{self, MovqConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
@@ -39,6 +40,16 @@ pub const MODELS: &[ModelSpec] = &[
         name: "movq_decoder",
         configs: &["tiny", "illume"],
         about: "ILLUME+ pixel decoder (SpatialNorm of the quant map, DC up blocks); --size = square output side",
+    },
+    ModelSpec {
+        name: "m2f_pixel_decoder",
+        configs: &["tiny", "paper"],
+        about: "Mask2Former MSDeformAttn pixel decoder over ConvNeXt stages; --size = image side (multiple of 32)",
+    },
+    ModelSpec {
+        name: "m2f_transformer_decoder",
+        configs: &["tiny", "paper"],
+        about: "PSALM masked-attention decoder (LLM mask-token queries, 80 class names); --size = image side",
     },
     ModelSpec {
         name: "vae_decoder",
@@ -95,6 +106,30 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
                 movq::encoder_graph(&c, 1, size, size)
             } else {
                 movq::decoder_graph(&c, 1, size / f, size / f)
+            };
+            g.map_err(|e| e.to_string())
+        }
+        "m2f_pixel_decoder" | "m2f_transformer_decoder" => {
+            if size < 32 || !size.is_multiple_of(32) {
+                return Err(format!("{model} size must be a positive multiple of 32, got {size}"));
+            }
+            let paper = match config {
+                "tiny" => false,
+                "paper" => true,
+                other => return Err(format!("unknown {model} config '{other}' (tiny, paper)")),
+            };
+            let g = if model == "m2f_pixel_decoder" {
+                let c = if paper { PixelDecoderConfig::paper() } else { PixelDecoderConfig::tiny() };
+                mask2former::pixel_decoder_graph(&PixelDecoderConfig { dtype, ..c }, size)
+            } else {
+                let c =
+                    if paper { TransformerDecoderConfig::paper() } else { TransformerDecoderConfig::tiny() };
+                let classes = if paper { 80 } else { 3 };
+                mask2former::transformer_decoder_graph(
+                    &TransformerDecoderConfig { dtype, ..c },
+                    size,
+                    classes,
+                )
             };
             g.map_err(|e| e.to_string())
         }

@@ -7,6 +7,7 @@ use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
 use focus_graph::DType;
 use focus_models::convnext::{self, ConvNextConfig, ConvNextNaming};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
+use focus_models::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
 use focus_models::movq::{self, MovqConfig};
 use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
@@ -252,6 +253,136 @@ fn run_vae_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         out.push(compare(name, &nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]), &fx.f32(key)?.1, tol));
     }
     Ok(out)
+}
+
+/// Compare every output of `plan` named in `names` (graph output, fixture tensor, NHWC→NCHW).
+fn compare_outputs(
+    fx: &Fixture,
+    plan: &Plan,
+    names: &[(String, String, bool)],
+    tol: f64,
+) -> Result<Vec<Comparison>, String> {
+    let mut out = Vec::new();
+    for (name, key, nhwc) in names {
+        let (s, got) = output_f32(plan, name)?;
+        let got = if *nhwc { nhwc_to_nchw(&got, s[0], s[1], s[2], s[3]) } else { got };
+        out.push(compare(name, &got, &fx.f32(key)?.1, tol));
+    }
+    Ok(out)
+}
+
+fn pixel_decoder_cfg(cfg: &Value, dtype: DType) -> Result<PixelDecoderConfig, String> {
+    let c = PixelDecoderConfig {
+        in_channels: field(cfg, "in_channels")?,
+        conv_dim: field(cfg, "conv_dim")?,
+        mask_dim: field(cfg, "mask_dim")?,
+        heads: field(cfg, "heads")?,
+        points: field(cfg, "points")?,
+        enc_layers: field(cfg, "enc_layers")?,
+        ffn_dim: field(cfg, "ffn_dim")?,
+        groups: field(cfg, "groups")?,
+        pe_offset: field(cfg, "pe_offset")?,
+        prefix: field(cfg, "prefix")?,
+        dtype,
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+/// Mask2Former's pixel decoder on res2..res5: `mask_features`, the encoder maps `ms.*`,
+/// intermediates `encoder.{i}` (tokens) and `fpn`.
+fn run_m2f_pixel_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let c = pixel_decoder_cfg(&fx.config, fx.dtype)?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let mut feeds = Vec::new();
+    let mut ids = Vec::new();
+    for i in 2..6 {
+        let (t, s) = nhwc_input(fx, &format!("input.res{i}"), fx.dtype)?;
+        ids.push(b.input(&format!("res{i}"), fx.dtype, s).map_err(|e| e.to_string())?);
+        feeds.push((format!("res{i}"), t));
+    }
+    let (mf, maps, inter) = mask2former::pixel_decoder(&mut b, &c, &ids).map_err(|e| e.to_string())?;
+    let mut names = vec![("mask_features".to_string(), "output.mask_features".to_string(), true)];
+    b.output("mask_features", mf).map_err(|e| e.to_string())?;
+    for (i, m) in maps.into_iter().enumerate() {
+        b.output(&format!("ms.{i}"), m).map_err(|e| e.to_string())?;
+        names.push((format!("ms.{i}"), format!("output.ms.{i}"), true));
+    }
+    for (n, id) in inter {
+        b.output(&format!("inter.{n}"), id).map_err(|e| e.to_string())?;
+        names.push((format!("inter.{n}"), format!("inter.{n}"), n == "fpn"));
+    }
+    let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
+    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    plan.run(&feeds).map_err(|e| e.to_string())?;
+    compare_outputs(fx, &plan, &names, tol)
+}
+
+/// PSALM's masked-attention decoder: the last layer's `pred_masks`, `pred_logits`,
+/// `query_features`, and every layer's predictions and attention mask (1 = blocked).
+fn run_m2f_transformer_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let c = TransformerDecoderConfig {
+        hidden: field(cfg, "hidden")?,
+        heads: field(cfg, "heads")?,
+        ffn_dim: field(cfg, "ffn_dim")?,
+        dec_layers: field(cfg, "dec_layers")?,
+        num_queries: field(cfg, "num_queries")?,
+        mask_dim: field(cfg, "mask_dim")?,
+        llm_hidden: field(cfg, "llm_hidden")?,
+        prefix: field(cfg, "prefix")?,
+        dtype: fx.dtype,
+    };
+    c.validate()?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let mut feeds = Vec::new();
+    let mut map_ids = Vec::new();
+    for name in ["mask_features", "ms.0", "ms.1", "ms.2"] {
+        let (t, s) = nhwc_input(fx, &format!("input.{name}"), fx.dtype)?;
+        map_ids.push(b.input(name, fx.dtype, s).map_err(|e| e.to_string())?);
+        feeds.push((name.to_string(), t));
+    }
+    let mut seq = Vec::new();
+    for name in ["seg_query_hidden", "class_hidden"] {
+        let (s, v) = fx.f32(&format!("input.{name}"))?;
+        seq.push(b.input(name, fx.dtype, s.clone()).map_err(|e| e.to_string())?);
+        feeds.push((name.to_string(), Tensor::from_f32(fx.dtype, s, &v).map_err(|e| e.to_string())?));
+    }
+    let (preds, masks) =
+        mask2former::transformer_decoder(&mut b, &c, map_ids[0], &map_ids[1..], (seq[0], seq[1]))
+            .map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    let mut out = |b: &mut focus_graph::GraphBuilder, name: String, key: String, id| -> Result<(), String> {
+        b.output(&name, id).map_err(|e| e.to_string())?;
+        names.push((name, key, false));
+        Ok(())
+    };
+    let last = preds.last().expect("at least the initial prediction");
+    out(&mut b, "pred_masks".into(), "output.pred_masks".into(), last.masks)?;
+    out(&mut b, "pred_logits".into(), "output.pred_logits".into(), last.logits)?;
+    out(&mut b, "query_features".into(), "output.query_features".into(), last.queries)?;
+    for (i, p) in preds.iter().enumerate() {
+        let tag = if i == 0 { "init".to_string() } else { format!("layer.{}", i - 1) };
+        out(&mut b, format!("inter.{tag}.pred_masks"), format!("inter.{tag}.pred_masks"), p.masks)?;
+        out(&mut b, format!("inter.{tag}.pred_logits"), format!("inter.{tag}.pred_logits"), p.logits)?;
+    }
+    // The attention masks as "blocked" flags, the reference's convention.
+    let mut blocked = Vec::new();
+    for (i, &m) in masks.iter().enumerate() {
+        let name = format!("inter.layer.{i}.attn_mask");
+        let v = b.cast(m, DType::F32).map_err(|e| e.to_string())?;
+        b.output(&name, v).map_err(|e| e.to_string())?;
+        blocked.push(name);
+    }
+    let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
+    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    plan.run(&feeds).map_err(|e| e.to_string())?;
+    let mut res = compare_outputs(fx, &plan, &names, tol)?;
+    for name in blocked {
+        let got: Vec<f32> = output_f32(&plan, &name)?.1.iter().map(|a| 1.0 - a).collect();
+        res.push(compare(&name, &got, &fx.f32(&name)?.1, tol));
+    }
+    Ok(res)
 }
 
 fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
@@ -604,6 +735,8 @@ pub const COMPONENTS: &[&str] = &[
     "convnext",
     "convnext_hf",
     "fusion",
+    "m2f_pixel_decoder",
+    "m2f_transformer_decoder",
     "movq_decoder",
     "movq_encoder",
     "qwen2",
@@ -647,6 +780,8 @@ pub fn run_fixture_on(
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
         "vae_decoder" => run_vae_decoder(&fx, tolerance)?,
+        "m2f_pixel_decoder" => run_m2f_pixel_decoder(&fx, tolerance)?,
+        "m2f_transformer_decoder" => run_m2f_transformer_decoder(&fx, tolerance)?,
         "movq_encoder" => run_movq(&fx, tolerance, true)?,
         "movq_decoder" => run_movq(&fx, tolerance, false)?,
         "resize" => run_resize(&fx, tolerance)?,
