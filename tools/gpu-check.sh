@@ -72,13 +72,14 @@ fb movq-decoder-256 movq_decoder --config illume --size 256 --reps 5 --graph
 fb vae-decoder-1024 vae_decoder --config sdxl --size 1024 --reps 3
 fb m2f-pixel-768 m2f_pixel_decoder --config paper --size 768 --reps 10 --graph
 fb m2f-decoder-768 m2f_transformer_decoder --config paper --size 768 --reps 10 --graph
+fb unet-1024 unet --config sdxl --size 1024 --reps 3 --graph
 
 step "PyTorch baselines: ops + Qwen2.5-3B (torch_ref.gpu_bench), components (torch_ref.bench)"
 PYLIB="$(mktemp -d)"
 if ls .gpu-wheels/diffusers-*.whl >/dev/null 2>&1; then tools/torch_ref/gpu-wheels.sh --install "$PYLIB" >/dev/null; fi
 (cd tools && export PYTHONPATH="$PYLIB:." && tb 200 python3 -m torch_ref.gpu_bench --device cuda --llm-budget 100 \
    --out "../$OUT/torch-gpu-bench.json" > "../$OUT/torch-gpu-bench.txt" 2>&1); tail -3 "$OUT/torch-gpu-bench.txt"
-for c in convnext qwen2vl_vit qwen25vl_vit movq_decoder vae_decoder m2f_pixel_decoder m2f_transformer_decoder; do
+for c in convnext qwen2vl_vit qwen25vl_vit movq_decoder vae_decoder m2f_pixel_decoder m2f_transformer_decoder unet; do
   (cd tools && export PYTHONPATH="$PYLIB:." && tb 45 python3 -m torch_ref.bench --component "$c" --config paper --device cuda \
      > "../$OUT/torch-bench-$c.json" 2> "../$OUT/torch-bench-$c.err")
 done

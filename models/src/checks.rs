@@ -22,6 +22,7 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
             ("vae_decoder", "tiny", 32),
             ("m2f_pixel_decoder", "tiny", 64),
             ("m2f_transformer_decoder", "tiny", 64),
+            ("unet", "tiny", 64),
         ] {
             let g = build_named(model, config, size, dt).map_err(|e| GraphError::InvalidOp {
                 op: model.into(),

@@ -12,6 +12,7 @@ pub mod qwen2;
 pub mod qwen_vit;
 pub mod registry;
 pub mod simvq;
+pub mod unet;
 pub mod vae;
 
 pub use registry::{build_named, ModelSpec, MODELS};

@@ -5,6 +5,7 @@ use crate::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
 use crate::movq::{self, MovqConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
+use crate::unet::{self, MaskConfig, UnetConfig};
 use crate::vae::{self, VaeConfig};
 use focus_graph::{DType, Graph, GraphError};
 
@@ -50,6 +51,11 @@ pub const MODELS: &[ModelSpec] = &[
         name: "m2f_transformer_decoder",
         configs: &["tiny", "paper"],
         about: "PSALM masked-attention decoder (LLM mask-token queries, 80 class names); --size = image side",
+    },
+    ModelSpec {
+        name: "unet",
+        configs: &["tiny", "sdxl", "sdxl_mask"],
+        about: "SDXL-layout UNet denoising step, ILLUME+ VQ input (sdxl_mask: FOCUS mask injection); --size = image side",
     },
     ModelSpec {
         name: "vae_decoder",
@@ -132,6 +138,34 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
                 )
             };
             g.map_err(|e| e.to_string())
+        }
+        "unet" => {
+            let (c, text, ctx) = match config {
+                "tiny" => (UnetConfig::tiny(), 16, 5),
+                "sdxl" | "sdxl_mask" => (UnetConfig::sdxl(), 1280, 77),
+                other => return Err(format!("unknown unet config '{other}' (tiny, sdxl, sdxl_mask)")),
+            };
+            let c = UnetConfig { dtype, ..c };
+            let mask = (config == "sdxl_mask").then_some(MaskConfig {
+                patch: 8,
+                image_scale: 8,
+                mid: true,
+                up: true,
+            });
+            // Latents at /8 go through /2 per level, the VQ map sits at /32, mask patches cover
+            // `patch` latent pixels: the size must be a multiple of each.
+            let gcd = |mut a: usize, mut b: usize| {
+                while b != 0 {
+                    (a, b) = (b, a % b);
+                }
+                a
+            };
+            let base = (8usize << (c.block_out_channels.len() - 1)).max(32);
+            let f = mask.as_ref().map_or(base, |m| base / gcd(base, 8 * m.patch) * 8 * m.patch);
+            if size < f || !size.is_multiple_of(f) {
+                return Err(format!("unet size must be a positive multiple of {f}, got {size}"));
+            }
+            unet::step_graph(&c, mask.as_ref(), size, (text, ctx)).map_err(|e| e.to_string())
         }
         "vae_decoder" => {
             let c = match config {

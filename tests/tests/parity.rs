@@ -95,6 +95,8 @@ fn half_precision_networks_stay_within_tolerance() {
         "vae_decoder",
         "m2f_pixel_decoder",
         "m2f_transformer_decoder",
+        "unet",
+        "unet_mask",
     ] {
         // The masked-attention decoder thresholds mask logits at 0: in bf16 one of the tiny
         // fixture's 576 last-layer mask bits sits within rounding of 0 and flips (that layer's
@@ -137,6 +139,17 @@ fn mask2former_pixel_decoder_matches_reference() {
 #[test]
 fn psalm_masked_attention_decoder_matches_reference() {
     check("m2f_transformer_decoder.tiny.safetensors");
+}
+
+#[test]
+fn sdxl_unet_with_vq_input_matches_diffusers() {
+    check("unet.tiny.safetensors");
+}
+
+/// FOCUS's mask sequence appended to attn2's context in the mid and up blocks.
+#[test]
+fn sdxl_unet_with_mask_injection_matches_reference() {
+    check("unet_mask.tiny.safetensors");
 }
 
 #[test]

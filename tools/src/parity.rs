@@ -4,7 +4,7 @@
 
 use focus_engine::weights::WeightStore;
 use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
-use focus_graph::DType;
+use focus_graph::{DType, NodeId};
 use focus_models::convnext::{self, ConvNextConfig, ConvNextNaming};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
 use focus_models::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
@@ -13,6 +13,7 @@ use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
 use focus_models::simvq::{self, SimVqConfig};
+use focus_models::unet::{self, Conditioning, Contexts, MaskConfig, UnetConfig};
 use focus_models::vae::{self, VaeConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -385,6 +386,102 @@ fn run_m2f_transformer_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>
     Ok(res)
 }
 
+fn unet_cfg(cfg: &Value, dtype: DType) -> Result<UnetConfig, String> {
+    let kinds: Vec<String> = field(cfg, "down_block_types")?;
+    let c = UnetConfig {
+        block_out_channels: field(cfg, "block_out_channels")?,
+        cross_attention: kinds.iter().map(|k| k.starts_with("CrossAttn")).collect(),
+        layers_per_block: field(cfg, "layers_per_block")?,
+        transformer_layers_per_block: field(cfg, "transformer_layers_per_block")?,
+        num_attention_heads: field(cfg, "attention_head_dim")?,
+        cross_attention_dim: field(cfg, "cross_attention_dim")?,
+        norm_num_groups: field(cfg, "norm_num_groups")?,
+        norm_eps: field(cfg, "norm_eps")?,
+        flip_sin_to_cos: field(cfg, "flip_sin_to_cos")?,
+        freq_shift: field(cfg, "freq_shift")?,
+        addition_time_embed_dim: field(cfg, "addition_time_embed_dim")?,
+        in_channels: field(cfg, "in_channels")?,
+        out_channels: field(cfg, "out_channels")?,
+        dtype,
+    };
+    c.validate()?;
+    let ups: Vec<String> = field(cfg, "up_block_types")?;
+    let mirrored: Vec<bool> = c.cross_attention.iter().rev().copied().collect();
+    if ups.iter().map(|k| k.starts_with("CrossAttn")).collect::<Vec<_>>() != mirrored {
+        return Err(format!("up_block_types {ups:?} do not mirror down_block_types {kinds:?}"));
+    }
+    Ok(c)
+}
+
+/// The SDXL-layout UNet step (`unet`), with FOCUS's mask injection (`unet_mask`): the noise
+/// prediction, the UNet input and every block's output (and the mask sequence).
+fn run_unet(fx: &Fixture, tol: f64, with_mask: bool) -> Result<Vec<Comparison>, String> {
+    let c = unet_cfg(&fx.config, fx.dtype)?;
+    let dt = fx.dtype;
+    let e = |e: focus_graph::GraphError| e.to_string();
+    let mut b = focus_graph::GraphBuilder::new();
+    let mut feeds: Vec<(String, Tensor)> = Vec::new();
+    let mut nhwc = |b: &mut focus_graph::GraphBuilder, name: &str| -> Result<NodeId, String> {
+        let (t, s) = nhwc_input(fx, &format!("input.{name}"), dt)?;
+        feeds.push((name.to_string(), t));
+        b.input(name, dt, s).map_err(e)
+    };
+    let latent = nhwc(&mut b, "latent")?;
+    let vq = nhwc(&mut b, "vq")?;
+    let mask = if with_mask { Some(nhwc(&mut b, "mask")?) } else { None };
+    let mut plain = |b: &mut focus_graph::GraphBuilder, name: &str, dtype: DType| -> Result<NodeId, String> {
+        let (s, v) = fx.f32(&format!("input.{name}"))?;
+        let s = if s.is_empty() { vec![1] } else { s };
+        feeds.push((name.to_string(), Tensor::from_f32(dtype, s.clone(), &v).map_err(|e| e.to_string())?));
+        b.input(name, dtype, s).map_err(e)
+    };
+    let timestep = plain(&mut b, "timestep", DType::F32)?;
+    let ctx = plain(&mut b, "encoder_hidden_states", dt)?;
+    let text_embeds = plain(&mut b, "text_embeds", dt)?;
+    let time_ids = plain(&mut b, "time_ids", DType::F32)?;
+    let sample = unet::unet_input(&mut b, latent, vq).map_err(e)?;
+    let mut names = vec![
+        ("noise_pred".to_string(), "output.noise_pred".to_string(), true),
+        ("inter.sample_in".to_string(), "inter.sample_in".to_string(), true),
+    ];
+    let mut contexts = Contexts { down: ctx, mid: ctx, up: ctx };
+    if let Some(mask) = mask {
+        let m: Value = field(&fx.config, "mask")?;
+        let inject: Vec<String> = field(&m, "inject")?;
+        if let Some(other) = inject.iter().find(|p| !matches!(p.as_str(), "mid_block" | "up_blocks")) {
+            return Err(format!("mask injection into '{other}' is not supported (mid_block, up_blocks)"));
+        }
+        let mc = MaskConfig {
+            patch: field(&m, "patch")?,
+            image_scale: field(&m, "image_scale")?,
+            mid: inject.iter().any(|p| p == "mid_block"),
+            up: inject.iter().any(|p| p == "up_blocks"),
+        };
+        let grid: [usize; 2] = field(&fx.config, "latent_hw")?;
+        let seq = unet::mask_sequence(&mut b, &c, &mc, mask, grid).map_err(e)?;
+        b.output("inter.mask_seq", seq).map_err(e)?;
+        names.push(("inter.mask_seq".into(), "inter.mask_seq".into(), false));
+        let joined = b.concat(&[ctx, seq], 1).map_err(e)?;
+        contexts = Contexts {
+            down: ctx,
+            mid: if mc.mid { joined } else { ctx },
+            up: if mc.up { joined } else { ctx },
+        };
+    }
+    let cond = Conditioning { timestep, text_embeds, time_ids, contexts };
+    let (out, inter) = unet::unet(&mut b, &c, sample, &cond).map_err(e)?;
+    b.output("noise_pred", out).map_err(e)?;
+    b.output("inter.sample_in", sample).map_err(e)?;
+    for (n, id) in inter {
+        b.output(&format!("inter.{n}"), id).map_err(e)?;
+        names.push((format!("inter.{n}"), format!("inter.{n}"), true));
+    }
+    let mut plan = fx.plan(&b.finish().map_err(e)?)?;
+    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    plan.run(&feeds).map_err(|e| e.to_string())?;
+    compare_outputs(fx, &plan, &names, tol)
+}
+
 fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let c = Qwen2Config::from_json(&fx.config_text)?;
     let (_, ids) = fx.i64("input.input_ids")?;
@@ -745,6 +842,8 @@ pub const COMPONENTS: &[&str] = &[
     "perception",
     "resize",
     "simvq",
+    "unet",
+    "unet_mask",
     "vae_decoder",
 ];
 
@@ -780,6 +879,8 @@ pub fn run_fixture_on(
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
         "vae_decoder" => run_vae_decoder(&fx, tolerance)?,
+        "unet" => run_unet(&fx, tolerance, false)?,
+        "unet_mask" => run_unet(&fx, tolerance, true)?,
         "m2f_pixel_decoder" => run_m2f_pixel_decoder(&fx, tolerance)?,
         "m2f_transformer_decoder" => run_m2f_transformer_decoder(&fx, tolerance)?,
         "movq_encoder" => run_movq(&fx, tolerance, true)?,
