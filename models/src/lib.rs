@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod common;
 pub mod convnext;
+pub mod euler;
 pub mod fusion;
 pub mod mask2former;
 pub mod movq;

@@ -6,6 +6,7 @@ use focus_engine::weights::WeightStore;
 use focus_engine::{compile, Device, Plan, Tensor, WeightSource};
 use focus_graph::{DType, NodeId};
 use focus_models::convnext::{self, ConvNextConfig, ConvNextNaming};
+use focus_models::euler::{self, EulerConfig, EulerSchedule};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
 use focus_models::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
 use focus_models::movq::{self, MovqConfig};
@@ -230,16 +231,7 @@ fn run_movq(fx: &Fixture, tol: f64, encoder: bool) -> Result<Vec<Comparison>, St
 
 /// The SDXL VAE decoder on scaled latents: `image` and the `post_quant_conv` output.
 fn run_vae_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
-    let cfg = &fx.config;
-    let c = VaeConfig {
-        block_out_channels: field(cfg, "block_out_channels")?,
-        layers_per_block: field(cfg, "layers_per_block")?,
-        latent_channels: field(cfg, "latent_channels")?,
-        norm_num_groups: field(cfg, "norm_num_groups")?,
-        scaling_factor: field(cfg, "scaling_factor")?,
-        dtype: fx.dtype,
-    };
-    c.validate()?;
+    let c = vae_cfg(&fx.config, fx.dtype)?;
     let (x, xs) = nhwc_input(fx, "input.latents", fx.dtype)?;
     let mut b = focus_graph::GraphBuilder::new();
     let xi = b.input("latents", fx.dtype, xs).map_err(|e| e.to_string())?;
@@ -475,6 +467,188 @@ fn run_unet(fx: &Fixture, tol: f64, with_mask: bool) -> Result<Vec<Comparison>, 
     for (n, id) in inter {
         b.output(&format!("inter.{n}"), id).map_err(e)?;
         names.push((format!("inter.{n}"), format!("inter.{n}"), true));
+    }
+    let mut plan = fx.plan(&b.finish().map_err(e)?)?;
+    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    plan.run(&feeds).map_err(|e| e.to_string())?;
+    compare_outputs(fx, &plan, &names, tol)
+}
+
+fn euler_cfg(cfg: &Value) -> Result<(EulerConfig, usize), String> {
+    for (k, want) in [
+        ("beta_schedule", "scaled_linear"),
+        ("prediction_type", "epsilon"),
+        ("timestep_spacing", "leading"),
+        ("interpolation_type", "linear"),
+    ] {
+        let got: String = field(cfg, k)?;
+        if got != want {
+            return Err(format!("Euler {k} '{got}' is not supported (only '{want}')"));
+        }
+    }
+    if cfg.get("use_karras_sigmas").and_then(Value::as_bool) == Some(true) {
+        return Err("Karras sigmas are not supported".into());
+    }
+    let c = EulerConfig {
+        beta_start: field(cfg, "beta_start")?,
+        beta_end: field(cfg, "beta_end")?,
+        num_train_timesteps: field(cfg, "num_train_timesteps")?,
+        steps_offset: field(cfg, "steps_offset")?,
+    };
+    Ok((c, field(cfg, "num_inference_steps")?))
+}
+
+fn scalar(v: f32) -> Result<Tensor, String> {
+    Tensor::from_f32(DType::F32, [1], &[v]).map_err(|e| e.to_string())
+}
+
+/// The Euler scheduler: its tables, then every step's scaled input and update on random model
+/// outputs, through the step graph.
+fn run_euler(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let (c, steps) = euler_cfg(&fx.config)?;
+    let s = EulerSchedule::new(&c, steps)?;
+    let mut out = vec![
+        compare("timesteps", &s.timesteps, &fx.f32("output.timesteps")?.1, tol),
+        compare("sigmas", &s.sigmas, &fx.f32("output.sigmas")?.1, tol),
+        compare("init_noise_sigma", &[s.init_noise_sigma], &fx.f32("output.init_noise_sigma")?.1, tol),
+    ];
+    let (shape, x0) = fx.f32("input.sample")?;
+    let e = |e: focus_graph::GraphError| e.to_string();
+    let mut b = focus_graph::GraphBuilder::new();
+    let x = b.input("sample", fx.dtype, shape.clone()).map_err(e)?;
+    let eps = b.input("model_output", fx.dtype, shape.clone()).map_err(e)?;
+    let [scale, sigma, next] = ["scale", "sigma", "sigma_next"].map(|n| b.input(n, DType::F32, [1]));
+    let scaled = euler::scale_input(&mut b, x, scale.map_err(e)?).map_err(e)?;
+    let stepped = euler::step(&mut b, x, eps, (sigma.map_err(e)?, next.map_err(e)?)).map_err(e)?;
+    b.output("scaled", scaled).map_err(e)?;
+    b.output("next", stepped).map_err(e)?;
+    let mut plan = fx.plan(&b.finish().map_err(e)?)?;
+    let mut x: Vec<f32> = x0.iter().map(|v| v * s.init_noise_sigma).collect();
+    for i in 0..steps {
+        let xt = Tensor::from_f32(fx.dtype, shape.clone(), &x).map_err(|e| e.to_string())?;
+        let et = Tensor::from_f32(fx.dtype, shape.clone(), &fx.f32(&format!("input.model_output.{i}"))?.1)
+            .map_err(|e| e.to_string())?;
+        let (sc, sg, sn) = (scalar(s.input_scale(i))?, scalar(s.sigmas[i])?, scalar(s.sigmas[i + 1])?);
+        plan.run(&[
+            ("sample", &xt),
+            ("model_output", &et),
+            ("scale", &sc),
+            ("sigma", &sg),
+            ("sigma_next", &sn),
+        ])
+        .map_err(|e| e.to_string())?;
+        let scaled = output_f32(&plan, "scaled")?.1;
+        out.push(compare(
+            &format!("scaled_input.{i}"),
+            &scaled,
+            &fx.f32(&format!("output.scaled_input.{i}"))?.1,
+            tol,
+        ));
+        x = output_f32(&plan, "next")?.1;
+        out.push(compare(&format!("sample.{i}"), &x, &fx.f32(&format!("output.sample.{i}"))?.1, tol));
+    }
+    Ok(out)
+}
+
+fn vae_cfg(cfg: &Value, dtype: DType) -> Result<VaeConfig, String> {
+    let c = VaeConfig {
+        block_out_channels: field(cfg, "block_out_channels")?,
+        layers_per_block: field(cfg, "layers_per_block")?,
+        latent_channels: field(cfg, "latent_channels")?,
+        norm_num_groups: field(cfg, "norm_num_groups")?,
+        scaling_factor: field(cfg, "scaling_factor")?,
+        dtype,
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+/// The chained generation path: SimVQ lookups of both code grids, the semantic map bicubic-
+/// resized onto the pixel grid and concatenated, one Euler step of the UNet from the initial
+/// noise, then the VAE decode of the updated latents.
+fn run_generation(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let sub = |k: &str| cfg.get(k).ok_or_else(|| format!("config has no '{k}'"));
+    let vq_cfg = |k: &str| -> Result<SimVqConfig, String> {
+        let s = sub(k)?;
+        Ok(SimVqConfig {
+            codebook_size: field(s, "codebook_size")?,
+            dim: field(s, "dim")?,
+            prefix: field(s, "prefix")?,
+        })
+    };
+    let (sem_c, pix_c) = (vq_cfg("semantic")?, vq_cfg("pixel")?);
+    let uc = unet_cfg(sub("unet")?, fx.dtype)?;
+    let vc = vae_cfg(sub("vae")?, fx.dtype)?;
+    let (ec, steps) = euler_cfg(sub("euler")?)?;
+    let sched = EulerSchedule::new(&ec, steps)?;
+    let dt = fx.dtype;
+    let e = |e: focus_graph::GraphError| e.to_string();
+    let mut b = focus_graph::GraphBuilder::new();
+    let mut feeds: Vec<(String, Tensor)> = Vec::new();
+    let mut ids_in = |b: &mut focus_graph::GraphBuilder, name: &str| -> Result<NodeId, String> {
+        let (s, v) = fx.i64(&format!("input.{name}"))?;
+        feeds.push((name.into(), Tensor::from_i64(DType::I64, s.clone(), &v).map_err(|e| e.to_string())?));
+        b.input(name, DType::I64, s).map_err(e)
+    };
+    let sem_ids = ids_in(&mut b, "sem_ids")?;
+    let pix_ids = ids_in(&mut b, "pix_ids")?;
+    let (noise, ns) = nhwc_input(fx, "input.noise", dt)?;
+    feeds.push(("noise".into(), noise));
+    let noise = b.input("noise", dt, ns).map_err(e)?;
+    let mut plain = |b: &mut focus_graph::GraphBuilder, name: &str, dtype: DType| -> Result<NodeId, String> {
+        let (s, v) = fx.f32(&format!("input.{name}"))?;
+        feeds.push((name.to_string(), Tensor::from_f32(dtype, s.clone(), &v).map_err(|e| e.to_string())?));
+        b.input(name, dtype, s).map_err(e)
+    };
+    let ctx = plain(&mut b, "encoder_hidden_states", dt)?;
+    let text_embeds = plain(&mut b, "text_embeds", dt)?;
+    let time_ids = plain(&mut b, "time_ids", DType::F32)?;
+    let host = [
+        ("init_noise_sigma", sched.init_noise_sigma),
+        ("scale", sched.input_scale(0)),
+        ("t0", sched.timesteps[0]),
+        ("sigma", sched.sigmas[0]),
+        ("sigma_next", sched.sigmas[1]),
+    ];
+    let mut scalars = Vec::new();
+    for (name, v) in host {
+        feeds.push((name.into(), scalar(v)?));
+        scalars.push(b.input(name, DType::F32, [1]).map_err(e)?);
+    }
+    let [init, scale, t0, sigma, sigma_next] = scalars[..] else { unreachable!() };
+    // Codes → maps (f32, resampled in f32), semantic channels first.
+    let sem = simvq::lookup(&mut b, &sem_c, sem_ids).map_err(e)?;
+    let pix = simvq::lookup(&mut b, &pix_c, pix_ids).map_err(e)?;
+    let [_, ph, pw, _] = b.shape(pix).try_into().map_err(|_| "pixel ids must be [B, h, w]".to_string())?;
+    let sem = b.resize(sem, focus_graph::ResizeMode::Bicubic, [ph, pw], false, false).map_err(e)?;
+    let vq = b.concat(&[sem, pix], 3).map_err(e)?;
+    let vq = b.cast(vq, dt).map_err(e)?;
+    let init = b.cast(init, dt).map_err(e)?;
+    let latents = b.mul(noise, init).map_err(e)?;
+    let scaled = euler::scale_input(&mut b, latents, scale).map_err(e)?;
+    let sample = unet::unet_input(&mut b, scaled, vq).map_err(e)?;
+    let cond = Conditioning {
+        timestep: t0,
+        text_embeds,
+        time_ids,
+        contexts: Contexts { down: ctx, mid: ctx, up: ctx },
+    };
+    let (noise_pred, _) = unet::unet(&mut b, &uc, sample, &cond).map_err(e)?;
+    let next = euler::step(&mut b, latents, noise_pred, (sigma, sigma_next)).map_err(e)?;
+    let (image, _) = vae::decode(&mut b, &vc, next).map_err(e)?;
+    let mut names = Vec::new();
+    for (name, id, nhwc) in [
+        ("latents_next", next, true),
+        ("image", image, true),
+        ("inter.vq", vq, true),
+        ("inter.scaled_input", scaled, true),
+        ("inter.noise_pred", noise_pred, true),
+        ("inter.t0", t0, false),
+    ] {
+        b.output(name, id).map_err(e)?;
+        let key = if name.starts_with("inter.") { name.to_string() } else { format!("output.{name}") };
+        names.push((name.to_string(), key, nhwc));
     }
     let mut plan = fx.plan(&b.finish().map_err(e)?)?;
     let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -831,7 +1005,9 @@ pub const COMPONENTS: &[&str] = &[
     "adapter",
     "convnext",
     "convnext_hf",
+    "euler",
     "fusion",
+    "generation",
     "m2f_pixel_decoder",
     "m2f_transformer_decoder",
     "movq_decoder",
@@ -879,6 +1055,8 @@ pub fn run_fixture_on(
         "fusion" => run_fusion(&fx, tolerance)?,
         "simvq" => run_simvq(&fx, tolerance)?,
         "vae_decoder" => run_vae_decoder(&fx, tolerance)?,
+        "euler" => run_euler(&fx, tolerance)?,
+        "generation" => run_generation(&fx, tolerance)?,
         "unet" => run_unet(&fx, tolerance, false)?,
         "unet_mask" => run_unet(&fx, tolerance, true)?,
         "m2f_pixel_decoder" => run_m2f_pixel_decoder(&fx, tolerance)?,
