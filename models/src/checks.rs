@@ -23,6 +23,7 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
             ("m2f_pixel_decoder", "tiny", 64),
             ("m2f_transformer_decoder", "tiny", 64),
             ("unet", "tiny", 64),
+            ("semantic_decoder", "tiny", 112),
         ] {
             let g = build_named(model, config, size, dt).map_err(|e| GraphError::InvalidOp {
                 op: model.into(),

@@ -12,6 +12,7 @@ pub mod perception;
 pub mod qwen2;
 pub mod qwen_vit;
 pub mod registry;
+pub mod semantic;
 pub mod simvq;
 pub mod unet;
 pub mod vae;

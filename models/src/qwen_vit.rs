@@ -118,6 +118,55 @@ fn linear(
     b.linear(x, w, Some(bias))
 }
 
+/// One pre-norm ViT block on `x [t, d]` with 2-D RoPE positions `pos [t, 2]` (θ = 10000):
+/// attention over all tokens, or within the packed sequences of `windows` tokens each.
+pub fn block(
+    b: &mut GraphBuilder,
+    c: &QwenVitConfig,
+    x: NodeId,
+    pos: NodeId,
+    bp: &str,
+    windows: Option<&[usize]>,
+) -> Result<NodeId> {
+    let d = c.embed_dim;
+    let t = b.shape(x)[0];
+    let (nh, hd) = (c.num_heads, d / c.num_heads);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let hn = norm(b, c, x, &format!("{bp}.norm1"))?;
+    let qkv = linear(b, c, hn, &format!("{bp}.attn.qkv"), 3 * d, d)?;
+    let qkv = b.reshape(qkv, [1, t, 3, nh, hd])?;
+    let parts = b.split(qkv, 2, &[1, 1, 1])?;
+    let mut qkv4 = Vec::with_capacity(3);
+    for part in parts {
+        qkv4.push(b.reshape(part, [1, t, nh, hd])?);
+    }
+    let q = b.rope(qkv4[0], pos, RopeKind::TwoD, 10000.0)?;
+    let k = b.rope(qkv4[1], pos, RopeKind::TwoD, 10000.0)?;
+    let a = match windows {
+        None => b.attention(q, k, qkv4[2], None, false, scale)?,
+        Some(lens) => b.varlen_attention(q, k, qkv4[2], lens, false, scale)?,
+    };
+    let a = b.reshape(a, [t, d])?;
+    let a = linear(b, c, a, &format!("{bp}.attn.proj"), d, d)?;
+    let x = b.add(x, a)?;
+    let hn = norm(b, c, x, &format!("{bp}.norm2"))?;
+    let y = match c.variant {
+        VitVariant::Qwen2Vl => {
+            let y = linear(b, c, hn, &format!("{bp}.mlp.fc1"), c.mlp_dim, d)?;
+            let y = b.unary(c.act, y)?;
+            linear(b, c, y, &format!("{bp}.mlp.fc2"), d, c.mlp_dim)?
+        }
+        VitVariant::Qwen25Vl { .. } => {
+            let g = linear(b, c, hn, &format!("{bp}.mlp.gate_proj"), c.mlp_dim, d)?;
+            let g = b.unary(c.act, g)?;
+            let u = linear(b, c, hn, &format!("{bp}.mlp.up_proj"), c.mlp_dim, d)?;
+            let gu = b.mul(g, u)?;
+            linear(b, c, gu, &format!("{bp}.mlp.down_proj"), d, c.mlp_dim)?
+        }
+    };
+    b.add(x, y)
+}
+
 /// Build the tower on `image [1, H, W, C]`; returns the merged tokens `[units, out_dim]` in
 /// row-major unit order.
 pub fn build(b: &mut GraphBuilder, c: &QwenVitConfig, image: NodeId) -> Result<NodeId> {
@@ -177,50 +226,13 @@ pub fn build(b: &mut GraphBuilder, c: &QwenVitConfig, image: NodeId) -> Result<N
         }
     }
 
-    let (nh, hd) = (c.num_heads, d / c.num_heads);
-    let scale = 1.0 / (hd as f32).sqrt();
     for i in 0..c.depth {
-        let bp = format!("{pre}blocks.{i}");
-        b.push_scope(format!("blocks.{i}"));
-        let hn = norm(b, c, x, &format!("{bp}.norm1"))?;
-        let qkv = linear(b, c, hn, &format!("{bp}.attn.qkv"), 3 * d, d)?;
-        let qkv = b.reshape(qkv, [1, t, 3, nh, hd])?;
-        let parts = b.split(qkv, 2, &[1, 1, 1])?;
-        let mut qkv4 = Vec::with_capacity(3);
-        for part in parts {
-            qkv4.push(b.reshape(part, [1, t, nh, hd])?);
-        }
-        let q = b.rope(qkv4[0], pos, RopeKind::TwoD, 10000.0)?;
-        let k = b.rope(qkv4[1], pos, RopeKind::TwoD, 10000.0)?;
         let full = match &c.variant {
             VitVariant::Qwen2Vl => true,
             VitVariant::Qwen25Vl { full_attention_blocks, .. } => full_attention_blocks.contains(&i),
         };
-        let a = if full {
-            b.attention(q, k, qkv4[2], None, false, scale)?
-        } else {
-            b.varlen_attention(q, k, qkv4[2], &window_lens, false, scale)?
-        };
-        let a = b.reshape(a, [t, d])?;
-        let a = linear(b, c, a, &format!("{bp}.attn.proj"), d, d)?;
-        x = b.add(x, a)?;
-        let hn = norm(b, c, x, &format!("{bp}.norm2"))?;
-        let y = match c.variant {
-            VitVariant::Qwen2Vl => {
-                let y = linear(b, c, hn, &format!("{bp}.mlp.fc1"), c.mlp_dim, d)?;
-                let y = b.unary(c.act, y)?;
-                linear(b, c, y, &format!("{bp}.mlp.fc2"), d, c.mlp_dim)?
-            }
-            VitVariant::Qwen25Vl { .. } => {
-                let g = linear(b, c, hn, &format!("{bp}.mlp.gate_proj"), c.mlp_dim, d)?;
-                let g = b.unary(c.act, g)?;
-                let u = linear(b, c, hn, &format!("{bp}.mlp.up_proj"), c.mlp_dim, d)?;
-                let gu = b.mul(g, u)?;
-                linear(b, c, gu, &format!("{bp}.mlp.down_proj"), d, c.mlp_dim)?
-            }
-        };
-        x = b.add(x, y)?;
-        b.pop_scope();
+        let windows = (!full).then_some(window_lens.as_slice());
+        x = b.scoped(format!("blocks.{i}"), |b| block(b, c, x, pos, &format!("{pre}blocks.{i}"), windows))?;
     }
 
     b.scoped("merger", |b| {

@@ -5,6 +5,7 @@ use crate::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
 use crate::movq::{self, MovqConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
+use crate::semantic::{self, SemanticDecoderConfig};
 use crate::unet::{self, MaskConfig, UnetConfig};
 use crate::vae::{self, VaeConfig};
 use focus_graph::{DType, Graph, GraphError};
@@ -51,6 +52,11 @@ pub const MODELS: &[ModelSpec] = &[
         name: "m2f_transformer_decoder",
         configs: &["tiny", "paper"],
         about: "PSALM masked-attention decoder (LLM mask-token queries, 80 class names); --size = image side",
+    },
+    ModelSpec {
+        name: "semantic_decoder",
+        configs: &["tiny", "illume"],
+        about: "DualViTok semantic decoder (codes → ViT features); --size = image side (multiple of 28; grid size/28)",
     },
     ModelSpec {
         name: "unet",
@@ -138,6 +144,18 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
                 )
             };
             g.map_err(|e| e.to_string())
+        }
+        "semantic_decoder" => {
+            let c = match config {
+                "tiny" => SemanticDecoderConfig::tiny(),
+                "illume" => SemanticDecoderConfig::illume(),
+                other => return Err(format!("unknown semantic_decoder config '{other}' (tiny, illume)")),
+            };
+            if size < 28 || !size.is_multiple_of(28) {
+                return Err(format!("semantic_decoder size must be a positive multiple of 28, got {size}"));
+            }
+            let c = SemanticDecoderConfig { dtype, ..c };
+            semantic::graph(&c, size / 28, size / 28).map_err(|e| e.to_string())
         }
         "unet" => {
             let (c, text, ctx) = match config {

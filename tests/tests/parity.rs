@@ -99,6 +99,7 @@ fn half_precision_networks_stay_within_tolerance() {
         "unet_mask",
         "euler",
         "generation",
+        "semantic_decoder",
     ] {
         // f16 only for two: the masked-attention decoder thresholds mask logits at 0, and in
         // bf16 one of the tiny fixture's 576 last-layer mask bits sits within rounding of 0 and
@@ -168,6 +169,11 @@ fn euler_scheduler_matches_diffusers() {
 #[test]
 fn chained_generation_path_matches_reference() {
     check("generation.tiny.safetensors");
+}
+
+#[test]
+fn dualvitok_semantic_decoder_matches_reference() {
+    check("semantic_decoder.tiny.safetensors");
 }
 
 #[test]

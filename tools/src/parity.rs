@@ -13,6 +13,7 @@ use focus_models::movq::{self, MovqConfig};
 use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use focus_models::qwen_vit::{self, QwenVitConfig, VitVariant};
+use focus_models::semantic::{self, SemanticDecoderConfig};
 use focus_models::simvq::{self, SimVqConfig};
 use focus_models::unet::{self, Conditioning, Contexts, MaskConfig, UnetConfig};
 use focus_models::vae::{self, VaeConfig};
@@ -656,6 +657,40 @@ fn run_generation(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     compare_outputs(fx, &plan, &names, tol)
 }
 
+/// DualViTok's semantic decoder: features and every block's output.
+fn run_semantic_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let theta: f64 = field(cfg, "rope_theta")?;
+    if theta != 10000.0 {
+        return Err(format!("rope_theta {theta} is not supported (the ViT blocks use 10000)"));
+    }
+    let c = SemanticDecoderConfig {
+        code_dim: field(cfg, "code_dim")?,
+        embed_dim: field(cfg, "embed_dim")?,
+        num_heads: field(cfg, "num_heads")?,
+        depth: field(cfg, "depth")?,
+        mlp_ratio: field(cfg, "mlp_ratio")?,
+        out_dim: field(cfg, "out_dim")?,
+        prefix: field(cfg, "prefix")?,
+        dtype: fx.dtype,
+    };
+    c.validate()?;
+    let e = |e: focus_graph::GraphError| e.to_string();
+    let (x, xs) = nhwc_input(fx, "input.quant", fx.dtype)?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let q = b.input("quant", fx.dtype, xs).map_err(e)?;
+    let (features, blocks) = semantic::decode(&mut b, &c, q).map_err(e)?;
+    let mut names = vec![("features".to_string(), "output.features".to_string(), false)];
+    b.output("features", features).map_err(e)?;
+    for (i, id) in blocks.into_iter().enumerate() {
+        b.output(&format!("inter.block.{i}"), id).map_err(e)?;
+        names.push((format!("inter.block.{i}"), format!("inter.block.{i}"), false));
+    }
+    let mut plan = fx.plan(&b.finish().map_err(e)?)?;
+    plan.run(&[("quant", &x)]).map_err(|e| e.to_string())?;
+    compare_outputs(fx, &plan, &names, tol)
+}
+
 fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let c = Qwen2Config::from_json(&fx.config_text)?;
     let (_, ids) = fx.i64("input.input_ids")?;
@@ -1017,6 +1052,7 @@ pub const COMPONENTS: &[&str] = &[
     "qwen25vl_vit",
     "perception",
     "resize",
+    "semantic_decoder",
     "simvq",
     "unet",
     "unet_mask",
@@ -1056,6 +1092,7 @@ pub fn run_fixture_on(
         "simvq" => run_simvq(&fx, tolerance)?,
         "vae_decoder" => run_vae_decoder(&fx, tolerance)?,
         "euler" => run_euler(&fx, tolerance)?,
+        "semantic_decoder" => run_semantic_decoder(&fx, tolerance)?,
         "generation" => run_generation(&fx, tolerance)?,
         "unet" => run_unet(&fx, tolerance, false)?,
         "unet_mask" => run_unet(&fx, tolerance, true)?,
