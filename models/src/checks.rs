@@ -24,7 +24,13 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
             ("m2f_transformer_decoder", "tiny", 64),
             ("unet", "tiny", 64),
             ("semantic_decoder", "tiny", 112),
+            ("movq_kandinsky", "tiny", 16),
         ] {
+            // A VQ round trip is discontinuous: bf16 rounding of the encoder output (1.3e-2
+            // between backends) changes nearest codes, so it is checked in f32 only.
+            if model == "movq_kandinsky" && dt != DType::F32 {
+                continue;
+            }
             let g = build_named(model, config, size, dt).map_err(|e| GraphError::InvalidOp {
                 op: model.into(),
                 node: 0,

@@ -6,6 +6,7 @@ pub mod common;
 pub mod convnext;
 pub mod euler;
 pub mod fusion;
+pub mod kandinsky;
 pub mod mask2former;
 pub mod movq;
 pub mod perception;

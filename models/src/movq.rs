@@ -133,14 +133,32 @@ fn norm(b: &mut GraphBuilder, c: &MovqConfig, name: &str, x: NodeId, zq: Option<
             let bias = param(b, &format!("{name}.bias"), c.dtype, [ch])?;
             b.group_norm(x, w, bias, c.groups, EPS)
         }
-        Some(zq) => {
-            let w = param(b, &format!("{name}.norm_layer.weight"), c.dtype, [ch])?;
-            let bias = param(b, &format!("{name}.norm_layer.bias"), c.dtype, [ch])?;
-            let scale = conv1x1(b, c, &format!("{name}.conv_y"), zq, ch)?;
-            let shift = conv1x1(b, c, &format!("{name}.conv_b"), zq, ch)?;
-            b.spatial_norm(x, (w, bias), (scale, shift), c.groups, EPS)
-        }
+        Some(zq) => spatial_norm(b, c.dtype, name, (x, zq), c.groups),
     })
+}
+
+/// MoVQ's SpatialNorm (`{name}.norm_layer`, `.conv_y`, `.conv_b`; eps 1e-6) of `x` modulated by
+/// `zq`: the 1×1 convs run at zq's resolution, the norm reads them at the nearest pixel.
+pub fn spatial_norm(
+    b: &mut GraphBuilder,
+    dt: DType,
+    name: &str,
+    (x, zq): (NodeId, NodeId),
+    groups: usize,
+) -> Result<NodeId> {
+    let ch = *b.shape(x).last().expect("NHWC");
+    let zc = *b.shape(zq).last().expect("NHWC");
+    let w = param(b, &format!("{name}.norm_layer.weight"), dt, [ch])?;
+    let bias = param(b, &format!("{name}.norm_layer.bias"), dt, [ch])?;
+    let map = |b: &mut GraphBuilder, conv: &str| -> Result<NodeId> {
+        let wt = param(b, &format!("{name}.{conv}.weight"), dt, [ch, zc, 1, 1])?;
+        let wt = b.reshape(wt, [ch, zc])?;
+        let bs = param(b, &format!("{name}.{conv}.bias"), dt, [ch])?;
+        b.scoped(conv, |b| b.linear(zq, wt, Some(bs)))
+    };
+    let scale = map(b, "conv_y")?;
+    let shift = map(b, "conv_b")?;
+    b.spatial_norm(x, (w, bias), (scale, shift), groups, EPS)
 }
 
 fn res_block(

@@ -1,6 +1,7 @@
 //! Graphs by name, for the CLI (`focus graph`, `focus demo`).
 
 use crate::convnext::{self, ConvNextConfig};
+use crate::kandinsky::{self, KandinskyVqConfig};
 use crate::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
 use crate::movq::{self, MovqConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
@@ -32,6 +33,11 @@ pub const MODELS: &[ModelSpec] = &[
         name: "qwen25vl_vit",
         configs: &["3b"],
         about: "Qwen2.5-VL-3B vision tower with window attention; --size = square ViT input (multiple of 28)",
+    },
+    ModelSpec {
+        name: "movq_kandinsky",
+        configs: &["tiny", "kandinsky22"],
+        about: "diffusers spatial-norm VQModel round trip (encode, quantise, decode); --size = image side",
     },
     ModelSpec {
         name: "movq_encoder",
@@ -99,6 +105,24 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
             };
             let c = QwenVitConfig { dtype, ..c };
             qwen_vit::graph(&c, size, size).map_err(|e| e.to_string())
+        }
+        "movq_kandinsky" => {
+            let c = match config {
+                "tiny" => KandinskyVqConfig {
+                    block_out_channels: vec![32, 32],
+                    attention: vec![false, true],
+                    layers_per_block: 1,
+                    num_vq_embeddings: 32,
+                    ..KandinskyVqConfig::kandinsky22()
+                },
+                "kandinsky22" => KandinskyVqConfig::kandinsky22(),
+                other => return Err(format!("unknown movq_kandinsky config '{other}' (tiny, kandinsky22)")),
+            };
+            let f = 1 << (c.block_out_channels.len() - 1);
+            if size < f || !size.is_multiple_of(f) {
+                return Err(format!("movq_kandinsky size must be a positive multiple of {f}, got {size}"));
+            }
+            kandinsky::graph(&KandinskyVqConfig { dtype, ..c }, size).map_err(|e| e.to_string())
         }
         "movq_encoder" | "movq_decoder" => {
             let encoder = model == "movq_encoder";

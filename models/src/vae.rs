@@ -57,7 +57,14 @@ impl VaeConfig {
     }
 }
 
-fn conv(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId, cout: usize, k: usize) -> Result<NodeId> {
+pub(crate) fn conv(
+    b: &mut GraphBuilder,
+    c: &VaeConfig,
+    name: &str,
+    x: NodeId,
+    cout: usize,
+    k: usize,
+) -> Result<NodeId> {
     let cin = *b.shape(x).last().expect("NHWC");
     let w = conv_weight(b, &format!("{name}.weight"), c.dtype, [cout, cin, k, k])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
@@ -65,7 +72,7 @@ fn conv(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId, cout: usize,
     b.conv2d(x, w, Some(bias), p)
 }
 
-fn norm(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId) -> Result<NodeId> {
+pub(crate) fn norm(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId) -> Result<NodeId> {
     let ch = *b.shape(x).last().expect("NHWC");
     let w = param(b, &format!("{name}.weight"), c.dtype, [ch])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [ch])?;
@@ -73,7 +80,7 @@ fn norm(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId) -> Result<No
 }
 
 /// diffusers `ResnetBlock2D` without a time embedding.
-fn resnet(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId, cout: usize) -> Result<NodeId> {
+pub(crate) fn resnet(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId, cout: usize) -> Result<NodeId> {
     let cin = *b.shape(x).last().expect("NHWC");
     let h = norm(b, c, &format!("{p}.norm1"), x)?;
     let h = b.unary(UnaryOp::Silu, h)?;
@@ -87,20 +94,31 @@ fn resnet(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId, cout: usize) 
 
 /// The mid block's single-head attention (`group_norm`, `to_q/k/v`, `to_out.0`; scale 1/√C,
 /// residual).
-fn attention(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId) -> Result<NodeId> {
-    let [n, h, w, ch] = b.shape(x).try_into().expect("NHWC");
+pub(crate) fn attention(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId) -> Result<NodeId> {
     let nx = norm(b, c, &format!("{p}.group_norm"), x)?;
+    attention_on(b, c.dtype, p, x, nx)
+}
+
+/// The attention of `nx` (x normalised) with `x` as the residual.
+pub(crate) fn attention_on(
+    b: &mut GraphBuilder,
+    dt: DType,
+    p: &str,
+    x: NodeId,
+    nx: NodeId,
+) -> Result<NodeId> {
+    let [n, h, w, ch] = b.shape(x).try_into().expect("NHWC");
     let mut qkv = Vec::new();
     for name in ["to_q", "to_k", "to_v"] {
-        let wt = param(b, &format!("{p}.{name}.weight"), c.dtype, [ch, ch])?;
-        let bias = param(b, &format!("{p}.{name}.bias"), c.dtype, [ch])?;
+        let wt = param(b, &format!("{p}.{name}.weight"), dt, [ch, ch])?;
+        let bias = param(b, &format!("{p}.{name}.bias"), dt, [ch])?;
         let y = b.scoped(name, |b| b.linear(nx, wt, Some(bias)))?;
         qkv.push(b.reshape(y, [n, h * w, 1, ch])?);
     }
     let o = b.attention(qkv[0], qkv[1], qkv[2], None, false, 1.0 / (ch as f32).sqrt())?;
     let o = b.reshape(o, [n, h, w, ch])?;
-    let wt = param(b, &format!("{p}.to_out.0.weight"), c.dtype, [ch, ch])?;
-    let bias = param(b, &format!("{p}.to_out.0.bias"), c.dtype, [ch])?;
+    let wt = param(b, &format!("{p}.to_out.0.weight"), dt, [ch, ch])?;
+    let bias = param(b, &format!("{p}.to_out.0.bias"), dt, [ch])?;
     let o = b.scoped("to_out", |b| b.linear(o, wt, Some(bias)))?;
     b.add(x, o)
 }

@@ -8,6 +8,7 @@ use focus_graph::{DType, NodeId};
 use focus_models::convnext::{self, ConvNextConfig, ConvNextNaming};
 use focus_models::euler::{self, EulerConfig, EulerSchedule};
 use focus_models::fusion::{self, AdapterConfig, FusionConfig};
+use focus_models::kandinsky::{self, KandinskyVqConfig};
 use focus_models::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
 use focus_models::movq::{self, MovqConfig};
 use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
@@ -691,6 +692,53 @@ fn run_semantic_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, Strin
     compare_outputs(fx, &plan, &names, tol)
 }
 
+/// diffusers' spatial-norm VQModel round trip: pre-quantisation latents, code ids (exact), the
+/// quantised map and the decoded image.
+fn run_movq_kandinsky(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
+    let cfg = &fx.config;
+    let downs: Vec<String> = field(cfg, "down_block_types")?;
+    let ups: Vec<String> = field(cfg, "up_block_types")?;
+    let attention: Vec<bool> = downs.iter().map(|k| k.starts_with("Attn")).collect();
+    let mirrored: Vec<bool> = ups.iter().rev().map(|k| k.starts_with("Attn")).collect();
+    if attention != mirrored {
+        return Err(format!("up_block_types {ups:?} do not mirror down_block_types {downs:?}"));
+    }
+    let c = KandinskyVqConfig {
+        block_out_channels: field(cfg, "block_out_channels")?,
+        attention,
+        layers_per_block: field(cfg, "layers_per_block")?,
+        norm_num_groups: field(cfg, "norm_num_groups")?,
+        latent_channels: field(cfg, "latent_channels")?,
+        vq_embed_dim: field(cfg, "vq_embed_dim")?,
+        num_vq_embeddings: field(cfg, "num_vq_embeddings")?,
+        dtype: fx.dtype,
+    };
+    c.validate()?;
+    let e = |e: focus_graph::GraphError| e.to_string();
+    let (x, xs) = nhwc_input(fx, "input.image", fx.dtype)?;
+    let mut b = focus_graph::GraphBuilder::new();
+    let xi = b.input("image", fx.dtype, xs).map_err(e)?;
+    let h = kandinsky::encode(&mut b, &c, xi).map_err(e)?;
+    let (ids, q) = kandinsky::quantize(&mut b, &c, h).map_err(e)?;
+    let image = kandinsky::decode(&mut b, &c, q).map_err(e)?;
+    let names = vec![
+        ("h".to_string(), "output.h".to_string(), true),
+        ("image".to_string(), "output.image".to_string(), true),
+        ("inter.quant".to_string(), "inter.quant".to_string(), true),
+    ];
+    for (n, id) in [("h", h), ("image", image), ("inter.quant", q), ("indices", ids)] {
+        b.output(n, id).map_err(e)?;
+    }
+    let mut plan = fx.plan(&b.finish().map_err(e)?)?;
+    plan.run(&[("image", &x)]).map_err(|e| e.to_string())?;
+    let mut out = compare_outputs(fx, &plan, &names, tol)?;
+    let got = plan.output("indices").map_err(|e| e.to_string())?;
+    let got =
+        Tensor::from_bytes(DType::I64, got.shape.to_vec(), got.data).map_err(|e| e.to_string())?.to_i64();
+    out.push(exact("indices", &got, &fx.i64("output.indices")?.1));
+    Ok(out)
+}
+
 fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let c = Qwen2Config::from_json(&fx.config_text)?;
     let (_, ids) = fx.i64("input.input_ids")?;
@@ -1047,6 +1095,7 @@ pub const COMPONENTS: &[&str] = &[
     "m2f_transformer_decoder",
     "movq_decoder",
     "movq_encoder",
+    "movq_kandinsky",
     "qwen2",
     "qwen2vl_vit",
     "qwen25vl_vit",
@@ -1099,6 +1148,7 @@ pub fn run_fixture_on(
         "m2f_pixel_decoder" => run_m2f_pixel_decoder(&fx, tolerance)?,
         "m2f_transformer_decoder" => run_m2f_transformer_decoder(&fx, tolerance)?,
         "movq_encoder" => run_movq(&fx, tolerance, true)?,
+        "movq_kandinsky" => run_movq_kandinsky(&fx, tolerance)?,
         "movq_decoder" => run_movq(&fx, tolerance, false)?,
         "resize" => run_resize(&fx, tolerance)?,
         "perception" => run_perception(&fx, tolerance)?,
