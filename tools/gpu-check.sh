@@ -54,6 +54,10 @@ step "focus demo on the GPU (perception path, bf16, decode as a CUDA graph)"
 tb 60 "$FOCUS" demo --device cuda --dtype bf16 --tokens 16 > "$OUT/demo-cuda.txt" 2>&1 || status=1
 tail -4 "$OUT/demo-cuda.txt"
 
+step "focus generate on the GPU (codes -> guided Euler sampling of the UNet with mask injection -> VAE)"
+tb 60 "$FOCUS" generate --device cuda --dtype bf16 --steps 20 --out "$OUT/generate.png" > "$OUT/generate-cuda.txt" 2>&1 || status=1
+tail -3 "$OUT/generate-cuda.txt"
+
 step "focus gpu-bench (our ops at the PyTorch shapes)"
 tb 120 "$FOCUS" gpu-bench --out "$OUT/focus-gpu-bench.json" > "$OUT/focus-gpu-bench.txt" 2>&1 || status=1
 tail -3 "$OUT/focus-gpu-bench.txt"

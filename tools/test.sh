@@ -32,6 +32,10 @@ fi
 cargo run -q -p focus-cli -- demo --tokens 4 > /dev/null
 cargo run -q -p focus-cli -- demo --tokens 2 --dtype bf16 > /dev/null
 echo "demo: ok"
+cargo run -q -p focus-cli -- generate --steps 3 --out target/generate.png > /dev/null
+cargo run -q -p focus-cli -- generate --steps 2 --dtype bf16 > /dev/null
+test -s target/generate.png
+echo "generate: ok"
 cargo run -q -p focus-cli -- profile qwen2 --size 5 --trace target/profile-trace.json > /dev/null
 python3 -c "import json; n = len(json.load(open('target/profile-trace.json'))['traceEvents']); assert n > 10, n"
 echo "profile: ok"

@@ -155,6 +155,28 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The FOCUS generation path with seeded random weights at test size: image-token codes →
+    /// VQ conditioning → guided Euler sampling of the UNet with mask injection → VAE → PNG.
+    Generate {
+        /// Seed of the random weights, codes and noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Euler steps.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Classifier-free guidance scale (the unconditional branch sees no VQ map).
+        #[arg(long, default_value_t = 1.5)]
+        guidance: f32,
+        /// Device: cpu or cuda[:N].
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Storage dtype: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Write the image (PNG) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -190,6 +212,16 @@ fn main() -> ExitCode {
         Cmd::Kernels { check, arch, src } => commands::kernels::run(check, &arch, src.as_deref()),
         Cmd::Graph { model, config, size, dot, summary, list } => {
             commands::graph::run(&model, &config, size, dot, summary, list)
+        }
+        Cmd::Generate { seed, steps, guidance, device, dtype, out } => {
+            commands::generate::run(commands::generate::GenerateArgs {
+                seed,
+                steps,
+                guidance,
+                device: &device,
+                dtype: &dtype,
+                out: out.as_deref(),
+            })
         }
         Cmd::Demo { image, seed, device, dtype, tokens, profile, out } => {
             commands::demo::run(commands::demo::DemoArgs {

@@ -1,10 +1,14 @@
 //! focus-pipeline: runs FOCUS pipelines on the engine. Text handling (tokenizer, Qwen2.5
 //! Instruct chat template, image placeholder) and the perception runner (image + prompt →
-//! generated tokens and text, prefill + KV-cache decode, sampling with constraints).
+//! generated tokens and text, prefill + KV-cache decode, sampling with constraints); the
+//! generation runner (image-token codes → VQ conditioning → guided Euler sampling of the UNet →
+//! VAE decode).
 
+pub mod generation;
 pub mod image_tokens;
 pub mod perception;
 pub mod text;
 
+pub use generation::{GenerateOptions, GeneratedImage, GenerationConfig, GenerationError, Generator};
 pub use perception::{Generation, Perception, PerceptionError};
 pub use text::{ChatPrompt, TextError, Tokenizer};
