@@ -58,6 +58,11 @@ step "focus generate on the GPU (codes -> guided Euler sampling of the UNet with
 tb 60 "$FOCUS" generate --device cuda --dtype bf16 --steps 20 --out "$OUT/generate.png" > "$OUT/generate-cuda.txt" 2>&1 || status=1
 tail -3 "$OUT/generate-cuda.txt"
 
+step "focus edit on the GPU (FOCUS end to end: LLM tokens + mask tokens -> segmentation -> mask-conditioned diffusion)"
+tb 60 "$FOCUS" edit --device cuda --dtype bf16 --steps 20 --out "$OUT/edit.png" --mask-out "$OUT/edit-mask.png" \
+  > "$OUT/edit-cuda.txt" 2>&1 || status=1
+tail -5 "$OUT/edit-cuda.txt"
+
 step "focus gpu-bench (our ops at the PyTorch shapes)"
 tb 120 "$FOCUS" gpu-bench --out "$OUT/focus-gpu-bench.json" > "$OUT/focus-gpu-bench.txt" 2>&1 || status=1
 tail -3 "$OUT/focus-gpu-bench.txt"

@@ -36,6 +36,9 @@ cargo run -q -p focus-cli -- generate --steps 3 --out target/generate.png > /dev
 cargo run -q -p focus-cli -- generate --steps 2 --dtype bf16 > /dev/null
 test -s target/generate.png
 echo "generate: ok"
+cargo run -q -p focus-cli -- edit --steps 2 --out target/edit.png --mask-out target/edit-mask.png > /dev/null
+test -s target/edit.png && test -s target/edit-mask.png
+echo "edit: ok"
 cargo run -q -p focus-cli -- profile qwen2 --size 5 --trace target/profile-trace.json > /dev/null
 python3 -c "import json; n = len(json.load(open('target/profile-trace.json'))['traceEvents']); assert n > 10, n"
 echo "profile: ok"

@@ -157,6 +157,10 @@ pub struct PerceptionShape {
     /// KV-cache capacity.
     pub capacity: usize,
     pub dtype: DType,
+    /// FOCUS's mask tokens (spec §9.3): this many learnable embeddings (`seg_query [N,
+    /// hidden]`) follow the prompt; their last-layer states leave as `seg_hidden [N, hidden]`,
+    /// and ConvNeXt's stages as `res2`..`res5` for the segmentation decoder. 0: none.
+    pub seg_queries: usize,
 }
 
 impl PerceptionConfig {
@@ -303,7 +307,7 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
         }
     };
     let ids = b.input("input_ids", DType::I32, [l])?;
-    let pos = b.input("positions", DType::I32, [l])?;
+    let pos = b.input("positions", DType::I32, [l + s.seg_queries])?;
 
     let vit = b.scoped("vit", |b| qwen_vit::build(b, &c.vit, img_v))?;
     let feats = b.scoped("convnext", |b| convnext::build(b, &c.convnext, img_h))?;
@@ -327,9 +331,13 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
     let emb = b.embedding(table, ids)?;
     let fused = b.reshape(fused, [nv, d])?;
     let queries = b.reshape(queries, [layout.queries, d])?;
-    let x = b.scoped("splice", |b| splice_image(b, emb, s.n_pre, &layout, &[fused], Some(queries)))?;
+    let mut x = b.scoped("splice", |b| splice_image(b, emb, s.n_pre, &layout, &[fused], Some(queries)))?;
+    if s.seg_queries > 0 {
+        let seg = param(&mut b, "seg_query", dt, [s.seg_queries, d])?;
+        x = b.concat(&[x, seg], 0)?;
+    }
     let o = StepOptions {
-        tokens: l,
+        tokens: l + s.seg_queries,
         capacity: s.capacity,
         dtype: dt,
         all_logits: true,
@@ -339,6 +347,13 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
     let (hidden, logits) = b.scoped("llm", |b| qwen2::build_step(b, &c.llm, &o, x, pos))?;
     b.output("hidden", hidden)?;
     b.output("logits", logits)?;
+    if s.seg_queries > 0 {
+        let seg = b.slice(hidden, 0, l, l + s.seg_queries)?;
+        b.output("seg_hidden", seg)?;
+        for (i, f) in feats.iter().enumerate() {
+            b.output(&format!("res{}", i + 2), *f)?;
+        }
+    }
     b.finish()
 }
 

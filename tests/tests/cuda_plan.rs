@@ -80,6 +80,7 @@ fn every_model_graph_plans_on_cuda() {
             n_post: 7,
             capacity: 64,
             dtype: dt,
+            seg_queries: 0,
         };
         let g = prefill_graph(&c, &s).unwrap();
         add(unplannable(&g), format!("perception {dt}"));

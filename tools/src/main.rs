@@ -155,6 +155,34 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// FOCUS end to end with seeded random weights at test size: image + instruction → LLM
+    /// (image tokens, mask tokens) → segmentation mask → mask-conditioned diffusion → PNGs.
+    Edit {
+        /// Image to edit (PNG/JPEG); defaults to the bundled demo image.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Seed of the random weights, prompt and noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Euler steps.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Classifier-free guidance scale.
+        #[arg(long, default_value_t = 1.5)]
+        guidance: f32,
+        /// Device: cpu or cuda[:N].
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Storage dtype: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Write the edited image (PNG) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the mask (PNG) here.
+        #[arg(long)]
+        mask_out: Option<PathBuf>,
+    },
     /// The FOCUS generation path with seeded random weights at test size: image-token codes →
     /// VQ conditioning → guided Euler sampling of the UNet with mask injection → VAE → PNG.
     Generate {
@@ -212,6 +240,18 @@ fn main() -> ExitCode {
         Cmd::Kernels { check, arch, src } => commands::kernels::run(check, &arch, src.as_deref()),
         Cmd::Graph { model, config, size, dot, summary, list } => {
             commands::graph::run(&model, &config, size, dot, summary, list)
+        }
+        Cmd::Edit { image, seed, steps, guidance, device, dtype, out, mask_out } => {
+            commands::edit::run(commands::edit::EditArgs {
+                image: image.as_deref(),
+                seed,
+                steps,
+                guidance,
+                device: &device,
+                dtype: &dtype,
+                out: out.as_deref(),
+                mask_out: mask_out.as_deref(),
+            })
         }
         Cmd::Generate { seed, steps, guidance, device, dtype, out } => {
             commands::generate::run(commands::generate::GenerateArgs {

@@ -1058,6 +1058,7 @@ fn run_perception(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         n_post,
         capacity: l + gen,
         dtype: fx.dtype,
+        seg_queries: 0,
     };
     let mut prefill = fx.plan(&perception::prefill_graph(&c, &shape).map_err(|e| e.to_string())?)?;
     let ids_t = Tensor::from_i64(DType::I32, [l], &ids).map_err(|e| e.to_string())?;

@@ -2,13 +2,17 @@
 //! Instruct chat template, image placeholder) and the perception runner (image + prompt →
 //! generated tokens and text, prefill + KV-cache decode, sampling with constraints); the
 //! generation runner (image-token codes → VQ conditioning → guided Euler sampling of the UNet →
-//! VAE decode).
+//! VAE decode); the segmentation runner (mask-token states → masks and class scores) and
+//! the editor that chains them all (FOCUS end to end).
 
+pub mod edit;
 pub mod generation;
 pub mod image_tokens;
 pub mod perception;
+pub mod segmentation;
 pub mod text;
 
+pub use edit::{Edit, EditConfig, EditError, Editor};
 pub use generation::{GenerateOptions, GeneratedImage, GenerationConfig, GenerationError, Generator};
 pub use perception::{Generation, Perception, PerceptionError};
 pub use text::{ChatPrompt, TextError, Tokenizer};

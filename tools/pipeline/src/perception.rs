@@ -57,6 +57,8 @@ pub struct Perception {
     vit_hw: [usize; 2],
     hr_hw: [usize; 2],
     capacity: usize,
+    /// FOCUS mask tokens appended to every prompt (`PerceptionShape::seg_queries`).
+    seg_queries: usize,
     prefills: HashMap<([usize; 2], usize, usize), Plan>,
     decode: Plan,
 }
@@ -99,9 +101,18 @@ impl Perception {
             vit_hw,
             hr_hw,
             capacity,
+            seg_queries: 0,
             prefills: HashMap::new(),
             decode,
         })
+    }
+
+    /// Append `n` mask-token embeddings to every prompt (after `after`); the prefill plan then
+    /// also outputs `seg_hidden [n, hidden]` and ConvNeXt's `res2`..`res5`.
+    pub fn with_seg_queries(mut self, n: usize) -> Self {
+        self.seg_queries = n;
+        self.prefills.clear();
+        self
     }
 
     pub fn config(&self) -> &PerceptionConfig {
@@ -153,6 +164,7 @@ impl Perception {
                 n_post,
                 capacity: self.capacity,
                 dtype: self.dtype,
+                seg_queries: self.seg_queries,
             };
             let g = perception::prefill_graph(&self.cfg, &shape)?;
             let plan = compile(&g, Some(self.weights.clone()), self.device)?;
@@ -194,7 +206,7 @@ impl Perception {
         self.check_ids(before)?;
         self.check_ids(&span)?;
         self.check_ids(after)?;
-        let len = before.len() + span.len() + after.len();
+        let len = before.len() + span.len() + after.len() + self.seg_queries;
         if len + max_new > self.capacity {
             return Err(PerceptionError::TooLong { prompt: len, new: max_new, capacity: self.capacity });
         }

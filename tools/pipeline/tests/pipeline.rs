@@ -157,6 +157,7 @@ fn runner(capacity: usize) -> (Perception, Arc<dyn WeightSource>) {
         n_post: 1,
         capacity,
         dtype: DType::F32,
+        seg_queries: 0,
     };
     let g = perception::prefill_graph(&cfg, &shape).unwrap();
     let w: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(&g, 7));

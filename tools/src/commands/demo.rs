@@ -76,6 +76,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         n_post,
         capacity: len + a.tokens,
         dtype,
+        seg_queries: 0,
     };
     let graph = perception::prefill_graph(&cfg, &shape).map_err(err)?;
     let weights: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(&graph, a.seed));

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod demo;
+pub mod edit;
 pub mod generate;
 pub mod gpu_bench;
 pub mod gpu_check;
