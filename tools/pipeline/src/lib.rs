@@ -5,6 +5,7 @@
 //! VAE decode); the segmentation runner (mask-token states → masks and class scores) and
 //! the editor that chains them all (FOCUS end to end).
 
+pub mod checks;
 pub mod edit;
 pub mod generation;
 pub mod image_tokens;
