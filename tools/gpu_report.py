@@ -113,9 +113,20 @@ def llm(out):
             print("  " + json.dumps(keep))
 
 
+def pipelines(out):
+    for name in ("generate", "edit"):
+        p = os.path.join(out, f"{name}-cuda.txt")
+        if os.path.exists(p):
+            print(f"\n== focus {name} on the GPU")
+            with open(p) as f:
+                for line in f.read().splitlines()[-6:]:
+                    print("  " + line)
+
+
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "out"
     checks(out)
     micro(out)
     models(out)
     llm(out)
+    pipelines(out)
