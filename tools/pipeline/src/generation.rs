@@ -273,7 +273,9 @@ impl Generator {
     ) -> Result<Self> {
         let [cg, sg, dg] = graphs(&cfg, dtype, grids, latent)?;
         let plan = |g: &focus_graph::Graph| compile(g, Some(weights.clone()), device);
-        let (condition, step, decode) = (plan(&cg)?, plan(&sg)?, plan(&dg)?);
+        let (condition, mut step, decode) = (plan(&cg)?, plan(&sg)?, plan(&dg)?);
+        // On a GPU every denoising step replays one CUDA graph.
+        step.capture_graph()?;
         Ok(Generator { cfg, dtype, grids, latent, condition, step, decode })
     }
 
