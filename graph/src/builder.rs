@@ -60,6 +60,29 @@ impl GraphBuilder {
         self.graph.nodes[id.0].dtype
     }
 
+    /// The dims of `id` as a rank-`R` array, or an error naming the node and the `layout` a
+    /// model builder expected there (e.g. `"[N, H, W, C]"`).
+    pub fn dims<const R: usize>(&self, id: NodeId, layout: &str) -> Result<[usize; R]> {
+        let n = self.check(id)?;
+        n.shape.dims().try_into().map_err(|_| GraphError::InvalidOp {
+            op: "layout".into(),
+            node: id.0,
+            name: n.name.clone(),
+            detail: format!("expected {layout}, got {}", n.shape),
+        })
+    }
+
+    /// The last dim of `id` (channels, features), or an error for a scalar.
+    pub fn last_dim(&self, id: NodeId) -> Result<usize> {
+        let n = self.check(id)?;
+        n.shape.dims().last().copied().ok_or_else(|| GraphError::InvalidOp {
+            op: "layout".into(),
+            node: id.0,
+            name: n.name.clone(),
+            detail: "expected a tensor of rank >= 1, got a scalar".into(),
+        })
+    }
+
     /// Add any op; its output shape/dtype are inferred and validated.
     pub fn op(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
         let mut ins = Vec::with_capacity(inputs.len());
@@ -547,6 +570,18 @@ mod tests {
         let half = b.input("half", DType::BF16, [1, 2, 2, 16]).unwrap();
         let e = b.spatial_norm(x, (w, w), (half, half), 4, 1e-6).unwrap_err().to_string();
         assert!(e.contains("scale must be f32"), "{e}");
+    }
+
+    #[test]
+    fn layout_helpers_name_the_node() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, [2, 3]).unwrap();
+        assert_eq!(b.dims::<2>(x, "[B, D]").unwrap(), [2, 3]);
+        assert_eq!(b.last_dim(x).unwrap(), 3);
+        let e = b.dims::<4>(x, "[N, H, W, C]").unwrap_err().to_string();
+        assert!(e.contains("'x'") && e.contains("expected [N, H, W, C], got [2,3]"), "{e}");
+        let s = b.scalar(DType::F32, 1.0).unwrap();
+        assert!(b.last_dim(s).unwrap_err().to_string().contains("scalar"));
     }
 
     #[test]

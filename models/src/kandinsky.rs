@@ -127,7 +127,7 @@ fn resnet_cond(
     cout: usize,
 ) -> Result<NodeId> {
     let v = c.vae();
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let h = movq::spatial_norm(b, c.dtype, &format!("{p}.norm1"), (x, zq), SPATIAL_GROUPS)?;
     let h = b.unary(UnaryOp::Silu, h)?;
     let h = vae::conv(b, &v, &format!("{p}.conv1"), h, cout, 3)?;
@@ -168,7 +168,7 @@ pub fn decode(b: &mut GraphBuilder, c: &KandinskyVqConfig, quant: NodeId) -> Res
             }
         }
         if i + 1 < levels {
-            let [_, hh, ww, _] = b.shape(h).try_into().expect("NHWC");
+            let [_, hh, ww, _] = b.dims(h, "[N, H, W, C]")?;
             let up = b.resize(h, ResizeMode::Nearest, [2 * hh, 2 * ww], false, false)?;
             h = vae::conv(b, &v, &format!("{p}.upsamplers.0.conv"), up, cout, 3)?;
         }

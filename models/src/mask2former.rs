@@ -171,21 +171,21 @@ fn constant(b: &mut GraphBuilder, dt: DType, shape: Vec<usize>, data: &[f32]) ->
 }
 
 fn linear(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, out: usize) -> Result<NodeId> {
-    let inp = *b.shape(x).last().expect("rank >= 1");
+    let inp = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), dt, [out, inp])?;
     let bias = param(b, &format!("{name}.bias"), dt, [out])?;
     b.linear(x, w, Some(bias))
 }
 
 fn layer_norm(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId) -> Result<NodeId> {
-    let d = *b.shape(x).last().expect("rank >= 1");
+    let d = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), dt, [d])?;
     let bias = param(b, &format!("{name}.bias"), dt, [d])?;
     b.layer_norm(x, Some(w), Some(bias), EPS)
 }
 
 fn group_norm(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, groups: usize) -> Result<NodeId> {
-    let d = *b.shape(x).last().expect("NHWC");
+    let d = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), dt, [d])?;
     let bias = param(b, &format!("{name}.bias"), dt, [d])?;
     b.group_norm(x, w, bias, groups, EPS)
@@ -201,7 +201,7 @@ fn conv(
     k: usize,
     bias: bool,
 ) -> Result<NodeId> {
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let w = conv_weight(b, &format!("{name}.weight"), dt, [cout, cin, k, k])?;
     let bias = if bias { Some(param(b, &format!("{name}.bias"), dt, [cout])?) } else { None };
     b.conv2d(x, w, bias, Conv2dParams { padding: [k / 2, k / 2], ..Default::default() })
@@ -230,7 +230,7 @@ fn ms_deform_attn(
     shapes: &[[usize; 2]],
 ) -> Result<NodeId> {
     let dt = c.dtype;
-    let [bn, s, d] = b.shape(query).try_into().expect("[B, S, d]");
+    let [bn, s, d] = b.dims(query, "[B, S, d]")?;
     let (h, l, pts) = (c.heads, shapes.len(), c.points);
     let value = linear(b, dt, &format!("{p}.value_proj"), value_in, d)?;
     let value = b.reshape(value, [bn, s, h, d / h])?;
@@ -278,7 +278,7 @@ pub fn pixel_decoder(
     for (lvl, &x) in feats[1..].iter().rev().enumerate() {
         let s = conv(b, dt, &format!("{p}.input_proj.{lvl}.0"), x, d, 1, true)?;
         let s = group_norm(b, dt, &format!("{p}.input_proj.{lvl}.1"), s, c.groups)?;
-        let [_, hh, ww, _] = b.shape(s).try_into().expect("NHWC");
+        let [_, hh, ww, _] = b.dims(s, "[N, H, W, C]")?;
         shapes.push([hh, ww]);
         let pos = constant(b, dt, vec![1, hh * ww, d], &sine_positions(hh, ww, d / 2, c.pe_offset))?;
         let e = row(b, level_embed, lvl)?;
@@ -311,7 +311,7 @@ pub fn pixel_decoder(
     }
     // FPN on res2: adapter (1×1, no bias, GN) + bilinear-upsampled 1/8 map, then 3×3 + GN + ReLU.
     let res2 = feats[0];
-    let [_, h2, w2, _] = b.shape(res2).try_into().expect("NHWC");
+    let [_, h2, w2, _] = b.dims(res2, "[N, H, W, C]")?;
     let y = conv(b, dt, &format!("{p}.adapter_1"), res2, d, 1, false)?;
     let y = group_norm(b, dt, &format!("{p}.adapter_1.norm"), y, c.groups)?;
     let up = b.resize(maps[2], ResizeMode::Bilinear, [h2, w2], false, false)?;
@@ -395,8 +395,8 @@ fn heads(
     target: [usize; 2],
 ) -> Result<(Prediction, NodeId)> {
     let (dt, d, p) = (c.dtype, c.hidden, c.prefix.trim_end_matches('.'));
-    let [bn, n, _] = b.shape(output).try_into().expect("[B, N, d]");
-    let [_, hh, ww, md] = b.shape(mf).try_into().expect("NHWC");
+    let [bn, n, _] = b.dims(output, "[B, N, d]")?;
+    let [_, hh, ww, md] = b.dims(mf, "[N, H, W, C]")?;
     let o = layer_norm(b, dt, &format!("{p}.decoder_norm"), output)?;
     let ce = mlp(b, dt, &format!("{p}.CLASS_proj"), o, &[d, d])?;
     let logits = b.matmul_t(ce, cls, false, true)?;
@@ -430,7 +430,7 @@ pub fn transformer_decoder(
     let level_embed = param(b, &format!("{p}.level_embed.weight"), dt, [ms.len(), d])?;
     let (mut srcs, mut poss, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
     for (lvl, &x) in ms.iter().enumerate() {
-        let [_, hh, ww, _] = b.shape(x).try_into().expect("NHWC");
+        let [_, hh, ww, _] = b.dims(x, "[N, H, W, C]")?;
         sizes.push([hh, ww]);
         poss.push(constant(b, dt, vec![1, hh * ww, d], &sine_positions(hh, ww, d / 2, 0.0))?);
         let t = tokens(b, x)?;

@@ -106,7 +106,7 @@ fn conv(
     cout: usize,
     k: usize,
 ) -> Result<NodeId> {
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let w = conv_weight(b, &format!("{name}.weight"), c.dtype, [cout, cin, k, k])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
     let p = Conv2dParams { padding: [k / 2, k / 2], ..Default::default() };
@@ -116,7 +116,7 @@ fn conv(
 /// A 1×1 conv as a linear over the channel axis (the OIHW weight `[cout, cin, 1, 1]` viewed as
 /// `[cout, cin]`).
 fn conv1x1(b: &mut GraphBuilder, c: &MovqConfig, name: &str, x: NodeId, cout: usize) -> Result<NodeId> {
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), c.dtype, [cout, cin, 1, 1])?;
     let w = b.reshape(w, [cout, cin])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
@@ -126,7 +126,7 @@ fn conv1x1(b: &mut GraphBuilder, c: &MovqConfig, name: &str, x: NodeId, cout: us
 /// The encoder's GroupNorm, or the decoder's SpatialNorm modulated by `zq` (its 1×1 convs run
 /// at zq's resolution; the norm reads them at the nearest pixel).
 fn norm(b: &mut GraphBuilder, c: &MovqConfig, name: &str, x: NodeId, zq: Option<NodeId>) -> Result<NodeId> {
-    let ch = *b.shape(x).last().expect("NHWC");
+    let ch = b.last_dim(x)?;
     b.scoped(name.rsplit('.').next().unwrap_or(name), |b| match zq {
         None => {
             let w = param(b, &format!("{name}.weight"), c.dtype, [ch])?;
@@ -146,8 +146,8 @@ pub fn spatial_norm(
     (x, zq): (NodeId, NodeId),
     groups: usize,
 ) -> Result<NodeId> {
-    let ch = *b.shape(x).last().expect("NHWC");
-    let zc = *b.shape(zq).last().expect("NHWC");
+    let ch = b.last_dim(x)?;
+    let zc = b.last_dim(zq)?;
     let w = param(b, &format!("{name}.norm_layer.weight"), dt, [ch])?;
     let bias = param(b, &format!("{name}.norm_layer.bias"), dt, [ch])?;
     let map = |b: &mut GraphBuilder, conv: &str| -> Result<NodeId> {
@@ -169,7 +169,7 @@ fn res_block(
     cout: usize,
     zq: Option<NodeId>,
 ) -> Result<NodeId> {
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let h = norm(b, c, &format!("{p}.norm1"), x, zq)?;
     let h = b.unary(UnaryOp::Silu, h)?;
     let h = conv(b, c, &format!("{p}.conv1"), h, cout, 3)?;
@@ -188,7 +188,7 @@ fn attn_block(
     x: NodeId,
     zq: Option<NodeId>,
 ) -> Result<NodeId> {
-    let [n, h, w, ch] = b.shape(x).try_into().expect("NHWC");
+    let [n, h, w, ch] = b.dims(x, "[N, H, W, C]")?;
     let nx = norm(b, c, &format!("{p}.norm"), x, zq)?;
     let mut qkv = Vec::new();
     for name in ["q", "k", "v"] {
@@ -203,7 +203,7 @@ fn attn_block(
 
 /// `pixel_unshuffle₂(conv3×3(C→C/4)(x)) + avgpool₂(x)`.
 fn dc_down(b: &mut GraphBuilder, c: &MovqConfig, p: &str, x: NodeId) -> Result<NodeId> {
-    let ch = *b.shape(x).last().expect("NHWC");
+    let ch = b.last_dim(x)?;
     let y = conv(b, c, &format!("{p}.conv"), x, ch / 4, 3)?;
     let y = b.pixel_unshuffle(y, 2)?;
     let s = b.avg_pool2d(x, [2, 2], [2, 2], [0, 0])?;
@@ -212,7 +212,7 @@ fn dc_down(b: &mut GraphBuilder, c: &MovqConfig, p: &str, x: NodeId) -> Result<N
 
 /// `pixel_shuffle₂(conv3×3(C→4C)(x)) + nearest_up₂(x)`.
 fn dc_up(b: &mut GraphBuilder, c: &MovqConfig, p: &str, x: NodeId) -> Result<NodeId> {
-    let [_, h, w, ch] = b.shape(x).try_into().expect("NHWC");
+    let [_, h, w, ch] = b.dims(x, "[N, H, W, C]")?;
     let y = conv(b, c, &format!("{p}.conv"), x, 4 * ch, 3)?;
     let y = b.pixel_shuffle(y, 2)?;
     let s = b.resize(x, ResizeMode::Nearest, [2 * h, 2 * w], false, false)?;
@@ -254,7 +254,7 @@ pub fn encoder(b: &mut GraphBuilder, c: &MovqConfig, x: NodeId) -> Result<(NodeI
     let h = norm(b, c, &format!("{p}.norm_out"), h, None)?;
     let h = b.unary(UnaryOp::Silu, h)?;
     // Shortcut: the mean over consecutive channel groups of C/z.
-    let [n, hh, ww, ch] = b.shape(h).try_into().expect("NHWC");
+    let [n, hh, ww, ch] = b.dims(h, "[N, H, W, C]")?;
     let grouped = b.reshape(h, [n, hh, ww, c.z_channels, ch / c.z_channels])?;
     let short = b.reduce(ReduceOp::Mean, grouped, &[4], false)?;
     let out = conv(b, c, &format!("{p}.conv_out"), h, c.z_channels, 3)?;
@@ -276,7 +276,7 @@ pub fn decoder(b: &mut GraphBuilder, c: &MovqConfig, quant: NodeId) -> Result<(N
     let p = "pixel_decoder";
     let top = c.ch * c.ch_mult.last().copied().unwrap_or(1);
     // conv_in(z) + repeat_interleave(z, top / z, channels): a broadcast add over a channel split.
-    let [n, hh, ww, zc] = b.shape(z).try_into().expect("NHWC");
+    let [n, hh, ww, zc] = b.dims(z, "[N, H, W, C]")?;
     let y = conv(b, c, &format!("{p}.conv_in"), z, top, 3)?;
     let y = b.reshape(y, [n, hh, ww, zc, top / zc])?;
     let zr = b.reshape(z, [n, hh, ww, zc, 1])?;

@@ -73,7 +73,7 @@ impl SemanticDecoderConfig {
 }
 
 fn linear(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, out: usize) -> Result<NodeId> {
-    let inp = *b.shape(x).last().expect("rank >= 1");
+    let inp = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), dt, [out, inp])?;
     let bias = param(b, &format!("{name}.bias"), dt, [out])?;
     b.linear(x, w, Some(bias))
@@ -86,7 +86,7 @@ pub fn decode(
     c: &SemanticDecoderConfig,
     quant: NodeId,
 ) -> Result<(NodeId, Vec<NodeId>)> {
-    let [n, h, w, cd] = b.shape(quant).try_into().expect("NHWC");
+    let [n, h, w, cd] = b.dims(quant, "[N, H, W, C]")?;
     let (dt, p) = (c.dtype, c.prefix.trim_end_matches('.'));
     b.push_scope("semantic_decoder");
     let x = b.reshape(quant, [n * h * w, cd])?;

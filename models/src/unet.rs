@@ -127,7 +127,7 @@ pub struct Conditioning {
 }
 
 fn linear(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, out: usize, bias: bool) -> Result<NodeId> {
-    let inp = *b.shape(x).last().expect("rank >= 1");
+    let inp = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), dt, [out, inp])?;
     let bias = if bias { Some(param(b, &format!("{name}.bias"), dt, [out])?) } else { None };
     b.linear(x, w, bias)
@@ -142,7 +142,7 @@ fn conv(
     k: usize,
     stride: usize,
 ) -> Result<NodeId> {
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let w = conv_weight(b, &format!("{name}.weight"), c.dtype, [cout, cin, k, k])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
     let p = Conv2dParams { stride: [stride, stride], padding: [k / 2, k / 2], ..Default::default() };
@@ -150,14 +150,14 @@ fn conv(
 }
 
 fn group_norm(b: &mut GraphBuilder, c: &UnetConfig, name: &str, x: NodeId, eps: f32) -> Result<NodeId> {
-    let ch = *b.shape(x).last().expect("NHWC");
+    let ch = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), c.dtype, [ch])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [ch])?;
     b.group_norm(x, w, bias, c.norm_num_groups, eps)
 }
 
 fn layer_norm(b: &mut GraphBuilder, c: &UnetConfig, name: &str, x: NodeId) -> Result<NodeId> {
-    let d = *b.shape(x).last().expect("rank >= 1");
+    let d = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), c.dtype, [d])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [d])?;
     b.layer_norm(x, Some(w), Some(bias), 1e-5)
@@ -173,7 +173,7 @@ fn resnet(
     temb_act: NodeId,
     cout: usize,
 ) -> Result<NodeId> {
-    let [bn, _, _, cin] = b.shape(x).try_into().expect("NHWC");
+    let [bn, _, _, cin] = b.dims(x, "[N, H, W, C]")?;
     let h = group_norm(b, c, &format!("{p}.norm1"), x, c.norm_eps)?;
     let h = b.unary(UnaryOp::Silu, h)?;
     let h = conv(b, c, &format!("{p}.conv1"), h, cout, 3, 1)?;
@@ -197,7 +197,7 @@ fn attention(
     heads: usize,
 ) -> Result<NodeId> {
     let dt = c.dtype;
-    let [bn, n, d] = b.shape(x).try_into().expect("[B, N, d]");
+    let [bn, n, d] = b.dims(x, "[B, N, d]")?;
     let m = b.shape(ctx)[1];
     let q = linear(b, dt, &format!("{p}.to_q"), x, d, false)?;
     let k = linear(b, dt, &format!("{p}.to_k"), ctx, d, false)?;
@@ -222,7 +222,7 @@ fn transformer(
     (heads, layers): (usize, usize),
 ) -> Result<NodeId> {
     let dt = c.dtype;
-    let [bn, h, w, d] = b.shape(x).try_into().expect("NHWC");
+    let [bn, h, w, d] = b.dims(x, "[N, H, W, C]")?;
     let n = group_norm(b, c, &format!("{p}.norm"), x, 1e-6)?;
     let n = b.reshape(n, [bn, h * w, d])?;
     let mut t = linear(b, dt, &format!("{p}.proj_in"), n, d, true)?;
@@ -339,7 +339,7 @@ pub fn unet(
             }
         }
         if i + 1 < levels {
-            let [_, hh, ww, _] = b.shape(h).try_into().expect("NHWC");
+            let [_, hh, ww, _] = b.dims(h, "[N, H, W, C]")?;
             h = b.scoped("upsamplers.0", |b| {
                 let up = b.resize(h, ResizeMode::Nearest, [2 * hh, 2 * ww], false, false)?;
                 conv(b, c, &format!("{p}.upsamplers.0.conv"), up, cout, 3, 1)
@@ -357,8 +357,8 @@ pub fn unet(
 /// The UNet's input: the latent `[B, h, w, 4]` and ILLUME+'s quantised map `[B, h2, w2, 64]`,
 /// nearest-resized to the latent grid, concatenated on channels.
 pub fn unet_input(b: &mut GraphBuilder, latent: NodeId, vq: NodeId) -> Result<NodeId> {
-    let [_, h, w, _] = b.shape(latent).try_into().expect("NHWC");
-    let [_, vh, vw, _] = b.shape(vq).try_into().expect("NHWC");
+    let [_, h, w, _] = b.dims(latent, "[N, H, W, C]")?;
+    let [_, vh, vw, _] = b.dims(vq, "[N, H, W, C]")?;
     let vq = if [vh, vw] != [h, w] { b.resize(vq, ResizeMode::Nearest, [h, w], false, false)? } else { vq };
     b.concat(&[latent, vq], 3)
 }

@@ -65,7 +65,7 @@ pub(crate) fn conv(
     cout: usize,
     k: usize,
 ) -> Result<NodeId> {
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let w = conv_weight(b, &format!("{name}.weight"), c.dtype, [cout, cin, k, k])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
     let p = Conv2dParams { padding: [k / 2, k / 2], ..Default::default() };
@@ -73,7 +73,7 @@ pub(crate) fn conv(
 }
 
 pub(crate) fn norm(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId) -> Result<NodeId> {
-    let ch = *b.shape(x).last().expect("NHWC");
+    let ch = b.last_dim(x)?;
     let w = param(b, &format!("{name}.weight"), c.dtype, [ch])?;
     let bias = param(b, &format!("{name}.bias"), c.dtype, [ch])?;
     b.group_norm(x, w, bias, c.norm_num_groups, EPS)
@@ -81,7 +81,7 @@ pub(crate) fn norm(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId) -
 
 /// diffusers `ResnetBlock2D` without a time embedding.
 pub(crate) fn resnet(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId, cout: usize) -> Result<NodeId> {
-    let cin = *b.shape(x).last().expect("NHWC");
+    let cin = b.last_dim(x)?;
     let h = norm(b, c, &format!("{p}.norm1"), x)?;
     let h = b.unary(UnaryOp::Silu, h)?;
     let h = conv(b, c, &format!("{p}.conv1"), h, cout, 3)?;
@@ -107,7 +107,7 @@ pub(crate) fn attention_on(
     x: NodeId,
     nx: NodeId,
 ) -> Result<NodeId> {
-    let [n, h, w, ch] = b.shape(x).try_into().expect("NHWC");
+    let [n, h, w, ch] = b.dims(x, "[N, H, W, C]")?;
     let mut qkv = Vec::new();
     for name in ["to_q", "to_k", "to_v"] {
         let wt = param(b, &format!("{p}.{name}.weight"), dt, [ch, ch])?;
@@ -144,7 +144,7 @@ pub fn decode(b: &mut GraphBuilder, c: &VaeConfig, latents: NodeId) -> Result<(N
             h = b.scoped(format!("resnets.{j}"), |b| resnet(b, c, &format!("{p}.resnets.{j}"), h, cout))?;
         }
         if i + 1 < chans.len() {
-            let [_, hh, ww, _] = b.shape(h).try_into().expect("NHWC");
+            let [_, hh, ww, _] = b.dims(h, "[N, H, W, C]")?;
             h = b.scoped("upsamplers.0", |b| {
                 let up = b.resize(h, ResizeMode::Nearest, [2 * hh, 2 * ww], false, false)?;
                 conv(b, c, &format!("{p}.upsamplers.0.conv"), up, cout, 3)
@@ -166,4 +166,20 @@ pub fn decoder_graph(c: &VaeConfig, batch: usize, h: usize, w: usize) -> Result<
     let (image, _) = decode(&mut b, c, x)?;
     b.output("image", image)?;
     b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_without_the_channels_last_rank_is_an_error_not_a_panic() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("latents", DType::F32, [8, 8, 4]).unwrap();
+        let e = decode(&mut b, &VaeConfig::tiny(), x).unwrap_err().to_string();
+        assert!(e.contains("must have rank 4, got [8,8,4]"), "{e}");
+        let vq = b.input("vq", DType::F32, [1, 4, 4, 64]).unwrap();
+        let e = crate::unet::unet_input(&mut b, x, vq).unwrap_err().to_string();
+        assert!(e.contains("'latents'") && e.contains("expected [N, H, W, C], got [8,8,4]"), "{e}");
+    }
 }

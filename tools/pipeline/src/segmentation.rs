@@ -74,7 +74,7 @@ pub fn graph(
     let (mf, maps, _) = mask2former::pixel_decoder(&mut b, pixel, &feats)?;
     let (preds, _) = mask2former::transformer_decoder(&mut b, decoder, mf, &maps, (seg, cls))?;
     let last = preds.last().expect("the initial prediction at least");
-    let [_, _, mh, mw] = b.shape(last.masks).try_into().expect("[B, N, h, w]");
+    let [_, _, mh, mw] = b.dims(last.masks, "[B, N, h, w]")?;
     let m = b.reshape(last.masks, [n, mh, mw, 1])?;
     let m = if [mh, mw] != out { b.resize(m, ResizeMode::Bilinear, out, false, false)? } else { m };
     let m = b.unary(UnaryOp::Sigmoid, m)?;
