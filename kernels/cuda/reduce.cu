@@ -196,20 +196,18 @@ __device__ __forceinline__ unsigned order_key(float f) {
 
 #define TOPK_MAX 1024
 
-// Top-k of one line x[t * inner], t < n (one block per line, blockDim.x a multiple of 32):
+// Top-k of one line of n keys `load(t)` (one block per line, blockDim.x a multiple of 32):
 // radix-select the k-th largest key T over 4 byte-wide passes, collect the keys above T and the
-// lowest-indexed keys equal to T (exactly k), sort those by (key desc, index asc) by ranking.
-template <typename T>
-__device__ void topk_impl(const T* __restrict__ x, i64* __restrict__ y, int n, int k, u64 inner) {
+// lowest-positioned keys equal to T (exactly k), rank those by (key desc, position asc) and
+// `emit(rank, key, position)`.
+template <typename Load, typename Emit>
+__device__ void topk_core(int n, int k, Load load, Emit emit) {
     __shared__ unsigned hist[256];
     __shared__ unsigned cand_key[TOPK_MAX];
     __shared__ int cand_idx[TOPK_MAX];
     __shared__ unsigned warp_count[32];
     __shared__ unsigned s_prefix, s_remaining, s_gt;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    const u64 o = blockIdx.x / inner, j = blockIdx.x % inner;
-    const T* xl = x + o * n * inner + j;
-    i64* yl = y + o * k * inner + j;
 
     // Invariant: `remaining` (>= 1) of the k largest have the key bits selected so far
     // (prefix under mask), and at least that many keys match it.
@@ -221,7 +219,7 @@ __device__ void topk_impl(const T* __restrict__ x, i64* __restrict__ y, int n, i
             const int t = base + threadIdx.x;
             unsigned bin = 256;  // not counted
             if (t < n) {
-                const unsigned key = order_key(to_f32(xl[(u64)t * inner]));
+                const unsigned key = load(t);
                 if ((key & mask) == prefix) bin = (key >> shift) & 255u;
             }
             const unsigned peers = __match_any_sync(FULL_MASK, bin);
@@ -269,7 +267,7 @@ __device__ void topk_impl(const T* __restrict__ x, i64* __restrict__ y, int n, i
     unsigned eq_seen = 0;  // block-uniform: keys equal to kth before this chunk
     for (int base = 0; base < n; base += blockDim.x) {
         const int t = base + threadIdx.x;
-        const unsigned key = t < n ? order_key(to_f32(xl[(u64)t * inner])) : 0u;
+        const unsigned key = t < n ? load(t) : 0u;
         const bool eq = t < n && key == kth;
         if (t < n && key > kth) {
             const unsigned p = atomicAdd(&s_gt, 1u);
@@ -302,8 +300,49 @@ __device__ void topk_impl(const T* __restrict__ x, i64* __restrict__ y, int n, i
             const unsigned km = cand_key[m];
             rank += km > key || (km == key && cand_idx[m] < idx);
         }
-        yl[(u64)rank * inner] = idx;
+        emit(rank, key, idx);
     }
+}
+
+
+template <typename T>
+__device__ void topk_impl(const T* __restrict__ x, i64* __restrict__ y, int n, int k, u64 inner) {
+    const u64 o = blockIdx.x / inner, j = blockIdx.x % inner;
+    const T* xl = x + o * n * inner + j;
+    i64* yl = y + o * k * inner + j;
+    topk_core(n, k, [&](int t) { return order_key(to_f32(xl[(u64)t * inner])); },
+              [&](int rank, unsigned, int idx) { yl[(u64)rank * inner] = idx; });
+}
+
+// Long rows (a vocabulary of logits) in two launches, so the whole GPU reads the row:
+// 1. block (c, r) keeps the top min(k, len) of chunk c of row r as (key, index) in the row's
+//    slots [c·k, (c+1)·k), ranked, the rest padded with key 0 / index INT_MAX;
+// 2. one block per row takes the top k of its slots. Equal keys sit in index order there
+//    (chunks in order, each ranked by index), so ties still go to the lowest index.
+template <typename T>
+__device__ void topk_chunks_impl(const T* __restrict__ x, unsigned* __restrict__ keys, int* __restrict__ idxs,
+                                 int n, int k, int chunk) {
+    const int c = blockIdx.x, r = blockIdx.y, base = c * chunk, len = min(chunk, n - base), kc = min(k, len);
+    const T* xr = x + (u64)r * n + base;
+    unsigned* kr = keys + ((u64)r * gridDim.x + c) * k;
+    int* ir = idxs + ((u64)r * gridDim.x + c) * k;
+    topk_core(len, kc, [&](int t) { return order_key(to_f32(xr[t])); },
+              [&](int rank, unsigned key, int idx) {
+                  kr[rank] = key;
+                  ir[rank] = base + idx;
+              });
+    for (int p = kc + threadIdx.x; p < k; p += blockDim.x) {
+        kr[p] = 0u;
+        ir[p] = 0x7fffffff;
+    }
+}
+
+extern "C" __global__ void topk_merge(const unsigned* __restrict__ keys, const int* __restrict__ idxs,
+                                      i64* __restrict__ y, int m, int k) {
+    const u64 r = blockIdx.x;
+    const unsigned* kr = keys + r * m;
+    const int* ir = idxs + r * m;
+    topk_core(m, k, [&](int t) { return kr[t]; }, [&](int rank, unsigned, int pos) { y[r * k + rank] = ir[pos]; });
 }
 
 #define REDUCE(name, T)                                                                                      \
@@ -326,6 +365,10 @@ __device__ void topk_impl(const T* __restrict__ x, i64* __restrict__ y, int n, i
     }                                                                                                        \
     extern "C" __global__ void topk_##name(const T* x, i64* y, int n, int k, u64 inner) {                     \
         topk_impl<T>(x, y, n, k, inner);                                                                     \
+    }                                                                                                        \
+    extern "C" __global__ void topk_chunks_##name(const T* x, unsigned* keys, int* idxs, int n, int k,         \
+                                                  int chunk) {                                               \
+        topk_chunks_impl<T>(x, keys, idxs, n, k, chunk);                                                     \
     }
 FOR_FLOAT_TYPES(REDUCE)
 

@@ -205,10 +205,6 @@ impl Editor {
         Ok(Editor { cfg, dtype, perception, segmenter, generator })
     }
 
-    pub fn perception(&mut self) -> &mut Perception {
-        &mut self.perception
-    }
-
     /// Edit `image` by `instruction` (token ids) on the object named by `class_name` (token ids,
     /// non-empty): greedy image tokens, the best-scoring mask, then sampling with `opts`.
     pub fn edit(

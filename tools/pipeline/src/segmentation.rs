@@ -101,10 +101,6 @@ impl Segmenter {
         Ok(Segmenter { plan, queries: decoder.num_queries, classes, llm_hidden: decoder.llm_hidden })
     }
 
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
     /// Decode `features` (res2..res5), the mask-token states `[N, llm]` and the class-name
     /// states `[K, llm]`.
     pub fn segment(

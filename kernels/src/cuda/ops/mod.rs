@@ -119,6 +119,7 @@ pub fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {
     match op {
         Op::Attention { .. } => flash::scratch_bytes(op, ins, out).max(attention::scratch_bytes(op, ins)),
         Op::GroupNorm { .. } | Op::SpatialNorm { .. } => norm::scratch_bytes(op, ins),
+        Op::TopK { .. } => reduce::scratch_bytes(op, ins),
         _ => 0,
     }
 }

@@ -18,11 +18,34 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> R
     let call = match op {
         Op::Reduce { op: r, axes, .. } => reduce(op, *r, axes, ins, out)?,
         Op::ArgReduce { op: a, axis, .. } => arg_reduce(op, *a == ArgOp::ArgMax, *axis, ins, out)?,
-        Op::TopK { k, axis } => top_k(op, *k, *axis, ins, out)?,
+        Op::TopK { k, axis } => {
+            return Ok(top_k(op, *k, *axis, ins, out, s)?.into_iter().map(Call::Kernel).collect())
+        }
         Op::TakeAlongAxis { axis } => take_along(op, *axis, ins, out, s)?,
         _ => return Err(unsupported(op, "not a reduction")),
     };
     Ok(call.into_iter().map(Call::Kernel).collect())
+}
+
+/// Rows at least this long take the two-launch top-k (chunks, then a merge).
+const TOPK_SPLIT_MIN: usize = 16384;
+
+/// Chunk length and count of the two-launch top-k of a row of `n`, or `None` for one launch.
+fn topk_chunks(n: usize, k: usize, inner: usize, outer: usize) -> Option<(usize, usize)> {
+    let chunk = (8 * k).max(2048).next_multiple_of(32);
+    let chunks = n.div_ceil(chunk);
+    (inner == 1 && n >= TOPK_SPLIT_MIN && chunks >= 4 && outer <= 65535).then_some((chunk, chunks))
+}
+
+/// Scratch of the two-launch top-k: every row's chunk winners as (u32 key, i32 index).
+pub(super) fn scratch_bytes(op: &Op, ins: &[DevTensor]) -> usize {
+    match (op, ins) {
+        (Op::TopK { k, axis }, [x]) if *axis < x.shape.len() => {
+            let (outer, n, inner) = split3(x.shape, *axis);
+            topk_chunks(n, *k, inner, outer).map_or(0, |(_, chunks)| outer * chunks * k * 8)
+        }
+        _ => 0,
+    }
 }
 
 fn one_input<'a>(op: &Op, ins: &'a [DevTensor<'a>]) -> Result<&'a DevTensor<'a>, CudaError> {
@@ -209,7 +232,8 @@ fn top_k(
     axis: usize,
     ins: &[DevTensor],
     out: &DevTensor,
-) -> Result<Option<KernelCall>, CudaError> {
+    s: Scratch,
+) -> Result<Vec<KernelCall>, CudaError> {
     let x = one_input(op, ins)?;
     let sfx = float_kernel(op, x.dtype)?;
     if axis >= x.shape.len() {
@@ -224,9 +248,47 @@ fn top_k(
     }
     let lines = outer * inner;
     if lines == 0 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    Ok(Some(KernelCall {
+    if let Some((chunk, chunks)) = topk_chunks(n, k, inner, outer) {
+        let m = chunks * k;
+        let need = outer * m * 8;
+        if s.bytes < need {
+            return Err(unsupported(op, &format!("needs {need} bytes of scratch, has {}", s.bytes)));
+        }
+        let (keys, idxs) = (s.ptr, s.ptr + (outer * m * 4) as u64);
+        let chunks_call = KernelCall {
+            file: FILE,
+            entry: format!("topk_chunks_{sfx}"),
+            grid: (grid_x(op, chunks)?, outer as u32, 1),
+            block: (line_threads(chunk, 1024), 1, 1),
+            smem: 0,
+            args: vec![
+                Arg::Ptr(x.ptr),
+                Arg::Ptr(keys),
+                Arg::Ptr(idxs),
+                i32_arg(op, n, "axis length")?,
+                Arg::I32(k as i32),
+                Arg::I32(chunk as i32),
+            ],
+        };
+        let merge = KernelCall {
+            file: FILE,
+            entry: "topk_merge".into(),
+            grid: (grid_x(op, outer)?, 1, 1),
+            block: (line_threads(m, 1024), 1, 1),
+            smem: 0,
+            args: vec![
+                Arg::Ptr(keys),
+                Arg::Ptr(idxs),
+                Arg::Ptr(out.ptr),
+                i32_arg(op, m, "candidates")?,
+                Arg::I32(k as i32),
+            ],
+        };
+        return Ok(vec![chunks_call, merge]);
+    }
+    Ok(vec![KernelCall {
         file: FILE,
         entry: format!("topk_{sfx}"),
         grid: (grid_x(op, lines)?, 1, 1),
@@ -239,7 +301,7 @@ fn top_k(
             Arg::I32(k as i32),
             Arg::U64(inner as u64),
         ],
-    }))
+    }])
 }
 
 fn take_along(
@@ -411,6 +473,15 @@ pub fn cases() -> Vec<Case> {
             vec![Input::uniform(BF16, &[2, vocab], -10.0, 10.0)],
         ));
     }
+    // The token head's k (two launches: chunk winners, then the merge), and a row just long
+    // enough to split with a short last chunk.
+    v.push(Case::new("top256 ties [2,151936] f32", topk(256, 1), vec![planted(F32, 2, vocab, 2.0, 300)]));
+    v.push(Case::new(
+        "top256 [1,151936] bf16",
+        topk(256, 1),
+        vec![Input::uniform(BF16, &[1, vocab], -10.0, 10.0)],
+    ));
+    v.push(Case::new("top40 [3,16411] f16", topk(40, 1), vec![Input::uniform(F16, &[3, 16411], -4.0, 4.0)]));
     v.extend([
         Case::new("top5 middle [6,50,9] f32", topk(5, 1), u(F32, &[6, 50, 9])),
         Case::new("top64 all [4,64] f16", topk(64, 1), u(F16, &[4, 64])),
@@ -468,7 +539,10 @@ mod tests {
         for c in cases() {
             let ins: Vec<(DType, Vec<usize>)> = c.inputs.iter().map(|i| (i.dtype, i.shape.clone())).collect();
             let calls = plan_shapes(&c.op, &ins).unwrap_or_else(|e| panic!("{}: {e}", c.name));
-            assert_eq!(calls.len(), 1, "{}", c.name);
+            // One launch each, but a long row's top-k: chunk winners, then the merge.
+            let long_topk =
+                matches!(c.op, Op::TopK { .. }) && ins[0].1.last().is_some_and(|&n| n >= TOPK_SPLIT_MIN);
+            assert_eq!(calls.len(), if long_topk { 2 } else { 1 }, "{}", c.name);
             for call in calls {
                 let Call::Kernel(k) = call else { panic!("{}: not a kernel", c.name) };
                 assert_eq!(k.file, FILE);
