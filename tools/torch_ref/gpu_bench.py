@@ -41,7 +41,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-SECTIONS = ("copy", "gemm", "attention", "conv", "norm", "vq", "llm")
+SECTIONS = ("copy", "gemm", "attention", "conv", "norm", "sampling", "vq", "llm")
 BF16 = torch.bfloat16
 MAX_BUFFERS = 64  # cap on rotated operand copies (tiny ops would otherwise need thousands)
 MAX_INNER = 256  # cap on calls per timed sample
@@ -346,6 +346,13 @@ def sec_norm(b: Bench):
                    fn, nbytes=norm_bytes(n * c, c, 2))
 
 
+def sec_sampling(b: Bench):
+    # The decode token head: top-256 of one f32 logits row of the Qwen2.5 vocabulary.
+    n, k = (4096, 64) if b.quick else (151936, 256)
+    b.case("sampling", f"topk{k}_vocab", {"n": n, "k": k}, lambda: (torch.randn(1, n, device=b.dev),),
+           lambda x: torch.topk(x, k, dim=-1), nbytes=4 * n)
+
+
 def sec_vq(b: Bench):
     d = 32
     for n, k in ([(64, 1024), (256, 4096)] if b.quick else [(1024, 16384), (4096, 98304)]):
@@ -574,7 +581,7 @@ def llm_child(args):
 # ---------------------------------------------------------------- driver
 
 MICRO = {"copy": sec_copy, "gemm": sec_gemm, "attention": sec_attention, "conv": sec_conv, "norm": sec_norm,
-         "vq": sec_vq}
+         "sampling": sec_sampling, "vq": sec_vq}
 
 
 def device_info(dev: torch.device) -> dict:

@@ -147,6 +147,12 @@ pub fn cases(quick: bool) -> Vec<BenchCase> {
         let params = format!(r#"{{"n": {n}, "c": {c}}}"#);
         v.push(case("norm", "add", params, vec![Op::Binary(BinaryOp::Add)], ins, 0.0, 6.0 * (n * c) as f64));
     }
+    // The decode token head: top-256 of one f32 logits row of the Qwen2.5 vocabulary.
+    let (n, k) = if quick { (4096, 64) } else { (151936, 256) };
+    let ins = vec![Input::uniform(DType::F32, &[1, n], -10.0, 10.0)];
+    let params = format!(r#"{{"n": {n}, "k": {k}}}"#);
+    let op = Op::TopK { k, axis: 1 };
+    v.push(case("sampling", &format!("topk{k}_vocab"), params, vec![op], ins, 0.0, 4.0 * n as f64));
     // VQ: nearest of N 32-d vectors among K codes (f32).
     let vq: &[(usize, usize)] = if quick { &[(64, 1024)] } else { &[(1024, 16384), (4096, 98304)] };
     for &(n, k) in vq {
