@@ -261,6 +261,20 @@ impl GraphBuilder {
         ins.extend(bias);
         self.op(Op::Linear, &ins)
     }
+    /// `act(x·w_gateᵀ [+ b_gate]) ⊙ (x·w_upᵀ [+ b_up])` (`Op::GatedLinear`).
+    pub fn gated_linear(
+        &mut self,
+        x: NodeId,
+        (w_gate, w_up): (NodeId, NodeId),
+        biases: Option<(NodeId, NodeId)>,
+        act: UnaryOp,
+    ) -> Result<NodeId> {
+        let mut ins = vec![x, w_gate, w_up];
+        if let Some((bg, bu)) = biases {
+            ins.extend([bg, bu]);
+        }
+        self.op(Op::GatedLinear { act }, &ins)
+    }
     pub fn conv2d(&mut self, x: NodeId, w: NodeId, bias: Option<NodeId>, p: Conv2dParams) -> Result<NodeId> {
         let mut ins = vec![x, w];
         ins.extend(bias);

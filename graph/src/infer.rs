@@ -172,6 +172,37 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             *out.last_mut().unwrap() = w.shape[0];
             Ok((out, x.dtype))
         }
+        Op::GatedLinear { .. } => {
+            if ins.len() != 3 && ins.len() != 5 {
+                return Err(format!(
+                    "expects x, w_gate, w_up and optionally both biases, got {} inputs",
+                    ins.len()
+                ));
+            }
+            let x = ins[0];
+            float(x, "x")?;
+            let k = *x.shape.last().ok_or("x must have rank >= 1")?;
+            for (w, what) in [(ins[1], "w_gate"), (ins[2], "w_up")] {
+                same_dtype(x, w, what)?;
+                rank(w, 2, what)?;
+                if w.shape[1] != k || w.shape != ins[1].shape {
+                    return Err(format!(
+                        "x {} (in-features {k}) with w_gate {} and w_up {}",
+                        sh(x.shape),
+                        sh(ins[1].shape),
+                        sh(ins[2].shape)
+                    ));
+                }
+            }
+            let n = ins[1].shape[0];
+            for (b, what) in ins[3..].iter().zip(["b_gate", "b_up"]) {
+                same_dtype(x, *b, what)?;
+                vec_of(*b, n, what)?;
+            }
+            let mut out = x.shape.to_vec();
+            *out.last_mut().unwrap() = n;
+            Ok((out, x.dtype))
+        }
         Op::Conv2d(p) => {
             arity(ins, 2, 3)?;
             let (x, w) = (ins[0], ins[1]);

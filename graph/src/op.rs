@@ -224,6 +224,12 @@ pub enum Op {
     },
     /// `x [..., K]`, `w [N, K]`, optional `bias [N]` → `[..., N]`.
     Linear,
+    /// The gated MLP half (SwiGLU): `act(x·w_gateᵀ + b_gate) ⊙ (x·w_upᵀ + b_up)` with `x [..., K]`,
+    /// `w_gate`, `w_up [N, K]`, optional biases `[N]` (both or none) → `[..., N]`; in f32,
+    /// rounded once. One op so a decode step reads both weights in one launch.
+    GatedLinear {
+        act: UnaryOp,
+    },
     /// `x [N, H, W, Cin]`, `w [Cout, KH, KW, Cin/g]`, optional `bias [Cout]` → `[N, Ho, Wo, Cout]`.
     Conv2d(Conv2dParams),
 
@@ -398,6 +404,7 @@ impl Op {
             Op::WriteSlice { .. } => "write_slice",
             Op::MatMul { .. } => "matmul",
             Op::Linear => "linear",
+            Op::GatedLinear { .. } => "gated_linear",
             Op::Conv2d(_) => "conv2d",
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
@@ -475,6 +482,7 @@ impl Op {
             Op::WriteSlice { axis: 0 },
             Op::MatMul { trans_a: false, trans_b: false },
             Op::Linear,
+            Op::GatedLinear { act: UnaryOp::Silu },
             Op::Conv2d(Conv2dParams::default()),
         ];
         v.extend(UnaryOp::ALL.iter().map(|&u| Op::Unary(u)));

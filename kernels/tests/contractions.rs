@@ -160,6 +160,71 @@ fn linear_with_and_without_bias() {
     }
 }
 
+#[test]
+fn gated_linear_is_act_of_one_projection_times_the_other() {
+    use focus_graph::UnaryOp;
+    let cases: [(&[usize], usize, UnaryOp); 3] =
+        [(&[1, 24], 7, UnaryOp::Silu), (&[2, 3, 17], 9, UnaryOp::Gelu), (&[5, 40], 33, UnaryOp::QuickGelu)];
+    let mut seed = 700;
+    for dtype in FLOATS {
+        for &(xs, n, act) in &cases {
+            for with_bias in [false, true] {
+                seed += 5;
+                let k = *xs.last().unwrap();
+                let (x, xv) = input(seed, xs, dtype);
+                let (wg, wgv) = input(seed + 1, &[n, k], dtype);
+                let (wu, wuv) = input(seed + 2, &[n, k], dtype);
+                let (bg, bgv) = input(seed + 3, &[n], dtype);
+                let (bu, buv) = input(seed + 4, &[n], dtype);
+                let ins: Vec<&Owned> =
+                    if with_bias { vec![&x, &wg, &wu, &bg, &bu] } else { vec![&x, &wg, &wu] };
+                let got = run_op(&Op::GatedLinear { act }, &ins).unwrap();
+                let f = |v: f64| match act {
+                    UnaryOp::Silu => v / (1.0 + (-v).exp()),
+                    UnaryOp::QuickGelu => v / (1.0 + (-1.702 * v).exp()),
+                    _ => 0.5 * v * (1.0 + erf_series(v / std::f64::consts::SQRT_2)),
+                };
+                let rows = xv.len() / k;
+                let mut want = vec![0f64; rows * n];
+                for r in 0..rows {
+                    for j in 0..n {
+                        let dot = |w: &[f32], b: f64| {
+                            (0..k).map(|p| xv[r * k + p] as f64 * w[j * k + p] as f64).sum::<f64>() + b
+                        };
+                        let (bgj, buj) = if with_bias { (bgv[j] as f64, buv[j] as f64) } else { (0.0, 0.0) };
+                        want[r * n + j] = f(dot(&wgv, bgj)) * dot(&wuv, buj);
+                    }
+                }
+                check_f64(
+                    &got,
+                    &want,
+                    dtype,
+                    &format!("gated_linear {act:?} {dtype:?} x{xs:?} n={n} bias={with_bias}"),
+                );
+            }
+        }
+    }
+}
+
+/// erf by its Maclaurin series in f64 (cancellation stays below 1e-6 for |x| < 6; ±1 beyond).
+fn erf_series(x: f64) -> f64 {
+    if x.abs() >= 6.0 {
+        return x.signum();
+    }
+    let mut sum = x;
+    let mut term = x;
+    let x2 = x * x;
+    for n in 1..200 {
+        term *= -x2 / n as f64;
+        let add = term / (2 * n + 1) as f64;
+        sum += add;
+        if add.abs() < 1e-17 {
+            break;
+        }
+    }
+    2.0 / std::f64::consts::PI.sqrt() * sum
+}
+
 /// Direct convolution, NHWC x, [Cout, KH, KW, Cin/g] weight.
 fn ref_conv(
     x: &[f32],

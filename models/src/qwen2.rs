@@ -234,10 +234,7 @@ pub fn build_step(
         let wu = param(b, &format!("{p}mlp.up_proj.weight"), dt, [inter, hid])?;
         let wd = param(b, &format!("{p}mlp.down_proj.weight"), dt, [hid, inter])?;
         let m = b.scoped("mlp", |b| {
-            let g = b.linear(h, wg, None)?;
-            let g = b.unary(UnaryOp::Silu, g)?;
-            let u = b.linear(h, wu, None)?;
-            let gu = b.mul(g, u)?;
+            let gu = b.gated_linear(h, (wg, wu), None, UnaryOp::Silu)?;
             b.linear(gu, wd, None)
         })?;
         x = b.add(x, m)?;

@@ -157,10 +157,13 @@ pub fn block(
             linear(b, c, y, &format!("{bp}.mlp.fc2"), d, c.mlp_dim)?
         }
         VitVariant::Qwen25Vl { .. } => {
-            let g = linear(b, c, hn, &format!("{bp}.mlp.gate_proj"), c.mlp_dim, d)?;
-            let g = b.unary(c.act, g)?;
-            let u = linear(b, c, hn, &format!("{bp}.mlp.up_proj"), c.mlp_dim, d)?;
-            let gu = b.mul(g, u)?;
+            let p = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
+                param(b, &format!("{bp}.mlp.{name}"), c.dtype, shape.to_vec())
+            };
+            let (wg, bg) =
+                (p(b, "gate_proj.weight", &[c.mlp_dim, d])?, p(b, "gate_proj.bias", &[c.mlp_dim])?);
+            let (wu, bu) = (p(b, "up_proj.weight", &[c.mlp_dim, d])?, p(b, "up_proj.bias", &[c.mlp_dim])?);
+            let gu = b.gated_linear(hn, (wg, wu), Some((bg, bu)), c.act)?;
             linear(b, c, gu, &format!("{bp}.mlp.down_proj"), d, c.mlp_dim)?
         }
     };

@@ -258,6 +258,13 @@ def sec_gemm(b: Bench):
                     fn = lambda a, w: torch.matmul(a, w.t())
                 b.case("gemm", f"matmul_{str(dt)[6:]}_{layout}", {"m": m, "k": k, "n": n}, make, fn,
                        flops=gemm_flops(m, n, k), nbytes=gemm_bytes(m, n, k, 2))
+    # The Qwen2.5-3B decode MLP's gated half: silu(x·Wgᵀ) · (x·Wuᵀ), both weights read once.
+    m, k, n = (1, 128, 512) if b.quick else (1, 2048, 11008)
+    b.case("gemm", "swiglu_decode", {"m": m, "k": k, "n": n},
+           lambda: (torch.randn(m, k, device=b.dev, dtype=BF16), torch.randn(n, k, device=b.dev, dtype=BF16),
+                    torch.randn(n, k, device=b.dev, dtype=BF16)),
+           lambda x, wg, wu: F.silu(x @ wg.t()) * (x @ wu.t()), flops=2 * gemm_flops(m, n, k),
+           nbytes=2 * (2 * n * k + m * k + m * n))
 
 
 def _sdpa_has_gqa(dev) -> bool:

@@ -5,6 +5,7 @@ use crate::cpu::common::{f32_in, with_f32_out};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::shape::broadcast_strides;
+use focus_graph::{DType, UnaryOp};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -169,6 +170,30 @@ pub fn matmul(a: &TensorRef, b: &TensorRef, out: &mut TensorMut, trans_a: bool, 
         } else {
             o.chunks_mut(mn).enumerate().for_each(|(i, dst)| one(i, dst, true));
         }
+        Ok(())
+    })
+}
+
+/// `Op::GatedLinear`: both projections in f32, then `act(g) · u`, rounded once.
+pub fn gated_linear(
+    act: UnaryOp,
+    x: &TensorRef,
+    (wg, wu): (&TensorRef, &TensorRef),
+    biases: Option<(&TensorRef, &TensorRef)>,
+    out: &mut TensorMut,
+) -> Result<()> {
+    let shape = out.shape.to_vec();
+    let (mut g, mut a, mut u) = (vec![0f32; out.numel()], vec![0f32; out.numel()], vec![0f32; out.numel()]);
+    for (w, b, dst) in [(wg, biases.map(|b| b.0), &mut g), (wu, biases.map(|b| b.1), &mut u)] {
+        linear(x, w, b, &mut TensorMut::new(DType::F32, &shape, bytemuck::cast_slice_mut(dst)))?;
+    }
+    crate::cpu::unary::unary(
+        act,
+        &TensorRef::new(DType::F32, &shape, bytemuck::cast_slice(&g)),
+        &mut TensorMut::new(DType::F32, &shape, bytemuck::cast_slice_mut(&mut a)),
+    )?;
+    with_f32_out(out, |o| {
+        o.par_iter_mut().zip(&a).zip(&u).for_each(|((o, &a), &u)| *o = a * u);
         Ok(())
     })
 }

@@ -39,6 +39,10 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
         }
         Op::MatMul { trans_a, trans_b } => matmul::matmul(&ins[0], &ins[1], out, *trans_a, *trans_b),
         Op::Linear => matmul::linear(&ins[0], &ins[1], opt(2).as_ref(), out),
+        Op::GatedLinear { act } => {
+            let biases = if ins.len() == 5 { Some((&ins[3], &ins[4])) } else { None };
+            matmul::gated_linear(*act, &ins[0], (&ins[1], &ins[2]), biases, out)
+        }
         Op::Conv2d(p) => conv::conv2d(&ins[0], &ins[1], opt(2).as_ref(), out, p),
         Op::Unary(u) => unary::unary(*u, &ins[0], out),
         Op::Glu { act } => unary::glu(*act, &ins[0], out),

@@ -71,6 +71,14 @@ pub fn cases(quick: bool) -> Vec<BenchCase> {
             }
         }
     }
+    // The Qwen2.5-3B decode MLP's gated half in one launch (Op::GatedLinear's GEMV).
+    let (m, k, n) = if quick { (1, 128, 512) } else { (1, 2048, 11008) };
+    let w = || Input::uniform(DType::BF16, &[n, k], -0.05, 0.05);
+    let ins = vec![Input::uniform(DType::BF16, &[m, k], -1.0, 1.0), w(), w()];
+    let params = format!(r#"{{"m": {m}, "k": {k}, "n": {n}}}"#);
+    let op = Op::GatedLinear { act: UnaryOp::Silu };
+    let bytes = 2.0 * (2 * n * k + m * k + m * n) as f64;
+    v.push(case("gemm", "swiglu_decode", params, vec![op], ins, 4.0 * (m * n * k) as f64, bytes));
     // Attention in the engine's [B, T, H, D] layout (PyTorch's "bthd" rows).
     let seqs: &[usize] = if quick { &[128] } else { &[1024, 2048, 4096, 8192] };
     for (h, d) in [(16, 128), (32, 64)] {

@@ -11,6 +11,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("conv.cu", include_str!("../../cuda/conv.cu")),
     ("conv_dw.cu", include_str!("../../cuda/conv_dw.cu")),
     ("flash_attn.cu", include_str!("../../cuda/flash_attn.cu")),
+    ("gemv.cu", include_str!("../../cuda/gemv.cu")),
     ("movement.cu", include_str!("../../cuda/movement.cu")),
     ("norm.cu", include_str!("../../cuda/norm.cu")),
     ("reduce.cu", include_str!("../../cuda/reduce.cu")),

@@ -63,9 +63,115 @@ fn batch_offsets(src: &[usize], batch: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> Result<Vec<Call>, CudaError> {
+/// Rows of x up to which `Op::GatedLinear` is one GEMV launch (GV_MAX_M in gemv.cu).
+const GEMV_MAX_M: usize = 8;
+/// Shared memory the GEMV may stage x in (f32).
+const GEMV_MAX_SMEM: usize = 48 * 1024;
+
+fn gemv_applies(m: usize, k: usize) -> bool {
+    m <= GEMV_MAX_M && m * k * 4 <= GEMV_MAX_SMEM
+}
+
+/// Scratch of the many-row `Op::GatedLinear`: both projections, each 256-byte aligned.
+pub(super) fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {
+    match (op, ins.first()) {
+        (Op::GatedLinear { .. }, Some(x)) => {
+            let k = x.shape.last().copied().unwrap_or(1).max(1);
+            if gemv_applies(x.numel() / k, k) {
+                0
+            } else {
+                2 * (out.numel() * out.dtype.size_in_bytes()).next_multiple_of(256)
+            }
+        }
+        _ => 0,
+    }
+}
+
+/// `Op::GatedLinear`: one GEMV launch for a few rows; otherwise both projections as GEMMs
+/// (biases as their epilogue) into scratch and `act(g) · u`.
+fn gated(
+    op: &Op,
+    act: UnaryOp,
+    ins: &[DevTensor],
+    out: &DevTensor,
+    s: Scratch,
+) -> Result<Vec<Call>, CudaError> {
+    let (x, wg, wu) = (&ins[0], &ins[1], &ins[2]);
+    if ins.iter().any(|t| t.dtype != out.dtype) {
+        return Err(unsupported(op, "inputs and output must share a dtype"));
+    }
+    let sfx = float_kernel(op, out.dtype)?;
+    let (k, n) = (*x.shape.last().expect("rank >= 1"), wg.shape[0]);
+    let m = x.numel() / k.max(1);
+    let (bg, bu) = if ins.len() == 5 { (ins[3].ptr, ins[4].ptr) } else { (0, 0) };
+    let code = UnaryOp::ALL.iter().position(|a| *a == act).expect("listed") as i32;
+    let i = |v: usize, what: &str| i32_arg(op, v, what);
+    if gemv_applies(m, k) {
+        let es = out.dtype.size_in_bytes();
+        let vec8 = k % 8 == 0 && [wg.ptr, wu.ptr].iter().all(|p| p % 16 == 0) && (k * es).is_multiple_of(16);
+        const WARPS: usize = 8;
+        return Ok(vec![Call::Kernel(KernelCall {
+            file: "gemv.cu",
+            entry: format!("gated_gemv_{sfx}"),
+            grid: (u32::try_from(n.div_ceil(WARPS)).map_err(|_| unsupported(op, "too many columns"))?, 1, 1),
+            block: ((32 * WARPS) as u32, 1, 1),
+            smem: (m * k * 4) as u32,
+            args: vec![
+                Arg::Ptr(x.ptr),
+                Arg::Ptr(wg.ptr),
+                Arg::Ptr(wu.ptr),
+                Arg::Ptr(bg),
+                Arg::Ptr(bu),
+                Arg::Ptr(out.ptr),
+                i(m, "rows")?,
+                i(k, "in-features")?,
+                i(n, "out-features")?,
+                Arg::I32(code),
+                Arg::I32(vec8 as i32),
+            ],
+        })]);
+    }
+    let need = scratch_bytes(op, ins, out);
+    if s.bytes < need {
+        return Err(unsupported(op, &format!("needs {need} bytes of scratch, has {}", s.bytes)));
+    }
+    let (g, u) = (s.ptr, s.ptr + (need / 2) as u64);
+    let dtype = gemm_type(op, out.dtype)?;
+    let gemm = |w: u64, bias: u64, c: u64| {
+        Call::Gemm(GemmCall {
+            dtype,
+            m,
+            n,
+            k,
+            batch: 1,
+            a: x.ptr,
+            b: w,
+            c,
+            trans_a: false,
+            trans_b: true,
+            stride_a: 0,
+            stride_b: 0,
+            stride_c: 0,
+            alpha: 1.0,
+            beta: 0.0,
+            bias,
+        })
+    };
+    let total = m * n;
+    let args = vec![Arg::Ptr(g), Arg::Ptr(u), Arg::Ptr(out.ptr), Arg::U64(total as u64), Arg::I32(code)];
+    Ok(vec![
+        gemm(wg.ptr, bg, g),
+        gemm(wu.ptr, bu, u),
+        Call::Kernel(KernelCall::elementwise("gemv.cu", format!("glu_pair_{sfx}"), total, args)),
+    ])
+}
+
+pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> Result<Vec<Call>, CudaError> {
     if out.numel() == 0 {
         return Ok(Vec::new());
+    }
+    if let Op::GatedLinear { act } = op {
+        return gated(op, *act, ins, out, s);
     }
     let (a, b) = (&ins[0], &ins[1]);
     let dtype = gemm_type(op, out.dtype)?;
@@ -156,6 +262,32 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, _s: Scratch) -> 
 pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for dt in [DType::F32, DType::F16, DType::BF16] {
+        // Gated MLP half: the decode GEMV (16-byte loads; odd K scalar; several rows, biases as
+        // the Qwen2.5-VL ViT has them) and the many-row path (two GEMMs + act·mul).
+        let gl = |act| Op::GatedLinear { act };
+        let w = |n: usize, k: usize| Input::uniform(dt, &[n, k], -0.1, 0.1);
+        let b = |n: usize| Input::uniform(dt, &[n], -0.5, 0.5);
+        let x = |shape: &[usize]| Input::uniform(dt, shape, -1.0, 1.0);
+        v.push(Case::new(
+            format!("gated_linear decode silu {dt}"),
+            gl(UnaryOp::Silu),
+            vec![x(&[1, 512]), w(1000, 512), w(1000, 512)],
+        ));
+        v.push(Case::new(
+            format!("gated_linear odd k gelu {dt}"),
+            gl(UnaryOp::Gelu),
+            vec![x(&[3, 77]), w(45, 77), w(45, 77)],
+        ));
+        v.push(Case::new(
+            format!("gated_linear 5 rows bias silu {dt}"),
+            gl(UnaryOp::Silu),
+            vec![x(&[5, 256]), w(130, 256), w(130, 256), b(130), b(130)],
+        ));
+        v.push(Case::new(
+            format!("gated_linear many rows bias silu {dt}"),
+            gl(UnaryOp::Silu),
+            vec![x(&[37, 96]), w(130, 96), w(130, 96), b(130), b(130)],
+        ));
         let ins = vec![
             Input::uniform(dt, &[3, 37, 129], -1.0, 1.0),
             Input::uniform(dt, &[77, 129], -0.1, 0.1),

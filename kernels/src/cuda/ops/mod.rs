@@ -42,7 +42,7 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
         },
         Op::Conv2d(p) if conv_dw::applies(p, ins) => conv_dw::plan(op, ins, out, scratch),
         Op::Conv2d(_) => conv::plan(op, ins, out, scratch),
-        Op::MatMul { .. } | Op::Linear => matmul::plan(op, ins, out, scratch),
+        Op::MatMul { .. } | Op::Linear | Op::GatedLinear { .. } => matmul::plan(op, ins, out, scratch),
         Op::Reduce { .. } | Op::ArgReduce { .. } | Op::TopK { .. } | Op::TakeAlongAxis { .. } => {
             reduce::plan(op, ins, out, scratch)
         }
@@ -120,6 +120,7 @@ pub fn scratch_bytes(op: &Op, ins: &[DevTensor], out: &DevTensor) -> usize {
         Op::Attention { .. } => flash::scratch_bytes(op, ins, out).max(attention::scratch_bytes(op, ins)),
         Op::GroupNorm { .. } | Op::SpatialNorm { .. } => norm::scratch_bytes(op, ins),
         Op::TopK { .. } => reduce::scratch_bytes(op, ins),
+        Op::GatedLinear { .. } => matmul::scratch_bytes(op, ins, out),
         _ => 0,
     }
 }
