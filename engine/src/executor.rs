@@ -505,7 +505,8 @@ impl Plan {
                 };
                 TensorRef::new(m.dtype, m.shape.dims(), data)
             };
-            let ins: SmallVec<[TensorRef; 4]> = n
+            // Inline room for every op's inputs (SpatialNorm and biased GatedLinear take five).
+            let ins: SmallVec<[TensorRef; 6]> = n
                 .inputs
                 .iter()
                 .enumerate()

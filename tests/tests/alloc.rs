@@ -52,6 +52,17 @@ const CASES: &[Case] = &[
         let r = b.reshape(x, [1, 6, 32]).unwrap();
         b.op(Op::GroupNorm { groups: 4, eps: 1e-5 }, &[r]).unwrap()
     }),
+    ("spatial_norm", |b, x| {
+        let r = b.reshape(x, [1, 2, 3, 32]).unwrap();
+        let w = b.param("w", DType::F32, [32]).unwrap();
+        let m = b.slice(r, 1, 0, 1).unwrap();
+        b.spatial_norm(r, (w, w), (m, m), 4, 1e-6).unwrap()
+    }),
+    ("gated_linear", |b, x| {
+        let (wg, wu) =
+            (b.param("wg", DType::F32, [16, 32]).unwrap(), b.param("wu", DType::F32, [16, 32]).unwrap());
+        b.gated_linear(x, (wg, wu), None, UnaryOp::Silu).unwrap()
+    }),
     ("rope", |b, x| {
         let p = b.input("pos", DType::I32, [6]).unwrap();
         let r = b.reshape(x, [1, 6, 2, 16]).unwrap();

@@ -1,7 +1,7 @@
 //! MatMul and Linear on top of the `gemm` crate (f32; half dtypes converted at the edges).
 //! Transposes are expressed as strides, never as copies.
 
-use crate::cpu::common::{f32_in, with_f32_out};
+use crate::cpu::common::{f32_in, with_f32_out, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::shape::broadcast_strides;
@@ -182,18 +182,21 @@ pub fn gated_linear(
     biases: Option<(&TensorRef, &TensorRef)>,
     out: &mut TensorMut,
 ) -> Result<()> {
-    let shape = out.shape.to_vec();
-    let (mut g, mut a, mut u) = (vec![0f32; out.numel()], vec![0f32; out.numel()], vec![0f32; out.numel()]);
+    let shape = out.shape;
+    let n = out.numel();
+    // Pooled scratch: re-running a plan allocates nothing.
+    let (mut g, mut a, mut u) =
+        (Scratch::<f32>::stale(n), Scratch::<f32>::stale(n), Scratch::<f32>::stale(n));
     for (w, b, dst) in [(wg, biases.map(|b| b.0), &mut g), (wu, biases.map(|b| b.1), &mut u)] {
-        linear(x, w, b, &mut TensorMut::new(DType::F32, &shape, bytemuck::cast_slice_mut(dst)))?;
+        linear(x, w, b, &mut TensorMut::new(DType::F32, shape, bytemuck::cast_slice_mut(&mut dst[..])))?;
     }
     crate::cpu::unary::unary(
         act,
-        &TensorRef::new(DType::F32, &shape, bytemuck::cast_slice(&g)),
-        &mut TensorMut::new(DType::F32, &shape, bytemuck::cast_slice_mut(&mut a)),
+        &TensorRef::new(DType::F32, shape, bytemuck::cast_slice(&g[..])),
+        &mut TensorMut::new(DType::F32, shape, bytemuck::cast_slice_mut(&mut a[..])),
     )?;
     with_f32_out(out, |o| {
-        o.par_iter_mut().zip(&a).zip(&u).for_each(|((o, &a), &u)| *o = a * u);
+        o.par_iter_mut().zip(&a[..]).zip(&u[..]).for_each(|((o, &a), &u)| *o = a * u);
         Ok(())
     })
 }
