@@ -63,6 +63,17 @@ const CASES: &[Case] = &[
             (b.param("wg", DType::F32, [16, 32]).unwrap(), b.param("wu", DType::F32, [16, 32]).unwrap());
         b.gated_linear(x, (wg, wu), None, UnaryOp::Silu).unwrap()
     }),
+    ("glu", |b, x| b.glu(x, UnaryOp::Gelu).unwrap()),
+    ("top_k", |b, x| b.top_k(x, 5, -1).unwrap()),
+    ("varlen attention", |b, x| {
+        let r = b.reshape(x, [1, 6, 2, 16]).unwrap();
+        b.varlen_attention(r, r, r, &[2, 4], false, 0.25).unwrap()
+    }),
+    ("timestep embedding", |b, x| {
+        let t = b.slice(x, 1, 0, 1).unwrap();
+        let t = b.reshape(t, [6]).unwrap();
+        b.timestep_embedding(t, 16, true, 0.0).unwrap()
+    }),
     ("rope", |b, x| {
         let p = b.input("pos", DType::I32, [6]).unwrap();
         let r = b.reshape(x, [1, 6, 2, 16]).unwrap();

@@ -30,7 +30,7 @@ enum Mask<'a> {
 
 struct Dims {
     /// Cumulative sequence offsets `[0, l0, l0 + l1, ..., T]` of packed sequences, if any.
-    cu: Option<Vec<usize>>,
+    cu: Option<Scratch<usize>>,
     tq: usize,
     tk: usize,
     hq: usize,
@@ -54,12 +54,12 @@ pub fn attention(
     let (b, tq, hq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
     let (tk, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3]);
     let cu = seqlens.map(|l| {
-        std::iter::once(0)
-            .chain(l.iter().scan(0, |acc, &x| {
-                *acc += x;
-                Some(*acc)
-            }))
-            .collect()
+        let mut cu = Scratch::<usize>::stale(l.len() + 1);
+        cu[0] = 0;
+        for (i, &x) in l.iter().enumerate() {
+            cu[i + 1] = cu[i] + x;
+        }
+        cu
     });
     let dims = Dims { cu, tq, tk, hq, hkv, d, dv };
     let mask = match mask {

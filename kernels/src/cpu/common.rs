@@ -118,7 +118,7 @@ macro_rules! pooled {
         }
     )*};
 }
-pooled!(f32, f64);
+pooled!(f32, f64, i64, usize, (f32, usize));
 
 /// A scratch buffer borrowed from the current thread's pool and returned to it on drop, so
 /// kernels reuse the same memory run after run. Nested scratches get distinct buffers; once a

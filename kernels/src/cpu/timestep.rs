@@ -17,19 +17,17 @@ pub fn timestep_embedding(
     let dim = out.shape[1];
     let half = dim / 2;
     let neg_log = -(max_period as f64).ln() as f32;
-    let freq: Vec<f32> = (0..half)
-        .map(|i| {
-            let e = neg_log * i as f32 / (half as f32 - downscale_freq_shift);
-            (e as f64).exp() as f32
-        })
-        .collect();
+    let freq = |i: usize| {
+        let e = neg_log * i as f32 / (half as f32 - downscale_freq_shift);
+        (e as f64).exp() as f32
+    };
     with_f32_out(out, |o| {
         if dim == 0 {
             return Ok(());
         }
         for (row, &tv) in o.chunks_exact_mut(dim).zip(ts.iter()) {
-            for (i, &f) in freq.iter().enumerate() {
-                let arg = (tv * f) as f64;
+            for i in 0..half {
+                let arg = (tv * freq(i)) as f64;
                 let (s, c) = (arg.sin() as f32, arg.cos() as f32);
                 let (first, second) = if flip_sin_to_cos { (c, s) } else { (s, c) };
                 row[i] = first;

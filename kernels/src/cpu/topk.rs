@@ -1,10 +1,9 @@
 //! Indices of the k largest values along an axis, in descending order. NaN counts as larger
 //! than every number (as in PyTorch); equal values keep the lower index first.
 
-use super::common::{f32_in, i64_store};
+use super::common::{f32_in, i64_store, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
-use rayon::prelude::*;
 use std::cmp::Ordering;
 
 /// Descending by value (NaN first), then ascending by index: a strict total order.
@@ -24,25 +23,21 @@ pub fn top_k(axis: usize, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
     let k = out.shape[axis];
     let inner: usize = x.shape[axis + 1..].iter().product();
     let outer: usize = x.shape[..axis].iter().product();
-    // One line per (outer, inner) position; results are laid out [outer, k, inner].
-    let lines: Vec<Vec<i64>> = (0..outer * inner)
-        .into_par_iter()
-        .map(|l| {
-            let (o, j) = (l / inner, l % inner);
-            let mut v: Vec<(f32, usize)> = (0..n).map(|t| (xs[(o * n + t) * inner + j], t)).collect();
-            if k < n {
-                v.select_nth_unstable_by(k - 1, desc);
-                v.truncate(k);
-            }
-            v.sort_unstable_by(desc);
-            v.iter().map(|p| p.1 as i64).collect()
-        })
-        .collect();
-    let mut res = vec![0i64; outer * k * inner];
-    for (l, line) in lines.iter().enumerate() {
+    // One line per (outer, inner) position; results are laid out [outer, k, inner]. Pooled
+    // scratch: re-running a plan allocates nothing.
+    let mut res = Scratch::<i64>::stale(outer * k * inner);
+    let mut v = Scratch::<(f32, usize)>::stale(n);
+    for l in 0..outer * inner {
         let (o, j) = (l / inner, l % inner);
-        for (t, &ix) in line.iter().enumerate() {
-            res[(o * k + t) * inner + j] = ix;
+        for (t, slot) in v.iter_mut().enumerate() {
+            *slot = (xs[(o * n + t) * inner + j], t);
+        }
+        if k < n {
+            v.select_nth_unstable_by(k - 1, desc);
+        }
+        v[..k].sort_unstable_by(desc);
+        for (t, p) in v[..k].iter().enumerate() {
+            res[(o * k + t) * inner + j] = p.1 as i64;
         }
     }
     i64_store(out, &res)

@@ -1,7 +1,7 @@
 //! Pointwise float ops, computed in f32.
 
 use super::binary::par_chunks;
-use super::common::{f32_in, with_f32_out};
+use super::common::{f32_in, with_f32_out, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::*;
@@ -89,14 +89,17 @@ pub fn glu(act: UnaryOp, x: &TensorRef, out: &mut TensorMut) -> Result<()> {
     let xs = f32_in(x);
     let n = out.shape.last().copied().unwrap_or(0);
     let rows = out.numel() / n.max(1);
-    let gate: Vec<f32> =
-        (0..rows).flat_map(|r| xs[(2 * r + 1) * n..(2 * r + 2) * n].iter().copied()).collect();
-    let mut g = vec![0f32; gate.len()];
-    let shape = [gate.len()];
+    // Pooled scratch: re-running a plan allocates nothing.
+    let mut gate = Scratch::<f32>::stale(rows * n);
+    for (r, dst) in gate.chunks_exact_mut(n.max(1)).enumerate() {
+        dst.copy_from_slice(&xs[(2 * r + 1) * n..(2 * r + 2) * n]);
+    }
+    let mut g = Scratch::<f32>::stale(rows * n);
+    let shape = [rows * n];
     unary(
         act,
-        &TensorRef::new(DType::F32, &shape, bytemuck::cast_slice(&gate)),
-        &mut TensorMut::new(DType::F32, &shape, bytemuck::cast_slice_mut(&mut g)),
+        &TensorRef::new(DType::F32, &shape, bytemuck::cast_slice(&gate[..])),
+        &mut TensorMut::new(DType::F32, &shape, bytemuck::cast_slice_mut(&mut g[..])),
     )?;
     with_f32_out(out, |o| {
         for (r, row) in o.chunks_mut(n.max(1)).enumerate() {
