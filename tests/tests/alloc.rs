@@ -74,6 +74,12 @@ const CASES: &[Case] = &[
         let t = b.reshape(t, [6]).unwrap();
         b.timestep_embedding(t, 16, true, 0.0).unwrap()
     }),
+    ("avg_pool + pixel shuffle", |b, x| {
+        let r = b.reshape(x, [1, 2, 3, 32]).unwrap();
+        let p = b.avg_pool2d(r, [2, 1], [2, 1], [0, 0]).unwrap();
+        b.pixel_shuffle(p, 2).unwrap()
+    }),
+    ("pad", |b, x| b.pad(x, &[(1, 2), (0, 3)], 0.5).unwrap()),
     ("rope", |b, x| {
         let p = b.input("pos", DType::I32, [6]).unwrap();
         let r = b.reshape(x, [1, 6, 2, 16]).unwrap();

@@ -108,15 +108,15 @@ pub fn permute(perm: &[usize], x: &TensorRef, out: &mut TensorMut) -> Result<()>
 }
 
 /// `value` encoded as one element of `dtype` (ints truncate toward zero, bool is `!= 0`).
-fn encode_value(value: f32, dtype: DType) -> Vec<u8> {
+fn encode_value(value: f32, dtype: DType) -> smallvec::SmallVec<[u8; 8]> {
     match dtype {
-        DType::F32 => value.to_le_bytes().to_vec(),
-        DType::F16 => f16::from_f32(value).to_le_bytes().to_vec(),
-        DType::BF16 => bf16::from_f32(value).to_le_bytes().to_vec(),
-        DType::I32 => (value as i64 as i32).to_le_bytes().to_vec(),
-        DType::I64 => (value as i64).to_le_bytes().to_vec(),
-        DType::U8 => vec![value as i64 as u8],
-        DType::Bool => vec![(value != 0.0) as u8],
+        DType::F32 => value.to_le_bytes().into_iter().collect(),
+        DType::F16 => f16::from_f32(value).to_le_bytes().into_iter().collect(),
+        DType::BF16 => bf16::from_f32(value).to_le_bytes().into_iter().collect(),
+        DType::I32 => (value as i64 as i32).to_le_bytes().into_iter().collect(),
+        DType::I64 => (value as i64).to_le_bytes().into_iter().collect(),
+        DType::U8 => smallvec::smallvec![value as i64 as u8],
+        DType::Bool => smallvec::smallvec![(value != 0.0) as u8],
     }
 }
 

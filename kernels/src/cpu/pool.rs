@@ -3,7 +3,7 @@
 //! (= kernel area, since pad <= kernel/2) with `count_include_pad`, else the number of
 //! in-bounds taps.
 
-use super::common::{f32_in, with_f32_out};
+use super::common::{f32_in, with_f32_out, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use rayon::prelude::*;
@@ -33,7 +33,7 @@ pub fn avg_pool2d(
         o.par_chunks_mut(wo * c).enumerate().for_each(|(row, dst)| {
             let (b, oy) = (row / ho, row % ho);
             let (y0, y1, ph) = window(oy, 0, h);
-            let mut acc = vec![0f32; c];
+            let mut acc = Scratch::<f32>::stale(c);
             for (ox, d) in dst.chunks_exact_mut(c).enumerate() {
                 let (x0, x1, pw) = window(ox, 1, w);
                 acc.fill(0.0);
@@ -50,7 +50,7 @@ pub fn avg_pool2d(
                 } else {
                     (y1.saturating_sub(y0)) * (x1.saturating_sub(x0))
                 };
-                for (y, a) in d.iter_mut().zip(&acc) {
+                for (y, a) in d.iter_mut().zip(&acc[..]) {
                     *y = a / div as f32;
                 }
             }
