@@ -80,6 +80,11 @@ const CASES: &[Case] = &[
         b.pixel_shuffle(p, 2).unwrap()
     }),
     ("pad", |b, x| b.pad(x, &[(1, 2), (0, 3)], 0.5).unwrap()),
+    ("reduce sum keepdim", |b, x| {
+        let s = b.reduce(focus_graph::ReduceOp::Sum, x, &[1], true).unwrap();
+        b.add(x, s).unwrap()
+    }),
+    ("argmax", |b, x| b.argmax(x, 1, true).unwrap()),
     ("rope", |b, x| {
         let p = b.input("pos", DType::I32, [6]).unwrap();
         let r = b.reshape(x, [1, 6, 2, 16]).unwrap();

@@ -4,7 +4,7 @@
 //! NaN as the extreme value (like PyTorch): the first NaN along the axis wins. Ties resolve to
 //! the lowest index.
 
-use super::common::{f32_in, i64_store, with_f32_out};
+use super::common::{f32_in, i64_store, with_f32_out, Dims, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::*;
@@ -32,7 +32,7 @@ pub fn reduce(op: ReduceOp, axes: &[usize], x: &TensorRef, out: &mut TensorMut) 
     let shape = x.shape;
     let r = shape.len();
     // Output strides (in elements of the kept-dims output); reduced dims get stride 0.
-    let mut ostride = vec![0usize; r];
+    let mut ostride: Dims = smallvec::smallvec![0usize; r];
     let mut s = 1;
     for d in (0..r).rev() {
         if !axes.contains(&d) {
@@ -47,7 +47,7 @@ pub fn reduce(op: ReduceOp, axes: &[usize], x: &TensorRef, out: &mut TensorMut) 
         ReduceOp::Max => f64::NEG_INFINITY,
         ReduceOp::Min => f64::INFINITY,
     };
-    let mut acc = vec![init; n_out];
+    let mut acc = Scratch::<f64>::filled(n_out, init);
     let last = shape.last().copied().unwrap_or(1);
     let last_reduced = r > 0 && axes.contains(&(r - 1));
     if xs.is_empty() || last == 0 {
@@ -55,7 +55,7 @@ pub fn reduce(op: ReduceOp, axes: &[usize], x: &TensorRef, out: &mut TensorMut) 
     } else {
         // Walk input rows (all dims but the last) with an odometer over the output offset.
         let rows = xs.len() / last;
-        let mut idx = vec![0usize; r.saturating_sub(1)];
+        let mut idx: Dims = smallvec::smallvec![0usize; r.saturating_sub(1)];
         let mut base = 0usize;
         for row in 0..rows {
             let v = &xs[row * last..(row + 1) * last];
@@ -89,12 +89,12 @@ pub fn reduce(op: ReduceOp, axes: &[usize], x: &TensorRef, out: &mut TensorMut) 
         }
     }
     if op == ReduceOp::Mean {
-        for a in &mut acc {
+        for a in acc.iter_mut() {
             *a /= n_red as f64;
         }
     }
     with_f32_out(out, |o| {
-        for (y, a) in o.iter_mut().zip(&acc) {
+        for (y, a) in o.iter_mut().zip(acc.iter()) {
             *y = *a as f32;
         }
         Ok(())
@@ -130,13 +130,10 @@ pub fn arg_reduce(op: ArgOp, axis: usize, x: &TensorRef, out: &mut TensorMut) ->
     let n = x.shape[axis];
     let inner: usize = x.shape[axis + 1..].iter().product();
     let n_out = out.numel();
-    let res: Vec<i64> = (0..n_out)
-        .into_par_iter()
-        .with_min_len(256)
-        .map(|i| {
-            let (o, j) = (i / inner, i % inner);
-            arg_line(op, &xs, o * n * inner + j, n, inner)
-        })
-        .collect();
+    let mut res = Scratch::<i64>::stale(n_out);
+    res.par_iter_mut().with_min_len(256).enumerate().for_each(|(i, r)| {
+        let (o, j) = (i / inner, i % inner);
+        *r = arg_line(op, &xs, o * n * inner + j, n, inner);
+    });
     i64_store(out, &res)
 }
