@@ -84,7 +84,11 @@ const CASES: &[Case] = &[
         let s = b.reduce(focus_graph::ReduceOp::Sum, x, &[1], true).unwrap();
         b.add(x, s).unwrap()
     }),
-    ("argmax", |b, x| b.argmax(x, 1, true).unwrap()),
+    ("argmax, casts", |b, x| {
+        let a = b.argmax(x, 1, true).unwrap();
+        let a = b.cast(a, DType::I32).unwrap();
+        b.cast(a, DType::F32).unwrap()
+    }),
     ("rope", |b, x| {
         let p = b.input("pos", DType::I32, [6]).unwrap();
         let r = b.reshape(x, [1, 6, 2, 16]).unwrap();

@@ -2,7 +2,7 @@
 //! range wrap through i64 (what PyTorch does on x86 in practice; it is UB there). Float → bool
 //! and int → bool are `!= 0` (NaN → true). Halves round to nearest even via `half`.
 
-use super::common::{f32_in, f32_store, i64_in, i64_store};
+use super::common::{f32_in, f32_store, i64_fill, i64_store, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::*;
@@ -22,32 +22,39 @@ pub fn cast(x: &TensorRef, out: &mut TensorMut) -> Result<()> {
                 f32_store(out, &v);
             } else {
                 // `as i64` truncates toward zero (saturating, NaN → 0), then wraps to width.
-                let iv: Vec<i64> = v.iter().map(|&f| f as i64).collect();
+                let mut iv = Scratch::<i64>::stale(v.len());
+                iv.iter_mut().zip(v.iter()).for_each(|(i, &f)| *i = f as i64);
                 i64_store(out, &iv)?;
             }
         }
         (false, true) => {
-            let v = i64_in(x)?;
+            let mut v = Scratch::<i64>::stale(x.numel());
+            i64_fill(x, &mut v)?;
+            let v = &v[..];
             // One rounding from the exact integer (through f64, exact below 2^53).
             match out.dtype {
                 DType::F32 => {
-                    for (c, i) in out.data.chunks_exact_mut(4).zip(&v) {
+                    for (c, i) in out.data.chunks_exact_mut(4).zip(v) {
                         c.copy_from_slice(&(*i as f32).to_le_bytes());
                     }
                 }
                 DType::F16 => {
-                    for (c, i) in out.data.chunks_exact_mut(2).zip(&v) {
+                    for (c, i) in out.data.chunks_exact_mut(2).zip(v) {
                         c.copy_from_slice(&f16::from_f64(*i as f64).to_le_bytes());
                     }
                 }
                 _ => {
-                    for (c, i) in out.data.chunks_exact_mut(2).zip(&v) {
+                    for (c, i) in out.data.chunks_exact_mut(2).zip(v) {
                         c.copy_from_slice(&bf16::from_f64(*i as f64).to_le_bytes());
                     }
                 }
             }
         }
-        (false, false) => i64_store(out, &i64_in(x)?)?,
+        (false, false) => {
+            let mut v = Scratch::<i64>::stale(x.numel());
+            i64_fill(x, &mut v)?;
+            i64_store(out, &v)?
+        }
     }
     Ok(())
 }

@@ -181,6 +181,29 @@ impl<T: Pooled> DerefMut for Scratch<T> {
 }
 
 /// Values of an integer (or bool) tensor as i64.
+/// Integer (or bool) elements of `t` into `dst` (`numel` long): `i64_in` without allocating.
+pub fn i64_fill(t: &TensorRef<'_>, dst: &mut [i64]) -> Result<()> {
+    match t.dtype {
+        DType::I32 => {
+            for (d, c) in dst.iter_mut().zip(t.data.chunks_exact(4)) {
+                *d = i32::from_le_bytes(c.try_into().unwrap()) as i64;
+            }
+        }
+        DType::I64 => {
+            for (d, c) in dst.iter_mut().zip(t.data.chunks_exact(8)) {
+                *d = i64::from_le_bytes(c.try_into().unwrap());
+            }
+        }
+        DType::U8 | DType::Bool => {
+            for (d, &b) in dst.iter_mut().zip(t.data) {
+                *d = b as i64;
+            }
+        }
+        d => return Err(KernelError::Unsupported { op: "integer input", dtype: d }),
+    }
+    Ok(())
+}
+
 pub fn i64_in(t: &TensorRef<'_>) -> Result<Vec<i64>> {
     Ok(match t.dtype {
         DType::I32 => {
