@@ -5,7 +5,7 @@
 //! (32 groups) of the quantised map. diffusers' names (`encoder.*`, `quantize.embedding.weight`,
 //! `decoder.*`).
 
-use crate::common::param;
+use crate::common::{conv, group_norm, param};
 use crate::movq;
 use crate::vae::{self, VaeConfig};
 use focus_graph::{DType, Graph, GraphBuilder, NodeId, ResizeMode, Result, UnaryOp};
@@ -73,7 +73,7 @@ impl KandinskyVqConfig {
 pub fn encode(b: &mut GraphBuilder, c: &KandinskyVqConfig, image: NodeId) -> Result<NodeId> {
     let v = c.vae();
     b.push_scope("encoder");
-    let mut h = vae::conv(b, &v, "encoder.conv_in", image, c.block_out_channels[0], 3)?;
+    let mut h = conv(b, c.dtype, "encoder.conv_in", image, (c.block_out_channels[0], 3, 1), true)?;
     let levels = c.block_out_channels.len();
     for (i, &cout) in c.block_out_channels.iter().enumerate() {
         let p = format!("encoder.down_blocks.{i}");
@@ -101,11 +101,11 @@ pub fn encode(b: &mut GraphBuilder, c: &KandinskyVqConfig, image: NodeId) -> Res
     h = vae::resnet(b, &v, "encoder.mid_block.resnets.0", h, top)?;
     h = vae::attention(b, &v, "encoder.mid_block.attentions.0", h)?;
     h = vae::resnet(b, &v, "encoder.mid_block.resnets.1", h, top)?;
-    let h = vae::norm(b, &v, "encoder.conv_norm_out", h)?;
+    let h = group_norm(b, c.dtype, "encoder.conv_norm_out", h, c.norm_num_groups, 1e-6)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = vae::conv(b, &v, "encoder.conv_out", h, c.latent_channels, 3)?;
+    let h = conv(b, c.dtype, "encoder.conv_out", h, (c.latent_channels, 3, 1), true)?;
     b.pop_scope();
-    vae::conv(b, &v, "quant_conv", h, c.vq_embed_dim, 1)
+    conv(b, c.dtype, "quant_conv", h, (c.vq_embed_dim, 1, 1), true)
 }
 
 /// Nearest codebook rows (f32 distances, ties to the lowest id): (ids `[B, h, w]`, the
@@ -126,15 +126,15 @@ fn resnet_cond(
     (x, zq): (NodeId, NodeId),
     cout: usize,
 ) -> Result<NodeId> {
-    let v = c.vae();
     let cin = b.last_dim(x)?;
     let h = movq::spatial_norm(b, c.dtype, &format!("{p}.norm1"), (x, zq), SPATIAL_GROUPS)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = vae::conv(b, &v, &format!("{p}.conv1"), h, cout, 3)?;
+    let h = conv(b, c.dtype, &format!("{p}.conv1"), h, (cout, 3, 1), true)?;
     let h = movq::spatial_norm(b, c.dtype, &format!("{p}.norm2"), (h, zq), SPATIAL_GROUPS)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = vae::conv(b, &v, &format!("{p}.conv2"), h, cout, 3)?;
-    let short = if cin != cout { vae::conv(b, &v, &format!("{p}.conv_shortcut"), x, cout, 1)? } else { x };
+    let h = conv(b, c.dtype, &format!("{p}.conv2"), h, (cout, 3, 1), true)?;
+    let short =
+        if cin != cout { conv(b, c.dtype, &format!("{p}.conv_shortcut"), x, (cout, 1, 1), true)? } else { x };
     b.add(short, h)
 }
 
@@ -150,11 +150,10 @@ fn attention_cond(
 
 /// `post_quant_conv` and the SpatialNorm decoder on the quantised map `quant [B, h, w, e]`.
 pub fn decode(b: &mut GraphBuilder, c: &KandinskyVqConfig, quant: NodeId) -> Result<NodeId> {
-    let v = c.vae();
-    let z = vae::conv(b, &v, "post_quant_conv", quant, c.latent_channels, 1)?;
+    let z = conv(b, c.dtype, "post_quant_conv", quant, (c.latent_channels, 1, 1), true)?;
     b.push_scope("decoder");
     let chans: Vec<usize> = c.block_out_channels.iter().rev().copied().collect();
-    let mut h = vae::conv(b, &v, "decoder.conv_in", z, chans[0], 3)?;
+    let mut h = conv(b, c.dtype, "decoder.conv_in", z, (chans[0], 3, 1), true)?;
     h = resnet_cond(b, c, "decoder.mid_block.resnets.0", (h, quant), chans[0])?;
     h = attention_cond(b, c, "decoder.mid_block.attentions.0", (h, quant))?;
     h = resnet_cond(b, c, "decoder.mid_block.resnets.1", (h, quant), chans[0])?;
@@ -170,12 +169,12 @@ pub fn decode(b: &mut GraphBuilder, c: &KandinskyVqConfig, quant: NodeId) -> Res
         if i + 1 < levels {
             let [_, hh, ww, _] = b.dims(h, "[N, H, W, C]")?;
             let up = b.resize(h, ResizeMode::Nearest, [2 * hh, 2 * ww], false, false)?;
-            h = vae::conv(b, &v, &format!("{p}.upsamplers.0.conv"), up, cout, 3)?;
+            h = conv(b, c.dtype, &format!("{p}.upsamplers.0.conv"), up, (cout, 3, 1), true)?;
         }
     }
     let h = movq::spatial_norm(b, c.dtype, "decoder.conv_norm_out", (h, quant), SPATIAL_GROUPS)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let image = vae::conv(b, &v, "decoder.conv_out", h, 3, 3)?;
+    let image = conv(b, c.dtype, "decoder.conv_out", h, (3, 3, 1), true)?;
     b.pop_scope();
     Ok(image)
 }

@@ -4,10 +4,8 @@
 //! PSALM names under a prefix (`sem_seg_head.pixel_decoder.`, `sem_seg_head.predictor.`).
 //! Feature maps are channels-last; the sine positions and reference points are constants.
 
-use crate::common::{conv_weight, param, Intermediates};
-use focus_graph::{
-    CmpOp, Conv2dParams, DType, Graph, GraphBuilder, NodeId, ReduceOp, ResizeMode, Result, UnaryOp,
-};
+use crate::common::{conv, group_norm, layer_norm, linear, param, Intermediates};
+use focus_graph::{CmpOp, DType, Graph, GraphBuilder, NodeId, ReduceOp, ResizeMode, Result, UnaryOp};
 
 /// PyTorch's LayerNorm / GroupNorm default.
 const EPS: f32 = 1e-5;
@@ -170,43 +168,6 @@ fn constant(b: &mut GraphBuilder, dt: DType, shape: Vec<usize>, data: &[f32]) ->
     }
 }
 
-fn linear(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, out: usize) -> Result<NodeId> {
-    let inp = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), dt, [out, inp])?;
-    let bias = param(b, &format!("{name}.bias"), dt, [out])?;
-    b.linear(x, w, Some(bias))
-}
-
-fn layer_norm(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId) -> Result<NodeId> {
-    let d = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), dt, [d])?;
-    let bias = param(b, &format!("{name}.bias"), dt, [d])?;
-    b.layer_norm(x, Some(w), Some(bias), EPS)
-}
-
-fn group_norm(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, groups: usize) -> Result<NodeId> {
-    let d = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), dt, [d])?;
-    let bias = param(b, &format!("{name}.bias"), dt, [d])?;
-    b.group_norm(x, w, bias, groups, EPS)
-}
-
-/// Conv `k`×`k` (same padding) with the checkpoint's OIHW weight `{name}.weight`.
-fn conv(
-    b: &mut GraphBuilder,
-    dt: DType,
-    name: &str,
-    x: NodeId,
-    cout: usize,
-    k: usize,
-    bias: bool,
-) -> Result<NodeId> {
-    let cin = b.last_dim(x)?;
-    let w = conv_weight(b, &format!("{name}.weight"), dt, [cout, cin, k, k])?;
-    let bias = if bias { Some(param(b, &format!("{name}.bias"), dt, [cout])?) } else { None };
-    b.conv2d(x, w, bias, Conv2dParams { padding: [k / 2, k / 2], ..Default::default() })
-}
-
 /// `[B, H, W, C]` → `[B, H·W, C]`.
 fn tokens(b: &mut GraphBuilder, x: NodeId) -> Result<NodeId> {
     let s = b.shape(x).to_vec();
@@ -232,11 +193,11 @@ fn ms_deform_attn(
     let dt = c.dtype;
     let [bn, s, d] = b.dims(query, "[B, S, d]")?;
     let (h, l, pts) = (c.heads, shapes.len(), c.points);
-    let value = linear(b, dt, &format!("{p}.value_proj"), value_in, d)?;
+    let value = linear(b, dt, &format!("{p}.value_proj"), value_in, d, true)?;
     let value = b.reshape(value, [bn, s, h, d / h])?;
-    let off = linear(b, dt, &format!("{p}.sampling_offsets"), query, h * l * pts * 2)?;
+    let off = linear(b, dt, &format!("{p}.sampling_offsets"), query, h * l * pts * 2, true)?;
     let off = b.reshape(off, [bn, s, h, l, pts, 2])?;
-    let aw = linear(b, dt, &format!("{p}.attention_weights"), query, h * l * pts)?;
+    let aw = linear(b, dt, &format!("{p}.attention_weights"), query, h * l * pts, true)?;
     let aw = b.reshape(aw, [bn, s, h, l * pts])?;
     let aw = b.softmax(aw, -1)?;
     let aw = b.reshape(aw, [bn, s, h, l, pts])?;
@@ -257,7 +218,7 @@ fn ms_deform_attn(
     let loc = b.div(off, norm)?;
     let loc = b.add(refs, loc)?;
     let o = b.ms_deform_attn(value, loc, aw, shapes)?;
-    linear(b, dt, &format!("{p}.output_proj"), o, d)
+    linear(b, dt, &format!("{p}.output_proj"), o, d, true)
 }
 
 /// The pixel decoder on `feats` = res2..res5 (`[B, h, w, C]`): returns (`mask_features`
@@ -276,8 +237,8 @@ pub fn pixel_decoder(
     let (mut srcs, mut poss, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
     // Transformer levels: res5, res4, res3.
     for (lvl, &x) in feats[1..].iter().rev().enumerate() {
-        let s = conv(b, dt, &format!("{p}.input_proj.{lvl}.0"), x, d, 1, true)?;
-        let s = group_norm(b, dt, &format!("{p}.input_proj.{lvl}.1"), s, c.groups)?;
+        let s = conv(b, dt, &format!("{p}.input_proj.{lvl}.0"), x, (d, 1, 1), true)?;
+        let s = group_norm(b, dt, &format!("{p}.input_proj.{lvl}.1"), s, c.groups, EPS)?;
         let [_, hh, ww, _] = b.dims(s, "[N, H, W, C]")?;
         shapes.push([hh, ww]);
         let pos = constant(b, dt, vec![1, hh * ww, d], &sine_positions(hh, ww, d / 2, c.pe_offset))?;
@@ -293,12 +254,12 @@ pub fn pixel_decoder(
             let q = b.add(src, pos)?;
             let a = ms_deform_attn(b, c, &format!("{lp}.self_attn"), (q, src), &shapes)?;
             let x = b.add(src, a)?;
-            let x = layer_norm(b, dt, &format!("{lp}.norm1"), x)?;
-            let f = linear(b, dt, &format!("{lp}.linear1"), x, c.ffn_dim)?;
+            let x = layer_norm(b, dt, &format!("{lp}.norm1"), x, EPS)?;
+            let f = linear(b, dt, &format!("{lp}.linear1"), x, c.ffn_dim, true)?;
             let f = b.unary(UnaryOp::Relu, f)?;
-            let f = linear(b, dt, &format!("{lp}.linear2"), f, d)?;
+            let f = linear(b, dt, &format!("{lp}.linear2"), f, d, true)?;
             let x = b.add(x, f)?;
-            layer_norm(b, dt, &format!("{lp}.norm2"), x)
+            layer_norm(b, dt, &format!("{lp}.norm2"), x, EPS)
         })?;
         inter.push((format!("encoder.{i}"), src));
     }
@@ -312,15 +273,15 @@ pub fn pixel_decoder(
     // FPN on res2: adapter (1×1, no bias, GN) + bilinear-upsampled 1/8 map, then 3×3 + GN + ReLU.
     let res2 = feats[0];
     let [_, h2, w2, _] = b.dims(res2, "[N, H, W, C]")?;
-    let y = conv(b, dt, &format!("{p}.adapter_1"), res2, d, 1, false)?;
-    let y = group_norm(b, dt, &format!("{p}.adapter_1.norm"), y, c.groups)?;
+    let y = conv(b, dt, &format!("{p}.adapter_1"), res2, (d, 1, 1), false)?;
+    let y = group_norm(b, dt, &format!("{p}.adapter_1.norm"), y, c.groups, EPS)?;
     let up = b.resize(maps[2], ResizeMode::Bilinear, [h2, w2], false, false)?;
     let y = b.add(y, up)?;
-    let y = conv(b, dt, &format!("{p}.layer_1"), y, d, 3, false)?;
-    let y = group_norm(b, dt, &format!("{p}.layer_1.norm"), y, c.groups)?;
+    let y = conv(b, dt, &format!("{p}.layer_1"), y, (d, 3, 1), false)?;
+    let y = group_norm(b, dt, &format!("{p}.layer_1.norm"), y, c.groups, EPS)?;
     let y = b.unary(UnaryOp::Relu, y)?;
     inter.push(("fpn".into(), y));
-    let mf = conv(b, dt, &format!("{p}.mask_features"), y, c.mask_dim, 1, true)?;
+    let mf = conv(b, dt, &format!("{p}.mask_features"), y, (c.mask_dim, 1, 1), true)?;
     b.pop_scope();
     Ok((mf, maps, inter))
 }
@@ -348,13 +309,13 @@ fn multihead(
     let o = b.attention(proj[0], proj[1], proj[2], mask, false, 1.0 / ((d / h) as f32).sqrt())?;
     let s = b.shape(o).to_vec();
     let o = b.reshape(o, [s[0], s[1], d])?;
-    linear(b, dt, &format!("{p}.out_proj"), o, d)
+    linear(b, dt, &format!("{p}.out_proj"), o, d, true)
 }
 
 fn mlp(b: &mut GraphBuilder, dt: DType, p: &str, x: NodeId, dims: &[usize]) -> Result<NodeId> {
     let mut x = x;
     for (i, &o) in dims.iter().enumerate() {
-        x = linear(b, dt, &format!("{p}.layers.{i}"), x, o)?;
+        x = linear(b, dt, &format!("{p}.layers.{i}"), x, o, true)?;
         if i + 1 < dims.len() {
             x = b.unary(UnaryOp::Relu, x)?;
         }
@@ -397,7 +358,7 @@ fn heads(
     let (dt, d, p) = (c.dtype, c.hidden, c.prefix.trim_end_matches('.'));
     let [bn, n, _] = b.dims(output, "[B, N, d]")?;
     let [_, hh, ww, md] = b.dims(mf, "[N, H, W, C]")?;
-    let o = layer_norm(b, dt, &format!("{p}.decoder_norm"), output)?;
+    let o = layer_norm(b, dt, &format!("{p}.decoder_norm"), output, EPS)?;
     let ce = mlp(b, dt, &format!("{p}.CLASS_proj"), o, &[d, d])?;
     let logits = b.matmul_t(ce, cls, false, true)?;
     let me = mlp(b, dt, &format!("{p}.mask_embed"), o, &[d, d, md])?;
@@ -440,8 +401,8 @@ pub fn transformer_decoder(
     let n = b.shape(seg_query)[1];
     let qpos = param(b, &format!("{p}.query_embed.weight"), dt, [n, d])?;
     let qpos = b.reshape(qpos, [1, n, d])?;
-    let mut output = linear(b, dt, &format!("{p}.seg_query_projector"), seg_query, d)?;
-    let cls = linear(b, dt, &format!("{p}.class_name_projector"), class_hidden, d)?;
+    let mut output = linear(b, dt, &format!("{p}.seg_query_projector"), seg_query, d, true)?;
+    let cls = linear(b, dt, &format!("{p}.class_name_projector"), class_hidden, d, true)?;
     let (first, mut mask) = heads(b, c, (output, mask_features, cls), sizes[0])?;
     let mut preds = vec![first];
     let mut masks = Vec::new();
@@ -454,18 +415,18 @@ pub fn transformer_decoder(
             let ca = format!("{p}.transformer_cross_attention_layers.{i}");
             let a = multihead(b, c, &format!("{ca}.multihead_attn"), (q, keys[lvl], srcs[lvl]), Some(mask))?;
             let x = b.add(output, a)?;
-            let x = layer_norm(b, dt, &format!("{ca}.norm"), x)?;
+            let x = layer_norm(b, dt, &format!("{ca}.norm"), x, EPS)?;
             let sa = format!("{p}.transformer_self_attention_layers.{i}");
             let q = b.add(x, qpos)?;
             let a = multihead(b, c, &format!("{sa}.self_attn"), (q, q, x), None)?;
             let x = b.add(x, a)?;
-            let x = layer_norm(b, dt, &format!("{sa}.norm"), x)?;
+            let x = layer_norm(b, dt, &format!("{sa}.norm"), x, EPS)?;
             let fp = format!("{p}.transformer_ffn_layers.{i}");
-            let f = linear(b, dt, &format!("{fp}.linear1"), x, c.ffn_dim)?;
+            let f = linear(b, dt, &format!("{fp}.linear1"), x, c.ffn_dim, true)?;
             let f = b.unary(UnaryOp::Relu, f)?;
-            let f = linear(b, dt, &format!("{fp}.linear2"), f, d)?;
+            let f = linear(b, dt, &format!("{fp}.linear2"), f, d, true)?;
             let x = b.add(x, f)?;
-            output = layer_norm(b, dt, &format!("{fp}.norm"), x)?;
+            output = layer_norm(b, dt, &format!("{fp}.norm"), x, EPS)?;
             heads(b, c, (output, mask_features, cls), sizes[(i + 1) % ms.len()])
         })?;
         preds.push(pred);

@@ -3,8 +3,8 @@
 //! inside; checkpoint names `pixel_encoder.*`, `pixel_quant_conv`, `pixel_post_quant_conv`,
 //! `pixel_decoder.*`. 1×1 convs run as linears on the channel axis.
 
-use crate::common::{conv_weight, param, Intermediates};
-use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, NodeId, ReduceOp, ResizeMode, Result, UnaryOp};
+use crate::common::{conv, conv1x1, group_norm, param, Intermediates};
+use focus_graph::{DType, Graph, GraphBuilder, NodeId, ReduceOp, ResizeMode, Result, UnaryOp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MovqConfig {
@@ -97,42 +97,11 @@ impl MovqConfig {
     }
 }
 
-/// Conv `k`×`k`, stride 1, same padding, with bias.
-fn conv(
-    b: &mut GraphBuilder,
-    c: &MovqConfig,
-    name: &str,
-    x: NodeId,
-    cout: usize,
-    k: usize,
-) -> Result<NodeId> {
-    let cin = b.last_dim(x)?;
-    let w = conv_weight(b, &format!("{name}.weight"), c.dtype, [cout, cin, k, k])?;
-    let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
-    let p = Conv2dParams { padding: [k / 2, k / 2], ..Default::default() };
-    b.scoped(name.rsplit('.').next().unwrap_or(name), |b| b.conv2d(x, w, Some(bias), p))
-}
-
-/// A 1×1 conv as a linear over the channel axis (the OIHW weight `[cout, cin, 1, 1]` viewed as
-/// `[cout, cin]`).
-fn conv1x1(b: &mut GraphBuilder, c: &MovqConfig, name: &str, x: NodeId, cout: usize) -> Result<NodeId> {
-    let cin = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), c.dtype, [cout, cin, 1, 1])?;
-    let w = b.reshape(w, [cout, cin])?;
-    let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
-    b.scoped(name.rsplit('.').next().unwrap_or(name), |b| b.linear(x, w, Some(bias)))
-}
-
 /// The encoder's GroupNorm, or the decoder's SpatialNorm modulated by `zq` (its 1×1 convs run
 /// at zq's resolution; the norm reads them at the nearest pixel).
 fn norm(b: &mut GraphBuilder, c: &MovqConfig, name: &str, x: NodeId, zq: Option<NodeId>) -> Result<NodeId> {
-    let ch = b.last_dim(x)?;
     b.scoped(name.rsplit('.').next().unwrap_or(name), |b| match zq {
-        None => {
-            let w = param(b, &format!("{name}.weight"), c.dtype, [ch])?;
-            let bias = param(b, &format!("{name}.bias"), c.dtype, [ch])?;
-            b.group_norm(x, w, bias, c.groups, EPS)
-        }
+        None => group_norm(b, c.dtype, name, x, c.groups, EPS),
         Some(zq) => spatial_norm(b, c.dtype, name, (x, zq), c.groups),
     })
 }
@@ -147,17 +116,10 @@ pub fn spatial_norm(
     groups: usize,
 ) -> Result<NodeId> {
     let ch = b.last_dim(x)?;
-    let zc = b.last_dim(zq)?;
     let w = param(b, &format!("{name}.norm_layer.weight"), dt, [ch])?;
     let bias = param(b, &format!("{name}.norm_layer.bias"), dt, [ch])?;
-    let map = |b: &mut GraphBuilder, conv: &str| -> Result<NodeId> {
-        let wt = param(b, &format!("{name}.{conv}.weight"), dt, [ch, zc, 1, 1])?;
-        let wt = b.reshape(wt, [ch, zc])?;
-        let bs = param(b, &format!("{name}.{conv}.bias"), dt, [ch])?;
-        b.scoped(conv, |b| b.linear(zq, wt, Some(bs)))
-    };
-    let scale = map(b, "conv_y")?;
-    let shift = map(b, "conv_b")?;
+    let scale = conv1x1(b, dt, &format!("{name}.conv_y"), zq, ch)?;
+    let shift = conv1x1(b, dt, &format!("{name}.conv_b"), zq, ch)?;
     b.spatial_norm(x, (w, bias), (scale, shift), groups, EPS)
 }
 
@@ -172,11 +134,11 @@ fn res_block(
     let cin = b.last_dim(x)?;
     let h = norm(b, c, &format!("{p}.norm1"), x, zq)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = conv(b, c, &format!("{p}.conv1"), h, cout, 3)?;
+    let h = conv(b, c.dtype, &format!("{p}.conv1"), h, (cout, 3, 1), true)?;
     let h = norm(b, c, &format!("{p}.norm2"), h, zq)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = conv(b, c, &format!("{p}.conv2"), h, cout, 3)?;
-    let short = if cin != cout { conv1x1(b, c, &format!("{p}.nin_shortcut"), x, cout)? } else { x };
+    let h = conv(b, c.dtype, &format!("{p}.conv2"), h, (cout, 3, 1), true)?;
+    let short = if cin != cout { conv1x1(b, c.dtype, &format!("{p}.nin_shortcut"), x, cout)? } else { x };
     b.add(short, h)
 }
 
@@ -192,19 +154,19 @@ fn attn_block(
     let nx = norm(b, c, &format!("{p}.norm"), x, zq)?;
     let mut qkv = Vec::new();
     for name in ["q", "k", "v"] {
-        let y = conv1x1(b, c, &format!("{p}.{name}"), nx, ch)?;
+        let y = conv1x1(b, c.dtype, &format!("{p}.{name}"), nx, ch)?;
         qkv.push(b.reshape(y, [n, h * w, 1, ch])?);
     }
     let o = b.attention(qkv[0], qkv[1], qkv[2], None, false, 1.0 / (ch as f32).sqrt())?;
     let o = b.reshape(o, [n, h, w, ch])?;
-    let o = conv1x1(b, c, &format!("{p}.proj_out"), o, ch)?;
+    let o = conv1x1(b, c.dtype, &format!("{p}.proj_out"), o, ch)?;
     b.add(x, o)
 }
 
 /// `pixel_unshuffle₂(conv3×3(C→C/4)(x)) + avgpool₂(x)`.
 fn dc_down(b: &mut GraphBuilder, c: &MovqConfig, p: &str, x: NodeId) -> Result<NodeId> {
     let ch = b.last_dim(x)?;
-    let y = conv(b, c, &format!("{p}.conv"), x, ch / 4, 3)?;
+    let y = conv(b, c.dtype, &format!("{p}.conv"), x, (ch / 4, 3, 1), true)?;
     let y = b.pixel_unshuffle(y, 2)?;
     let s = b.avg_pool2d(x, [2, 2], [2, 2], [0, 0])?;
     b.add(y, s)
@@ -213,7 +175,7 @@ fn dc_down(b: &mut GraphBuilder, c: &MovqConfig, p: &str, x: NodeId) -> Result<N
 /// `pixel_shuffle₂(conv3×3(C→4C)(x)) + nearest_up₂(x)`.
 fn dc_up(b: &mut GraphBuilder, c: &MovqConfig, p: &str, x: NodeId) -> Result<NodeId> {
     let [_, h, w, ch] = b.dims(x, "[N, H, W, C]")?;
-    let y = conv(b, c, &format!("{p}.conv"), x, 4 * ch, 3)?;
+    let y = conv(b, c.dtype, &format!("{p}.conv"), x, (4 * ch, 3, 1), true)?;
     let y = b.pixel_shuffle(y, 2)?;
     let s = b.resize(x, ResizeMode::Nearest, [2 * h, 2 * w], false, false)?;
     b.add(y, s)
@@ -225,7 +187,7 @@ pub fn encoder(b: &mut GraphBuilder, c: &MovqConfig, x: NodeId) -> Result<(NodeI
     let mut inter = Vec::new();
     b.push_scope("pixel_encoder");
     let p = "pixel_encoder";
-    let mut h = conv(b, c, &format!("{p}.conv_in"), x, c.ch, 3)?;
+    let mut h = conv(b, c.dtype, &format!("{p}.conv_in"), x, (c.ch, 3, 1), true)?;
     let levels = c.ch_mult.len();
     for (i, &m) in c.ch_mult.iter().enumerate() {
         b.push_scope(format!("down.{i}"));
@@ -257,10 +219,10 @@ pub fn encoder(b: &mut GraphBuilder, c: &MovqConfig, x: NodeId) -> Result<(NodeI
     let [n, hh, ww, ch] = b.dims(h, "[N, H, W, C]")?;
     let grouped = b.reshape(h, [n, hh, ww, c.z_channels, ch / c.z_channels])?;
     let short = b.reduce(ReduceOp::Mean, grouped, &[4], false)?;
-    let out = conv(b, c, &format!("{p}.conv_out"), h, c.z_channels, 3)?;
+    let out = conv(b, c.dtype, &format!("{p}.conv_out"), h, (c.z_channels, 3, 1), true)?;
     let out = b.add(out, short)?;
     b.pop_scope();
-    let quant_in = conv1x1(b, c, "pixel_quant_conv", out, c.z_channels)?;
+    let quant_in = conv1x1(b, c.dtype, "pixel_quant_conv", out, c.z_channels)?;
     Ok((out, quant_in, inter))
 }
 
@@ -269,7 +231,7 @@ pub fn encoder(b: &mut GraphBuilder, c: &MovqConfig, x: NodeId) -> Result<(NodeI
 /// `up.{i}`).
 pub fn decoder(b: &mut GraphBuilder, c: &MovqConfig, quant: NodeId) -> Result<(NodeId, Intermediates)> {
     let mut inter = Vec::new();
-    let z = conv1x1(b, c, "pixel_post_quant_conv", quant, c.z_channels)?;
+    let z = conv1x1(b, c.dtype, "pixel_post_quant_conv", quant, c.z_channels)?;
     inter.push(("z".into(), z));
     let zq = Some(quant);
     b.push_scope("pixel_decoder");
@@ -277,7 +239,7 @@ pub fn decoder(b: &mut GraphBuilder, c: &MovqConfig, quant: NodeId) -> Result<(N
     let top = c.ch * c.ch_mult.last().copied().unwrap_or(1);
     // conv_in(z) + repeat_interleave(z, top / z, channels): a broadcast add over a channel split.
     let [n, hh, ww, zc] = b.dims(z, "[N, H, W, C]")?;
-    let y = conv(b, c, &format!("{p}.conv_in"), z, top, 3)?;
+    let y = conv(b, c.dtype, &format!("{p}.conv_in"), z, (top, 3, 1), true)?;
     let y = b.reshape(y, [n, hh, ww, zc, top / zc])?;
     let zr = b.reshape(z, [n, hh, ww, zc, 1])?;
     let y = b.add(y, zr)?;
@@ -309,7 +271,7 @@ pub fn decoder(b: &mut GraphBuilder, c: &MovqConfig, quant: NodeId) -> Result<(N
     }
     let h = norm(b, c, &format!("{p}.norm_out"), h, zq)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let image = conv(b, c, &format!("{p}.conv_out"), h, 3, 3)?;
+    let image = conv(b, c.dtype, &format!("{p}.conv_out"), h, (3, 3, 1), true)?;
     b.pop_scope();
     Ok((image, inter))
 }

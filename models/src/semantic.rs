@@ -3,7 +3,7 @@
 //! grid and full attention, then `proj_out` = Linear(E → out) + LayerNorm. Checkpoint names
 //! under `semantic_decoder.`.
 
-use crate::common::param;
+use crate::common::{linear, param};
 use crate::qwen_vit::{self, QwenVitConfig, VitVariant};
 use focus_graph::{DType, Graph, GraphBuilder, NodeId, Result, UnaryOp};
 
@@ -72,13 +72,6 @@ impl SemanticDecoderConfig {
     }
 }
 
-fn linear(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, out: usize) -> Result<NodeId> {
-    let inp = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), dt, [out, inp])?;
-    let bias = param(b, &format!("{name}.bias"), dt, [out])?;
-    b.linear(x, w, Some(bias))
-}
-
 /// The decoder on one code map `quant [1, h, w, code_dim]`: returns (features
 /// `[1, h·w, out_dim]`, each block's output).
 pub fn decode(
@@ -90,7 +83,7 @@ pub fn decode(
     let (dt, p) = (c.dtype, c.prefix.trim_end_matches('.'));
     b.push_scope("semantic_decoder");
     let x = b.reshape(quant, [n * h * w, cd])?;
-    let mut x = linear(b, dt, &format!("{p}.proj_in"), x, c.embed_dim)?;
+    let mut x = linear(b, dt, &format!("{p}.proj_in"), x, c.embed_dim, true)?;
     let pos: Vec<i32> = (0..h).flat_map(|y| (0..w).flat_map(move |xx| [y as i32, xx as i32])).collect();
     let pos = b.constant_i32([h * w, 2], &pos)?;
     let vc = c.block_config();
@@ -101,7 +94,7 @@ pub fn decode(
         })?;
         blocks.push(b.reshape(x, [n, h * w, c.embed_dim])?);
     }
-    let y = linear(b, dt, &format!("{p}.proj_out.0"), x, c.out_dim)?;
+    let y = linear(b, dt, &format!("{p}.proj_out.0"), x, c.out_dim, true)?;
     let nw = param(b, &format!("{p}.proj_out.1.weight"), dt, [c.out_dim])?;
     let nb = param(b, &format!("{p}.proj_out.1.bias"), dt, [c.out_dim])?;
     let y = b.layer_norm(y, Some(nw), Some(nb), 1e-6)?;

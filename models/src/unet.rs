@@ -6,8 +6,8 @@
 //! diffusers' checkpoint names (`down_blocks.{i}.resnets.{j}.conv1`, …; the mask embedder under
 //! `mask_embedder.`).
 
-use crate::common::{conv_weight, param, Intermediates};
-use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, NodeId, ResizeMode, Result, UnaryOp};
+use crate::common::{conv, group_norm, layer_norm, linear, param, Intermediates};
+use focus_graph::{DType, Graph, GraphBuilder, NodeId, ResizeMode, Result, UnaryOp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnetConfig {
@@ -126,43 +126,6 @@ pub struct Conditioning {
     pub contexts: Contexts,
 }
 
-fn linear(b: &mut GraphBuilder, dt: DType, name: &str, x: NodeId, out: usize, bias: bool) -> Result<NodeId> {
-    let inp = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), dt, [out, inp])?;
-    let bias = if bias { Some(param(b, &format!("{name}.bias"), dt, [out])?) } else { None };
-    b.linear(x, w, bias)
-}
-
-fn conv(
-    b: &mut GraphBuilder,
-    c: &UnetConfig,
-    name: &str,
-    x: NodeId,
-    cout: usize,
-    k: usize,
-    stride: usize,
-) -> Result<NodeId> {
-    let cin = b.last_dim(x)?;
-    let w = conv_weight(b, &format!("{name}.weight"), c.dtype, [cout, cin, k, k])?;
-    let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
-    let p = Conv2dParams { stride: [stride, stride], padding: [k / 2, k / 2], ..Default::default() };
-    b.conv2d(x, w, Some(bias), p)
-}
-
-fn group_norm(b: &mut GraphBuilder, c: &UnetConfig, name: &str, x: NodeId, eps: f32) -> Result<NodeId> {
-    let ch = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), c.dtype, [ch])?;
-    let bias = param(b, &format!("{name}.bias"), c.dtype, [ch])?;
-    b.group_norm(x, w, bias, c.norm_num_groups, eps)
-}
-
-fn layer_norm(b: &mut GraphBuilder, c: &UnetConfig, name: &str, x: NodeId) -> Result<NodeId> {
-    let d = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), c.dtype, [d])?;
-    let bias = param(b, &format!("{name}.bias"), c.dtype, [d])?;
-    b.layer_norm(x, Some(w), Some(bias), 1e-5)
-}
-
 /// `ResnetBlock2D` with the time embedding (`temb_act` = SiLU of the embedding) added after
 /// conv1.
 fn resnet(
@@ -174,16 +137,17 @@ fn resnet(
     cout: usize,
 ) -> Result<NodeId> {
     let [bn, _, _, cin] = b.dims(x, "[N, H, W, C]")?;
-    let h = group_norm(b, c, &format!("{p}.norm1"), x, c.norm_eps)?;
+    let h = group_norm(b, c.dtype, &format!("{p}.norm1"), x, c.norm_num_groups, c.norm_eps)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = conv(b, c, &format!("{p}.conv1"), h, cout, 3, 1)?;
+    let h = conv(b, c.dtype, &format!("{p}.conv1"), h, (cout, 3, 1), true)?;
     let t = linear(b, c.dtype, &format!("{p}.time_emb_proj"), temb_act, cout, true)?;
     let t = b.reshape(t, [bn, 1, 1, cout])?;
     let h = b.add(h, t)?;
-    let h = group_norm(b, c, &format!("{p}.norm2"), h, c.norm_eps)?;
+    let h = group_norm(b, c.dtype, &format!("{p}.norm2"), h, c.norm_num_groups, c.norm_eps)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = conv(b, c, &format!("{p}.conv2"), h, cout, 3, 1)?;
-    let short = if cin != cout { conv(b, c, &format!("{p}.conv_shortcut"), x, cout, 1, 1)? } else { x };
+    let h = conv(b, c.dtype, &format!("{p}.conv2"), h, (cout, 3, 1), true)?;
+    let short =
+        if cin != cout { conv(b, c.dtype, &format!("{p}.conv_shortcut"), x, (cout, 1, 1), true)? } else { x };
     b.add(short, h)
 }
 
@@ -223,19 +187,19 @@ fn transformer(
 ) -> Result<NodeId> {
     let dt = c.dtype;
     let [bn, h, w, d] = b.dims(x, "[N, H, W, C]")?;
-    let n = group_norm(b, c, &format!("{p}.norm"), x, 1e-6)?;
+    let n = group_norm(b, c.dtype, &format!("{p}.norm"), x, c.norm_num_groups, 1e-6)?;
     let n = b.reshape(n, [bn, h * w, d])?;
     let mut t = linear(b, dt, &format!("{p}.proj_in"), n, d, true)?;
     for l in 0..layers {
         let tp = format!("{p}.transformer_blocks.{l}");
         t = b.scoped(format!("transformer_blocks.{l}"), |b| {
-            let y = layer_norm(b, c, &format!("{tp}.norm1"), t)?;
+            let y = layer_norm(b, c.dtype, &format!("{tp}.norm1"), t, 1e-5)?;
             let a = attention(b, c, &format!("{tp}.attn1"), y, y, heads)?;
             let t = b.add(a, t)?;
-            let y = layer_norm(b, c, &format!("{tp}.norm2"), t)?;
+            let y = layer_norm(b, c.dtype, &format!("{tp}.norm2"), t, 1e-5)?;
             let a = attention(b, c, &format!("{tp}.attn2"), y, ctx, heads)?;
             let t = b.add(a, t)?;
-            let y = layer_norm(b, c, &format!("{tp}.norm3"), t)?;
+            let y = layer_norm(b, c.dtype, &format!("{tp}.norm3"), t, 1e-5)?;
             let f = linear(b, dt, &format!("{tp}.ff.net.0.proj"), y, 8 * d, true)?;
             let f = b.glu(f, UnaryOp::Gelu)?;
             let f = linear(b, dt, &format!("{tp}.ff.net.2"), f, d, true)?;
@@ -284,7 +248,8 @@ pub fn unet(
     let levels = c.block_out_channels.len();
     let mut inter = Vec::new();
     let temb = b.scoped("time_embedding", |b| time_embedding(b, c, cond, batch))?;
-    let mut h = b.scoped("conv_in", |b| conv(b, c, "conv_in", sample, c.block_out_channels[0], 3, 1))?;
+    let mut h =
+        b.scoped("conv_in", |b| conv(b, c.dtype, "conv_in", sample, (c.block_out_channels[0], 3, 1), true))?;
     let mut skips = vec![h];
     for (i, &cout) in c.block_out_channels.iter().enumerate() {
         b.push_scope(format!("down_blocks.{i}"));
@@ -304,7 +269,7 @@ pub fn unet(
         }
         if i + 1 < levels {
             h = b.scoped("downsamplers.0", |b| {
-                conv(b, c, &format!("{p}.downsamplers.0.conv"), h, cout, 3, 2)
+                conv(b, c.dtype, &format!("{p}.downsamplers.0.conv"), h, (cout, 3, 2), true)
             })?;
             skips.push(h);
         }
@@ -342,15 +307,15 @@ pub fn unet(
             let [_, hh, ww, _] = b.dims(h, "[N, H, W, C]")?;
             h = b.scoped("upsamplers.0", |b| {
                 let up = b.resize(h, ResizeMode::Nearest, [2 * hh, 2 * ww], false, false)?;
-                conv(b, c, &format!("{p}.upsamplers.0.conv"), up, cout, 3, 1)
+                conv(b, c.dtype, &format!("{p}.upsamplers.0.conv"), up, (cout, 3, 1), true)
             })?;
         }
         b.pop_scope();
         inter.push((format!("up.{i}"), h));
     }
-    let h = group_norm(b, c, "conv_norm_out", h, c.norm_eps)?;
+    let h = group_norm(b, c.dtype, "conv_norm_out", h, c.norm_num_groups, c.norm_eps)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let out = b.scoped("conv_out", |b| conv(b, c, "conv_out", h, c.out_channels, 3, 1))?;
+    let out = b.scoped("conv_out", |b| conv(b, c.dtype, "conv_out", h, (c.out_channels, 3, 1), true))?;
     Ok((out, inter))
 }
 

@@ -3,8 +3,8 @@
 //! Channels-last inside. On CUDA the engine runs each GroupNorm → SiLU as one kernel and each
 //! upsampler's nearest ×2 inside the conv that reads it.
 
-use crate::common::{conv_weight, param};
-use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, NodeId, ResizeMode, Result, UnaryOp};
+use crate::common::{conv, group_norm, linear};
+use focus_graph::{DType, Graph, GraphBuilder, NodeId, ResizeMode, Result, UnaryOp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct VaeConfig {
@@ -57,45 +57,24 @@ impl VaeConfig {
     }
 }
 
-pub(crate) fn conv(
-    b: &mut GraphBuilder,
-    c: &VaeConfig,
-    name: &str,
-    x: NodeId,
-    cout: usize,
-    k: usize,
-) -> Result<NodeId> {
-    let cin = b.last_dim(x)?;
-    let w = conv_weight(b, &format!("{name}.weight"), c.dtype, [cout, cin, k, k])?;
-    let bias = param(b, &format!("{name}.bias"), c.dtype, [cout])?;
-    let p = Conv2dParams { padding: [k / 2, k / 2], ..Default::default() };
-    b.conv2d(x, w, Some(bias), p)
-}
-
-pub(crate) fn norm(b: &mut GraphBuilder, c: &VaeConfig, name: &str, x: NodeId) -> Result<NodeId> {
-    let ch = b.last_dim(x)?;
-    let w = param(b, &format!("{name}.weight"), c.dtype, [ch])?;
-    let bias = param(b, &format!("{name}.bias"), c.dtype, [ch])?;
-    b.group_norm(x, w, bias, c.norm_num_groups, EPS)
-}
-
 /// diffusers `ResnetBlock2D` without a time embedding.
 pub(crate) fn resnet(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId, cout: usize) -> Result<NodeId> {
     let cin = b.last_dim(x)?;
-    let h = norm(b, c, &format!("{p}.norm1"), x)?;
+    let h = group_norm(b, c.dtype, &format!("{p}.norm1"), x, c.norm_num_groups, EPS)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = conv(b, c, &format!("{p}.conv1"), h, cout, 3)?;
-    let h = norm(b, c, &format!("{p}.norm2"), h)?;
+    let h = conv(b, c.dtype, &format!("{p}.conv1"), h, (cout, 3, 1), true)?;
+    let h = group_norm(b, c.dtype, &format!("{p}.norm2"), h, c.norm_num_groups, EPS)?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let h = conv(b, c, &format!("{p}.conv2"), h, cout, 3)?;
-    let short = if cin != cout { conv(b, c, &format!("{p}.conv_shortcut"), x, cout, 1)? } else { x };
+    let h = conv(b, c.dtype, &format!("{p}.conv2"), h, (cout, 3, 1), true)?;
+    let short =
+        if cin != cout { conv(b, c.dtype, &format!("{p}.conv_shortcut"), x, (cout, 1, 1), true)? } else { x };
     b.add(short, h)
 }
 
 /// The mid block's single-head attention (`group_norm`, `to_q/k/v`, `to_out.0`; scale 1/√C,
 /// residual).
 pub(crate) fn attention(b: &mut GraphBuilder, c: &VaeConfig, p: &str, x: NodeId) -> Result<NodeId> {
-    let nx = norm(b, c, &format!("{p}.group_norm"), x)?;
+    let nx = group_norm(b, c.dtype, &format!("{p}.group_norm"), x, c.norm_num_groups, EPS)?;
     attention_on(b, c.dtype, p, x, nx)
 }
 
@@ -110,16 +89,12 @@ pub(crate) fn attention_on(
     let [n, h, w, ch] = b.dims(x, "[N, H, W, C]")?;
     let mut qkv = Vec::new();
     for name in ["to_q", "to_k", "to_v"] {
-        let wt = param(b, &format!("{p}.{name}.weight"), dt, [ch, ch])?;
-        let bias = param(b, &format!("{p}.{name}.bias"), dt, [ch])?;
-        let y = b.scoped(name, |b| b.linear(nx, wt, Some(bias)))?;
+        let y = b.scoped(name, |b| linear(b, dt, &format!("{p}.{name}"), nx, ch, true))?;
         qkv.push(b.reshape(y, [n, h * w, 1, ch])?);
     }
     let o = b.attention(qkv[0], qkv[1], qkv[2], None, false, 1.0 / (ch as f32).sqrt())?;
     let o = b.reshape(o, [n, h, w, ch])?;
-    let wt = param(b, &format!("{p}.to_out.0.weight"), dt, [ch, ch])?;
-    let bias = param(b, &format!("{p}.to_out.0.bias"), dt, [ch])?;
-    let o = b.scoped("to_out", |b| b.linear(o, wt, Some(bias)))?;
+    let o = b.scoped("to_out", |b| linear(b, dt, &format!("{p}.to_out.0"), o, ch, true))?;
     b.add(x, o)
 }
 
@@ -127,10 +102,12 @@ pub(crate) fn attention_on(
 /// `post_quant_conv` output).
 pub fn decode(b: &mut GraphBuilder, c: &VaeConfig, latents: NodeId) -> Result<(NodeId, NodeId)> {
     let z = b.scale(latents, 1.0 / c.scaling_factor)?;
-    let post = b.scoped("post_quant_conv", |b| conv(b, c, "post_quant_conv", z, c.latent_channels, 1))?;
+    let post = b.scoped("post_quant_conv", |b| {
+        conv(b, c.dtype, "post_quant_conv", z, (c.latent_channels, 1, 1), true)
+    })?;
     b.push_scope("decoder");
     let chans: Vec<usize> = c.block_out_channels.iter().rev().copied().collect();
-    let mut h = b.scoped("conv_in", |b| conv(b, c, "decoder.conv_in", post, chans[0], 3))?;
+    let mut h = b.scoped("conv_in", |b| conv(b, c.dtype, "decoder.conv_in", post, (chans[0], 3, 1), true))?;
     h = b.scoped("mid_block", |b| {
         let p = "decoder.mid_block";
         let h = resnet(b, c, &format!("{p}.resnets.0"), h, chans[0])?;
@@ -147,14 +124,16 @@ pub fn decode(b: &mut GraphBuilder, c: &VaeConfig, latents: NodeId) -> Result<(N
             let [_, hh, ww, _] = b.dims(h, "[N, H, W, C]")?;
             h = b.scoped("upsamplers.0", |b| {
                 let up = b.resize(h, ResizeMode::Nearest, [2 * hh, 2 * ww], false, false)?;
-                conv(b, c, &format!("{p}.upsamplers.0.conv"), up, cout, 3)
+                conv(b, c.dtype, &format!("{p}.upsamplers.0.conv"), up, (cout, 3, 1), true)
             })?;
         }
         b.pop_scope();
     }
-    let h = b.scoped("conv_norm_out", |b| norm(b, c, "decoder.conv_norm_out", h))?;
+    let h = b.scoped("conv_norm_out", |b| {
+        group_norm(b, c.dtype, "decoder.conv_norm_out", h, c.norm_num_groups, EPS)
+    })?;
     let h = b.unary(UnaryOp::Silu, h)?;
-    let image = b.scoped("conv_out", |b| conv(b, c, "decoder.conv_out", h, 3, 3))?;
+    let image = b.scoped("conv_out", |b| conv(b, c.dtype, "decoder.conv_out", h, (3, 3, 1), true))?;
     b.pop_scope();
     Ok((image, post))
 }
