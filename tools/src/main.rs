@@ -161,21 +161,8 @@ enum Cmd {
         /// Image to edit (PNG/JPEG); defaults to the bundled demo image.
         #[arg(long)]
         image: Option<PathBuf>,
-        /// Seed of the random weights, prompt and noise.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Euler steps.
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Classifier-free guidance scale.
-        #[arg(long, default_value_t = 1.5)]
-        guidance: f32,
-        /// Device: cpu or cuda[:N].
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Storage dtype: f32, bf16 or f16.
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        #[command(flatten)]
+        sampling: commands::generate::Sampling,
         /// Write the edited image (PNG) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -186,21 +173,8 @@ enum Cmd {
     /// The FOCUS generation path with seeded random weights at test size: image-token codes →
     /// VQ conditioning → guided Euler sampling of the UNet with mask injection → VAE → PNG.
     Generate {
-        /// Seed of the random weights, codes and noise.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Euler steps.
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Classifier-free guidance scale (the unconditional branch sees no VQ map).
-        #[arg(long, default_value_t = 1.5)]
-        guidance: f32,
-        /// Device: cpu or cuda[:N].
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Storage dtype: f32, bf16 or f16.
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        #[command(flatten)]
+        sampling: commands::generate::Sampling,
         /// Write the image (PNG) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -241,28 +215,13 @@ fn main() -> ExitCode {
         Cmd::Graph { model, config, size, dot, summary, list } => {
             commands::graph::run(&model, &config, size, dot, summary, list)
         }
-        Cmd::Edit { image, seed, steps, guidance, device, dtype, out, mask_out } => {
-            commands::edit::run(commands::edit::EditArgs {
-                image: image.as_deref(),
-                seed,
-                steps,
-                guidance,
-                device: &device,
-                dtype: &dtype,
-                out: out.as_deref(),
-                mask_out: mask_out.as_deref(),
-            })
-        }
-        Cmd::Generate { seed, steps, guidance, device, dtype, out } => {
-            commands::generate::run(commands::generate::GenerateArgs {
-                seed,
-                steps,
-                guidance,
-                device: &device,
-                dtype: &dtype,
-                out: out.as_deref(),
-            })
-        }
+        Cmd::Edit { image, sampling, out, mask_out } => commands::edit::run(commands::edit::EditArgs {
+            image: image.as_deref(),
+            sampling: &sampling,
+            out: out.as_deref(),
+            mask_out: mask_out.as_deref(),
+        }),
+        Cmd::Generate { sampling, out } => commands::generate::run(&sampling, out.as_deref()),
         Cmd::Demo { image, seed, device, dtype, tokens, profile, out } => {
             commands::demo::run(commands::demo::DemoArgs {
                 image: image.as_deref(),

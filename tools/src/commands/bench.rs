@@ -50,10 +50,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     }
     let tg = a.target;
     let device = Device::parse(&tg.device).map_err(err)?;
-    let dtype = focus_graph::DType::ALL
-        .into_iter()
-        .find(|d| d.is_float() && d.short_name() == tg.dtype)
-        .ok_or_else(|| format!("unknown dtype '{}' (f32, f16, bf16)", tg.dtype))?;
+    let dtype = super::float_dtype(&tg.dtype)?;
     let g = build_named(&tg.model, &tg.config, tg.size, dtype)?;
     let src: Arc<dyn WeightSource> = match &tg.weights {
         Some(p) => Arc::new(WeightStore::open(p).map_err(err)?),

@@ -53,12 +53,7 @@ fn summary(name: &str, plan: &Plan, compile_ms: f64) {
 
 pub fn run(a: DemoArgs) -> Result<(), String> {
     let device = Device::parse(a.device).map_err(err)?;
-    let dtype = match a.dtype {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        other => return Err(format!("unknown --dtype '{other}' (f32, bf16, f16)")),
-    };
+    let dtype = super::float_dtype(a.dtype)?;
     if a.tokens == 0 || a.tokens > 256 {
         return Err(format!("--tokens must be in 1..=256, got {}", a.tokens));
     }

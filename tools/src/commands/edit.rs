@@ -4,45 +4,28 @@
 //! against the class name; the best mask and the codes drive the diffusion decoder. Prints
 //! every stage's time and writes the edited image and the mask as PNGs.
 
+use crate::commands::generate::{save_png, Sampling};
 use crate::image_io;
-use focus_engine::{Device, WeightSource};
-use focus_graph::DType;
+use focus_engine::WeightSource;
 use focus_pipeline::edit::random_weights;
 use focus_pipeline::perception::Image;
-use focus_pipeline::{EditConfig, Editor, GenerateOptions};
+use focus_pipeline::{EditConfig, Editor};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub struct EditArgs<'a> {
     pub image: Option<&'a Path>,
-    pub seed: u64,
-    pub steps: usize,
-    pub guidance: f32,
-    pub device: &'a str,
-    pub dtype: &'a str,
+    pub sampling: &'a Sampling,
     pub out: Option<&'a Path>,
     pub mask_out: Option<&'a Path>,
 }
 
-fn png(p: &Path, data: &[u8], (w, h): (usize, usize), color: image::ColorType) -> Result<(), String> {
-    image::save_buffer(p, data, w as u32, h as u32, color)
-        .map_err(|e| format!("cannot write {}: {e}", p.display()))
-}
-
-pub fn run(a: EditArgs) -> Result<(), String> {
+pub fn run(args: EditArgs) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let device = Device::parse(a.device).map_err(|e| err(&e))?;
-    let dtype = match a.dtype {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        other => return Err(format!("unknown --dtype '{other}' (f32, bf16, f16)")),
-    };
-    if a.steps == 0 || a.steps > 1000 {
-        return Err(format!("--steps must be in 1..=1000, got {}", a.steps));
-    }
-    let img = image_io::load(a.image)?;
+    let a = args.sampling;
+    let (device, dtype, opts) = a.resolve()?;
+    let img = image_io::load(args.image)?;
     let cfg = EditConfig::demo();
     // An instruction and a class name as token ids (random weights: the words do not matter).
     let v = 256u32;
@@ -69,7 +52,6 @@ pub fn run(a: EditArgs) -> Result<(), String> {
         t.elapsed().as_secs_f64() * 1e3
     );
     let image = Image { h: img.h, w: img.w, data: &img.data };
-    let opts = GenerateOptions { steps: a.steps, guidance: a.guidance, seed: a.seed, ..Default::default() };
     let e = editor.edit(&image, &instruction, &class_name, &opts).map_err(|e| err(&e))?;
     let steps: f64 = e.image.step_ms.iter().sum();
     println!(
@@ -94,14 +76,14 @@ pub fn run(a: EditArgs) -> Result<(), String> {
         e.image.decode_ms
     );
     println!("codes: semantic {:?}… pixel {:?}…", &e.codes[0][..5], &e.codes[1][..8]);
-    if let Some(p) = a.out {
-        png(p, &e.image.rgb, (e.image.w, e.image.h), image::ColorType::Rgb8)?;
+    if let Some(p) = args.out {
+        save_png(p, &e.image.rgb, (e.image.w, e.image.h), image::ColorType::Rgb8)?;
         println!("wrote the edited image to {}", p.display());
     }
-    if let Some(p) = a.mask_out {
+    if let Some(p) = args.mask_out {
         let side = (e.mask.len() as f64).sqrt() as usize;
         let m: Vec<u8> = e.mask.iter().map(|v| (v * 255.0).round() as u8).collect();
-        png(p, &m, (side, e.mask.len() / side), image::ColorType::L8)?;
+        save_png(p, &m, (side, e.mask.len() / side), image::ColorType::L8)?;
         println!("wrote the mask to {}", p.display());
     }
     Ok(())

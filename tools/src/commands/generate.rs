@@ -13,13 +13,53 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct GenerateArgs<'a> {
+/// How `focus generate` and `focus edit` sample (the same options for both).
+#[derive(clap::Args, Debug)]
+pub struct Sampling {
+    /// Seed of the random weights, codes / prompt and noise.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Euler steps.
+    #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Classifier-free guidance scale (the unconditional branch sees no VQ map).
+    #[arg(long, default_value_t = 1.5)]
     pub guidance: f32,
-    pub device: &'a str,
-    pub dtype: &'a str,
-    pub out: Option<&'a Path>,
+    /// Device: cpu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Storage dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl Sampling {
+    /// The device, the dtype and the generator's options, checked.
+    pub fn resolve(&self) -> Result<(Device, DType, GenerateOptions), String> {
+        let device = Device::parse(&self.device).map_err(|e| e.to_string())?;
+        let dtype = super::float_dtype(&self.dtype)?;
+        if self.steps == 0 || self.steps > 1000 {
+            return Err(format!("--steps must be in 1..=1000, got {}", self.steps));
+        }
+        let opts = GenerateOptions {
+            steps: self.steps,
+            guidance: self.guidance,
+            seed: self.seed,
+            ..Default::default()
+        };
+        Ok((device, dtype, opts))
+    }
+}
+
+/// An image buffer as a PNG file.
+pub fn save_png(
+    p: &Path,
+    data: &[u8],
+    (w, h): (usize, usize),
+    color: image::ColorType,
+) -> Result<(), String> {
+    image::save_buffer(p, data, w as u32, h as u32, color)
+        .map_err(|e| format!("cannot write {}: {e}", p.display()))
 }
 
 /// Code grids and latent grid of the demo: a 64² image from 8×8 pixel codes (ILLUME+'s 2×
@@ -27,18 +67,9 @@ pub struct GenerateArgs<'a> {
 const GRIDS: [[usize; 2]; 2] = [[5, 5], [8, 8]];
 const LATENT: [usize; 2] = [32, 32];
 
-pub fn run(a: GenerateArgs) -> Result<(), String> {
+pub fn run(a: &Sampling, out: Option<&Path>) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let device = Device::parse(a.device).map_err(|e| err(&e))?;
-    let dtype = match a.dtype {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        other => return Err(format!("unknown --dtype '{other}' (f32, bf16, f16)")),
-    };
-    if a.steps == 0 || a.steps > 1000 {
-        return Err(format!("--steps must be in 1..=1000, got {}", a.steps));
-    }
+    let (device, dtype, opts) = a.resolve()?;
     let cfg = GenerationConfig::demo();
     let mut weights = MemoryWeights::new();
     for g in graphs(&cfg, dtype, GRIDS, LATENT).map_err(|e| err(&e))? {
@@ -87,7 +118,6 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
             ((y * y + x * x).sqrt() < mh.min(mw) as f32 / 3.0) as u8 as f32
         })
         .collect();
-    let opts = GenerateOptions { steps: a.steps, guidance: a.guidance, seed: a.seed, ..Default::default() };
     let img = gen.generate(&sem, &pix, Some(&mask), &opts).map_err(|e| err(&e))?;
     let mut steps = img.step_ms.clone();
     steps.sort_by(f64::total_cmp);
@@ -102,9 +132,8 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
     );
     let mean = img.rgb.iter().map(|&v| v as f64).sum::<f64>() / img.rgb.len() as f64;
     println!("image {}x{} RGB, mean value {mean:.1}", img.w, img.h);
-    if let Some(p) = a.out {
-        image::save_buffer(p, &img.rgb, img.w as u32, img.h as u32, image::ColorType::Rgb8)
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    if let Some(p) = out {
+        save_png(p, &img.rgb, (img.w, img.h), image::ColorType::Rgb8)?;
         println!("wrote {}", p.display());
     }
     Ok(())

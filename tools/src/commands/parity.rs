@@ -6,10 +6,7 @@ use std::path::Path;
 
 pub fn run(path: &Path, tol: Option<f64>, dtype: &str, device: &str) -> Result<(), String> {
     let device = Device::parse(device).map_err(|e| e.to_string())?;
-    let dt = focus_graph::DType::ALL
-        .into_iter()
-        .find(|d| d.short_name() == dtype)
-        .ok_or_else(|| format!("unknown dtype '{dtype}' (f32, f16, bf16)"))?;
+    let dt = super::float_dtype(dtype)?;
     let r = run_fixture_on(path, tol, dt, device)?;
     println!("{} ({}) in {dt} on {device}, tolerance {:.1e}", r.component, path.display(), r.tolerance);
     println!("  config {}", r.config);
