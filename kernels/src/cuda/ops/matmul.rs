@@ -63,6 +63,34 @@ fn batch_offsets(src: &[usize], batch: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// `c [m, n] = x [m, k] · wᵀ (+ bias)` with `w [n, k]` (a 0 bias pointer: none).
+fn linear_gemm(
+    dtype: GemmType,
+    (m, n, k): (usize, usize, usize),
+    x: u64,
+    (w, bias): (u64, u64),
+    c: u64,
+) -> GemmCall {
+    GemmCall {
+        dtype,
+        m,
+        n,
+        k,
+        batch: 1,
+        a: x,
+        b: w,
+        c,
+        trans_a: false,
+        trans_b: true,
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: 0,
+        alpha: 1.0,
+        beta: 0.0,
+        bias,
+    }
+}
+
 /// Rows of x up to which `Op::GatedLinear` is one GEMV launch (GV_MAX_M in gemv.cu).
 const GEMV_MAX_M: usize = 8;
 /// Shared memory the GEMV may stage x in (f32).
@@ -137,31 +165,11 @@ fn gated(
     }
     let (g, u) = (s.ptr, s.ptr + (need / 2) as u64);
     let dtype = gemm_type(op, out.dtype)?;
-    let gemm = |w: u64, bias: u64, c: u64| {
-        Call::Gemm(GemmCall {
-            dtype,
-            m,
-            n,
-            k,
-            batch: 1,
-            a: x.ptr,
-            b: w,
-            c,
-            trans_a: false,
-            trans_b: true,
-            stride_a: 0,
-            stride_b: 0,
-            stride_c: 0,
-            alpha: 1.0,
-            beta: 0.0,
-            bias,
-        })
-    };
     let total = m * n;
     let args = vec![Arg::Ptr(g), Arg::Ptr(u), Arg::Ptr(out.ptr), Arg::U64(total as u64), Arg::I32(code)];
     Ok(vec![
-        gemm(wg.ptr, bg, g),
-        gemm(wu.ptr, bu, u),
+        Call::Gemm(linear_gemm(dtype, (m, n, k), x.ptr, (wg.ptr, bg), g)),
+        Call::Gemm(linear_gemm(dtype, (m, n, k), x.ptr, (wu.ptr, bu), u)),
         Call::Kernel(KernelCall::elementwise("gemv.cu", format!("glu_pair_{sfx}"), total, args)),
     ])
 }
@@ -191,24 +199,7 @@ pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> R
                 Some(bias) => bias.ptr,
                 None => 0,
             };
-            Ok(vec![Call::Gemm(GemmCall {
-                dtype,
-                m,
-                n,
-                k,
-                batch: 1,
-                a: a.ptr,
-                b: b.ptr,
-                c: out.ptr,
-                trans_a: false,
-                trans_b: true,
-                stride_a: 0,
-                stride_b: 0,
-                stride_c: 0,
-                alpha: 1.0,
-                beta: 0.0,
-                bias,
-            })])
+            Ok(vec![Call::Gemm(linear_gemm(dtype, (m, n, k), a.ptr, (b.ptr, bias), out.ptr))])
         }
         Op::MatMul { trans_a, trans_b } => {
             let (ra, rb, ro) = (a.shape.len(), b.shape.len(), out.shape.len());
