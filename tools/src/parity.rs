@@ -289,13 +289,10 @@ fn pixel_decoder_cfg(cfg: &Value, dtype: DType) -> Result<PixelDecoderConfig, St
 fn run_m2f_pixel_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let c = pixel_decoder_cfg(&fx.config, fx.dtype)?;
     let mut b = focus_graph::GraphBuilder::new();
-    let mut feeds = Vec::new();
-    let mut ids = Vec::new();
-    for i in 2..6 {
-        let (t, s) = nhwc_input(fx, &format!("input.res{i}"), fx.dtype)?;
-        ids.push(b.input(&format!("res{i}"), fx.dtype, s).map_err(|e| e.to_string())?);
-        feeds.push((format!("res{i}"), t));
-    }
+    let mut feeds = Feeds::default();
+    let ids = (2..6)
+        .map(|i| feeds.nhwc(fx, &mut b, &format!("res{i}"), fx.dtype))
+        .collect::<Result<Vec<_>, _>>()?;
     let (mf, maps, inter) = mask2former::pixel_decoder(&mut b, &c, &ids).map_err(|e| e.to_string())?;
     let mut names = vec![("mask_features".to_string(), "output.mask_features".to_string(), true)];
     b.output("mask_features", mf).map_err(|e| e.to_string())?;
@@ -308,8 +305,7 @@ fn run_m2f_pixel_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, Stri
         names.push((format!("inter.{n}"), format!("inter.{n}"), n == "fpn"));
     }
     let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
-    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    plan.run(&feeds).map_err(|e| e.to_string())?;
+    feeds.run(&mut plan)?;
     compare_outputs(fx, &plan, &names, tol)
 }
 
@@ -330,19 +326,15 @@ fn run_m2f_transformer_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>
     };
     c.validate()?;
     let mut b = focus_graph::GraphBuilder::new();
-    let mut feeds = Vec::new();
-    let mut map_ids = Vec::new();
-    for name in ["mask_features", "ms.0", "ms.1", "ms.2"] {
-        let (t, s) = nhwc_input(fx, &format!("input.{name}"), fx.dtype)?;
-        map_ids.push(b.input(name, fx.dtype, s).map_err(|e| e.to_string())?);
-        feeds.push((name.to_string(), t));
-    }
-    let mut seq = Vec::new();
-    for name in ["seg_query_hidden", "class_hidden"] {
-        let (s, v) = fx.f32(&format!("input.{name}"))?;
-        seq.push(b.input(name, fx.dtype, s.clone()).map_err(|e| e.to_string())?);
-        feeds.push((name.to_string(), Tensor::from_f32(fx.dtype, s, &v).map_err(|e| e.to_string())?));
-    }
+    let mut feeds = Feeds::default();
+    let map_ids = ["mask_features", "ms.0", "ms.1", "ms.2"]
+        .iter()
+        .map(|name| feeds.nhwc(fx, &mut b, name, fx.dtype))
+        .collect::<Result<Vec<_>, _>>()?;
+    let seq = ["seg_query_hidden", "class_hidden"]
+        .iter()
+        .map(|name| feeds.plain(fx, &mut b, name, fx.dtype))
+        .collect::<Result<Vec<_>, _>>()?;
     let (preds, masks) =
         mask2former::transformer_decoder(&mut b, &c, map_ids[0], &map_ids[1..], (seq[0], seq[1]))
             .map_err(|e| e.to_string())?;
@@ -370,8 +362,7 @@ fn run_m2f_transformer_decoder(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>
         blocked.push(name);
     }
     let mut plan = fx.plan(&b.finish().map_err(|e| e.to_string())?)?;
-    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    plan.run(&feeds).map_err(|e| e.to_string())?;
+    feeds.run(&mut plan)?;
     let mut res = compare_outputs(fx, &plan, &names, tol)?;
     for name in blocked {
         let got: Vec<f32> = output_f32(&plan, &name)?.1.iter().map(|a| 1.0 - a).collect();
@@ -414,25 +405,14 @@ fn run_unet(fx: &Fixture, tol: f64, with_mask: bool) -> Result<Vec<Comparison>, 
     let dt = fx.dtype;
     let e = |e: focus_graph::GraphError| e.to_string();
     let mut b = focus_graph::GraphBuilder::new();
-    let mut feeds: Vec<(String, Tensor)> = Vec::new();
-    let mut nhwc = |b: &mut focus_graph::GraphBuilder, name: &str| -> Result<NodeId, String> {
-        let (t, s) = nhwc_input(fx, &format!("input.{name}"), dt)?;
-        feeds.push((name.to_string(), t));
-        b.input(name, dt, s).map_err(e)
-    };
-    let latent = nhwc(&mut b, "latent")?;
-    let vq = nhwc(&mut b, "vq")?;
-    let mask = if with_mask { Some(nhwc(&mut b, "mask")?) } else { None };
-    let mut plain = |b: &mut focus_graph::GraphBuilder, name: &str, dtype: DType| -> Result<NodeId, String> {
-        let (s, v) = fx.f32(&format!("input.{name}"))?;
-        let s = if s.is_empty() { vec![1] } else { s };
-        feeds.push((name.to_string(), Tensor::from_f32(dtype, s.clone(), &v).map_err(|e| e.to_string())?));
-        b.input(name, dtype, s).map_err(e)
-    };
-    let timestep = plain(&mut b, "timestep", DType::F32)?;
-    let ctx = plain(&mut b, "encoder_hidden_states", dt)?;
-    let text_embeds = plain(&mut b, "text_embeds", dt)?;
-    let time_ids = plain(&mut b, "time_ids", DType::F32)?;
+    let mut feeds = Feeds::default();
+    let latent = feeds.nhwc(fx, &mut b, "latent", dt)?;
+    let vq = feeds.nhwc(fx, &mut b, "vq", dt)?;
+    let mask = if with_mask { Some(feeds.nhwc(fx, &mut b, "mask", dt)?) } else { None };
+    let timestep = feeds.plain(fx, &mut b, "timestep", DType::F32)?;
+    let ctx = feeds.plain(fx, &mut b, "encoder_hidden_states", dt)?;
+    let text_embeds = feeds.plain(fx, &mut b, "text_embeds", dt)?;
+    let time_ids = feeds.plain(fx, &mut b, "time_ids", DType::F32)?;
     let sample = unet::unet_input(&mut b, latent, vq).map_err(e)?;
     let mut names = vec![
         ("noise_pred".to_string(), "output.noise_pred".to_string(), true),
@@ -471,8 +451,7 @@ fn run_unet(fx: &Fixture, tol: f64, with_mask: bool) -> Result<Vec<Comparison>, 
         names.push((format!("inter.{n}"), format!("inter.{n}"), true));
     }
     let mut plan = fx.plan(&b.finish().map_err(e)?)?;
-    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    plan.run(&feeds).map_err(|e| e.to_string())?;
+    feeds.run(&mut plan)?;
     compare_outputs(fx, &plan, &names, tol)
 }
 
@@ -587,25 +566,13 @@ fn run_generation(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let dt = fx.dtype;
     let e = |e: focus_graph::GraphError| e.to_string();
     let mut b = focus_graph::GraphBuilder::new();
-    let mut feeds: Vec<(String, Tensor)> = Vec::new();
-    let mut ids_in = |b: &mut focus_graph::GraphBuilder, name: &str| -> Result<NodeId, String> {
-        let (s, v) = fx.i64(&format!("input.{name}"))?;
-        feeds.push((name.into(), Tensor::from_i64(DType::I64, s.clone(), &v).map_err(|e| e.to_string())?));
-        b.input(name, DType::I64, s).map_err(e)
-    };
-    let sem_ids = ids_in(&mut b, "sem_ids")?;
-    let pix_ids = ids_in(&mut b, "pix_ids")?;
-    let (noise, ns) = nhwc_input(fx, "input.noise", dt)?;
-    feeds.push(("noise".into(), noise));
-    let noise = b.input("noise", dt, ns).map_err(e)?;
-    let mut plain = |b: &mut focus_graph::GraphBuilder, name: &str, dtype: DType| -> Result<NodeId, String> {
-        let (s, v) = fx.f32(&format!("input.{name}"))?;
-        feeds.push((name.to_string(), Tensor::from_f32(dtype, s.clone(), &v).map_err(|e| e.to_string())?));
-        b.input(name, dtype, s).map_err(e)
-    };
-    let ctx = plain(&mut b, "encoder_hidden_states", dt)?;
-    let text_embeds = plain(&mut b, "text_embeds", dt)?;
-    let time_ids = plain(&mut b, "time_ids", DType::F32)?;
+    let mut feeds = Feeds::default();
+    let sem_ids = feeds.ids(fx, &mut b, "sem_ids")?;
+    let pix_ids = feeds.ids(fx, &mut b, "pix_ids")?;
+    let noise = feeds.nhwc(fx, &mut b, "noise", dt)?;
+    let ctx = feeds.plain(fx, &mut b, "encoder_hidden_states", dt)?;
+    let text_embeds = feeds.plain(fx, &mut b, "text_embeds", dt)?;
+    let time_ids = feeds.plain(fx, &mut b, "time_ids", DType::F32)?;
     let host = [
         ("init_noise_sigma", sched.init_noise_sigma),
         ("scale", sched.input_scale(0)),
@@ -615,8 +582,7 @@ fn run_generation(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     ];
     let mut scalars = Vec::new();
     for (name, v) in host {
-        feeds.push((name.into(), scalar(v)?));
-        scalars.push(b.input(name, DType::F32, [1]).map_err(e)?);
+        scalars.push(feeds.add(&mut b, name, scalar(v)?)?);
     }
     let [init, scale, t0, sigma, sigma_next] = scalars[..] else { unreachable!() };
     // Codes → maps (f32, resampled in f32), semantic channels first.
@@ -653,8 +619,7 @@ fn run_generation(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
         names.push((name.to_string(), key, nhwc));
     }
     let mut plan = fx.plan(&b.finish().map_err(e)?)?;
-    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    plan.run(&feeds).map_err(|e| e.to_string())?;
+    feeds.run(&mut plan)?;
     compare_outputs(fx, &plan, &names, tol)
 }
 
@@ -857,6 +822,51 @@ fn nhwc_input(fx: &Fixture, name: &str, dtype: DType) -> Result<(Tensor, Vec<usi
         Tensor::from_f32(dtype, shape.clone(), &nchw_to_nhwc(&v, n, c, h, w)).map_err(|e| e.to_string())?,
         shape,
     ))
+}
+
+/// Graph inputs read from a fixture's `input.*` tensors, with the tensors that feed them.
+#[derive(Default)]
+struct Feeds(Vec<(String, Tensor)>);
+
+impl Feeds {
+    fn add(&mut self, b: &mut focus_graph::GraphBuilder, name: &str, t: Tensor) -> Result<NodeId, String> {
+        let id = b.input(name, t.dtype(), t.shape().dims().to_vec()).map_err(|e| e.to_string())?;
+        self.0.push((name.to_string(), t));
+        Ok(id)
+    }
+    /// An NCHW fixture map as an NHWC input in `dt`.
+    fn nhwc(
+        &mut self,
+        fx: &Fixture,
+        b: &mut focus_graph::GraphBuilder,
+        name: &str,
+        dt: DType,
+    ) -> Result<NodeId, String> {
+        let (t, _) = nhwc_input(fx, &format!("input.{name}"), dt)?;
+        self.add(b, name, t)
+    }
+    /// A float tensor as stored (a scalar as `[1]`), in `dt`.
+    fn plain(
+        &mut self,
+        fx: &Fixture,
+        b: &mut focus_graph::GraphBuilder,
+        name: &str,
+        dt: DType,
+    ) -> Result<NodeId, String> {
+        let (s, v) = fx.f32(&format!("input.{name}"))?;
+        let s = if s.is_empty() { vec![1] } else { s };
+        self.add(b, name, Tensor::from_f32(dt, s, &v).map_err(|e| e.to_string())?)
+    }
+    /// Integer ids as i64.
+    fn ids(&mut self, fx: &Fixture, b: &mut focus_graph::GraphBuilder, name: &str) -> Result<NodeId, String> {
+        let (s, v) = fx.i64(&format!("input.{name}"))?;
+        self.add(b, name, Tensor::from_i64(DType::I64, s, &v).map_err(|e| e.to_string())?)
+    }
+    fn run(&self, plan: &mut Plan) -> Result<(), String> {
+        let feeds: Vec<(&str, &Tensor)> = self.0.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        plan.run(&feeds).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 fn fusion_cfg(cfg: &Value, dtype: DType) -> Result<FusionConfig, String> {
