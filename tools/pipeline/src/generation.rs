@@ -133,6 +133,11 @@ pub struct Generator {
     decode: Plan,
 }
 
+/// An output of `Plan::run` (every graph here names the outputs it takes).
+pub(crate) fn take(mut outputs: std::collections::HashMap<String, Tensor>, name: &str) -> Tensor {
+    outputs.remove(name).expect("the graph outputs it")
+}
+
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -301,9 +306,7 @@ impl Generator {
         };
         let s = feed(sem, self.grids[0], &self.cfg.semantic, "semantic")?;
         let p = feed(pix, self.grids[1], &self.cfg.pixel, "pixel")?;
-        self.condition.run(&[("sem_ids", &s), ("pix_ids", &p)])?;
-        let v = self.condition.output("vq")?;
-        Ok(Tensor::from_bytes(v.dtype, v.shape.to_vec(), v.data)?)
+        Ok(take(self.condition.run(&[("sem_ids", &s), ("pix_ids", &p)])?, "vq"))
     }
 
     /// Step `i` of `schedule` on `latents`; `mask` as the mask input when configured.
@@ -315,10 +318,15 @@ impl Generator {
         opts: &GenerateOptions,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.set_run_inputs(vq, opts, mask)?;
+        self.advance(latents, (schedule, i))
+    }
+
+    /// Set the step plan's inputs that stay fixed over a sampling run (they stay set).
+    fn set_run_inputs(&mut self, vq: &Tensor, opts: &GenerateOptions, mask: Option<&Tensor>) -> Result<()> {
         let dt = self.dtype;
-        let scalar = |v: f32| Tensor::from_f32(DType::F32, [1], &[v]);
-        let (ctx_n, text_n) =
-            (self.cfg.context_len * self.cfg.unet.cross_attention_dim, self.cfg.text_embeds);
+        let (ctx_shape, text_n) =
+            ([1, self.cfg.context_len, self.cfg.unet.cross_attention_dim], self.cfg.text_embeds);
         let given = |v: &Option<Vec<f32>>, n: usize, what: &str| -> Result<Vec<f32>> {
             match v {
                 None => Ok(vec![0.0; n]),
@@ -326,44 +334,47 @@ impl Generator {
                 Some(v) => Err(invalid(format!("{what} has {} values, expected {n}", v.len()))),
             }
         };
-        let ctx = Tensor::from_f32(
-            dt,
-            [1, self.cfg.context_len, self.cfg.unet.cross_attention_dim],
-            &given(&opts.context, ctx_n, "context")?,
-        )?;
+        let ctx =
+            Tensor::from_f32(dt, ctx_shape, &given(&opts.context, ctx_shape.iter().product(), "context")?)?;
         let text = Tensor::from_f32(dt, [1, text_n], &given(&opts.text_embeds, text_n, "text embedding")?)?;
         let ids = Tensor::from_f32(DType::F32, [1, 6], &opts.time_ids)?;
-        let (t, sc) = (scalar(schedule.timesteps[i])?, scalar(schedule.input_scale(i))?);
-        let (sg, sn, g) =
-            (scalar(schedule.sigmas[i])?, scalar(schedule.sigmas[i + 1])?, scalar(opts.guidance)?);
-        let mut feeds: Vec<(&str, &Tensor)> = vec![
-            ("latents", latents),
+        let guidance = Tensor::from_f32(DType::F32, [1], &[opts.guidance])?;
+        for (name, t) in [
             ("vq", vq),
             ("context", &ctx),
             ("text_embeds", &text),
             ("time_ids", &ids),
-            ("timestep", &t),
-            ("scale", &sc),
-            ("sigma", &sg),
-            ("sigma_next", &sn),
-            ("guidance", &g),
-        ];
+            ("guidance", &guidance),
+        ] {
+            self.step.set_input(name, &t.view())?;
+        }
         match (&self.cfg.mask, mask) {
-            (Some(_), Some(m)) => feeds.push(("mask", m)),
+            (Some(_), Some(m)) => self.step.set_input("mask", &m.view())?,
             (None, None) => {}
             (Some(_), None) => return Err(invalid("the mask-conditioned UNet needs a mask")),
             (None, Some(_)) => return Err(invalid("a mask was given but the UNet has no mask injection")),
         }
-        self.step.run(&feeds)?;
-        let v = self.step.output("latents")?;
-        Ok(Tensor::from_bytes(v.dtype, v.shape.to_vec(), v.data)?)
+        Ok(())
+    }
+
+    /// Step `i` of `schedule` on `latents`, the run's other inputs already set.
+    fn advance(&mut self, latents: &Tensor, (schedule, i): (&EulerSchedule, usize)) -> Result<Tensor> {
+        let scalar = |v: f32| Tensor::from_f32(DType::F32, [1], &[v]);
+        let (t, scale) = (scalar(schedule.timesteps[i])?, scalar(schedule.input_scale(i))?);
+        let (sigma, next) = (scalar(schedule.sigmas[i])?, scalar(schedule.sigmas[i + 1])?);
+        let feeds = [
+            ("latents", latents),
+            ("timestep", &t),
+            ("scale", &scale),
+            ("sigma", &sigma),
+            ("sigma_next", &next),
+        ];
+        Ok(take(self.step.run(&feeds)?, "latents"))
     }
 
     /// Latents → RGB in [0, 1], `[1, H, W, 3]` f32.
     pub fn decode(&mut self, latents: &Tensor) -> Result<Tensor> {
-        self.decode.run(&[("latents", latents)])?;
-        let v = self.decode.output("rgb")?;
-        Ok(Tensor::from_bytes(v.dtype, v.shape.to_vec(), v.data)?)
+        Ok(take(self.decode.run(&[("latents", latents)])?, "rgb"))
     }
 
     /// Sample an image for the code grids from seeded Gaussian noise.
@@ -378,21 +389,25 @@ impl Generator {
             return Err(invalid(format!("guidance {} is not finite", opts.guidance)));
         }
         let schedule = EulerSchedule::new(&self.cfg.euler, opts.steps).map_err(invalid)?;
-        let mask = match (&self.cfg.mask, mask) {
-            (Some(m), Some(v)) => {
+        let mask = match mask {
+            Some(v) => {
+                let m = self
+                    .cfg
+                    .mask
+                    .as_ref()
+                    .ok_or_else(|| invalid("a mask was given but the UNet has no mask injection"))?;
                 let (mh, mw) = (self.latent[0] * m.image_scale, self.latent[1] * m.image_scale);
                 if v.len() != mh * mw || v.iter().any(|x| !(0.0..=1.0).contains(x)) {
                     return Err(invalid(format!("the mask must be {mh}x{mw} values in [0, 1]")));
                 }
                 Some(Tensor::from_f32(self.dtype, [1, mh, mw, 1], v)?)
             }
-            (None, Some(_)) => return Err(invalid("a mask was given but the UNet has no mask injection")),
-            (Some(_), None) => return Err(invalid("the mask-conditioned UNet needs a mask")),
-            (None, None) => None,
+            None => None,
         };
         let t = Instant::now();
         let vq = self.condition(sem, pix)?;
         let condition_ms = ms(t);
+        self.set_run_inputs(&vq, opts, mask.as_ref())?;
         let [h, w] = self.latent;
         // Gaussian noise (Box-Muller) times the schedule's initial sigma.
         let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
@@ -407,7 +422,7 @@ impl Generator {
         let mut step_ms = Vec::with_capacity(opts.steps);
         for i in 0..opts.steps {
             let t = Instant::now();
-            latents = self.step(&latents, &vq, (&schedule, i), opts, mask.as_ref())?;
+            latents = self.advance(&latents, (&schedule, i))?;
             step_ms.push(ms(t));
         }
         let t = Instant::now();

@@ -132,11 +132,8 @@ impl Segmenter {
         let mut feeds: Vec<(&str, &Tensor)> = names.iter().copied().zip(features).collect();
         feeds.push(("seg_hidden", seg_hidden));
         feeds.push(("class_hidden", class_hidden));
-        self.plan.run(&feeds)?;
-        let out = |name: &str| -> Result<Tensor> {
-            let v = self.plan.output(name)?;
-            Ok(Tensor::from_bytes(v.dtype, v.shape.to_vec(), v.data)?)
-        };
-        Ok(Segmentation { masks: out("masks")?, scores: out("scores")?, queries: out("queries")? })
+        let mut out = self.plan.run(&feeds)?;
+        let mut take = |name: &str| out.remove(name).expect("the graph outputs it");
+        Ok(Segmentation { masks: take("masks"), scores: take("scores"), queries: take("queries") })
     }
 }
