@@ -3,7 +3,7 @@
 //! (One test in this binary: the counting allocator is global to the process.)
 
 use focus_engine::{compile, Device, MemoryWeights, Tensor};
-use focus_graph::{Conv2dParams, DType, GraphBuilder, NodeId, Op, RopeKind, UnaryOp};
+use focus_graph::{Conv2dParams, DType, GraphBuilder, NodeId, Op, ResizeMode, RopeKind, UnaryOp};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -111,6 +111,27 @@ const CASES: &[Case] = &[
         let w = b.param("w", DType::F32, [8, 3, 3, 32]).unwrap();
         let r = b.reshape(x, [1, 2, 3, 32]).unwrap();
         b.conv2d(r, w, None, Conv2dParams { padding: [1, 1], ..Default::default() }).unwrap()
+    }),
+    ("resize: antialiased bicubic down, bilinear and nearest up", |b, x| {
+        let r = b.reshape(x, [1, 4, 6, 8]).unwrap();
+        let d = b.resize(r, ResizeMode::Bicubic, [3, 4], false, true).unwrap();
+        let u = b.resize(d, ResizeMode::Bilinear, [5, 7], true, false).unwrap();
+        b.resize(u, ResizeMode::Nearest, [8, 9], false, false).unwrap()
+    }),
+    ("vq nearest", |b, x| {
+        let cb = b.param("cb", DType::F32, [40, 32]).unwrap();
+        b.vq_nearest(x, cb).unwrap()
+    }),
+    ("bf16: linear, rms_norm, attention, gelu", |b, x| {
+        let h = b.cast(x, DType::BF16).unwrap();
+        let w = b.param("w", DType::BF16, [32, 32]).unwrap();
+        let g = b.param("g", DType::BF16, [32]).unwrap();
+        let h = b.linear(h, w, None).unwrap();
+        let h = b.rms_norm(h, g, 1e-6).unwrap();
+        let r = b.reshape(h, [1, 6, 2, 16]).unwrap();
+        let a = b.attention(r, r, r, None, true, 0.25).unwrap();
+        let a = b.unary(UnaryOp::Gelu, a).unwrap();
+        b.cast(a, DType::F32).unwrap()
     }),
     ("permute, reshape, slice, concat", |b, x| {
         let t = b.permute(x, &[1, 0]).unwrap();

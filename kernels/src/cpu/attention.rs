@@ -5,14 +5,13 @@
 //! straight into the output and its buffers come from the scratch pool. Packed variable-length
 //! sequences restrict each row to its own sequence's keys and skip the key blocks outside it.
 
-use crate::cpu::common::{f32_in, with_f32_out, Scratch};
+use crate::cpu::common::{f32_in, with_f32_out, F32In, Scratch};
 use crate::cpu::matmul::{sgemm, Mat};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::shape::broadcast_strides;
 use focus_graph::DType;
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// Query rows per task.
 const BQ: usize = 64;
@@ -25,7 +24,7 @@ enum Mask<'a> {
     /// Nonzero = attend.
     Bool(&'a [u8], [usize; 4]),
     /// Added to the scaled scores.
-    Add(Cow<'a, [f32]>, [usize; 4]),
+    Add(F32In<'a>, [usize; 4]),
 }
 
 struct Dims {

@@ -1,13 +1,12 @@
 //! Dtype conversion at the kernel edges and per-thread scratch. Compute kernels work on f32
-//! (indices on i64); f32 inputs are borrowed without copying and index tensors are decoded in
-//! place, so f32 kernels allocate nothing once the scratch pools have grown. Other dtypes are
-//! converted through temporaries (`f32_in` allocates for them).
+//! (indices on i64); f32 inputs are borrowed without copying, index tensors are decoded in
+//! place and other dtypes are converted into pooled scratch, so kernels allocate nothing once
+//! the scratch pools have grown.
 
 use crate::error::{KernelError, Result};
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::DType;
 use half::{bf16, f16};
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
@@ -32,29 +31,74 @@ pub fn strides_of(shape: &[usize]) -> Dims {
     broadcast_strides(shape, shape)
 }
 
-/// Values of `t` as f32 (borrowed when `t` is f32 and aligned).
-pub fn f32_in<'a>(t: &TensorRef<'a>) -> Cow<'a, [f32]> {
+/// Values of a tensor as f32: borrowed, or converted into pooled scratch.
+pub enum F32In<'a> {
+    Borrowed(&'a [f32]),
+    Converted(Scratch<f32>),
+}
+
+impl F32In<'_> {
+    /// The values as an owned vector (a converted buffer is taken out of the pool).
+    pub fn into_owned(self) -> Vec<f32> {
+        match self {
+            F32In::Borrowed(s) => s.to_vec(),
+            F32In::Converted(mut s) => std::mem::take(&mut s.0),
+        }
+    }
+}
+
+impl Deref for F32In<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            F32In::Borrowed(s) => s,
+            F32In::Converted(s) => s,
+        }
+    }
+}
+
+/// Values of `t` as f32: borrowed when `t` is f32 and aligned, else converted into pooled
+/// scratch (so half-precision and integer inputs allocate nothing once the pool has grown).
+pub fn f32_in<'a>(t: &TensorRef<'a>) -> F32In<'a> {
+    if t.dtype == DType::F32 {
+        if let Ok(s) = bytemuck::try_cast_slice(t.data) {
+            return F32In::Borrowed(s);
+        }
+    }
+    let mut v = Scratch::<f32>::stale(t.data.len() / t.dtype.size_in_bytes());
     match t.dtype {
-        DType::F32 => match bytemuck::try_cast_slice(t.data) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => Cow::Owned(
-                t.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            ),
-        },
+        DType::F32 => {
+            for (d, c) in v.iter_mut().zip(t.data.chunks_exact(4)) {
+                *d = f32::from_le_bytes(c.try_into().unwrap());
+            }
+        }
         DType::F16 => {
-            Cow::Owned(t.data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+            for (d, c) in v.iter_mut().zip(t.data.chunks_exact(2)) {
+                *d = f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
         }
         DType::BF16 => {
-            Cow::Owned(t.data.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+            for (d, c) in v.iter_mut().zip(t.data.chunks_exact(2)) {
+                *d = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
         }
-        DType::I32 => Cow::Owned(
-            t.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-        ),
-        DType::I64 => Cow::Owned(
-            t.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-        ),
-        DType::U8 | DType::Bool => Cow::Owned(t.data.iter().map(|&b| b as f32).collect()),
+        DType::I32 => {
+            for (d, c) in v.iter_mut().zip(t.data.chunks_exact(4)) {
+                *d = i32::from_le_bytes(c.try_into().unwrap()) as f32;
+            }
+        }
+        DType::I64 => {
+            for (d, c) in v.iter_mut().zip(t.data.chunks_exact(8)) {
+                *d = i64::from_le_bytes(c.try_into().unwrap()) as f32;
+            }
+        }
+        DType::U8 | DType::Bool => {
+            for (d, &b) in v.iter_mut().zip(t.data) {
+                *d = b as f32;
+            }
+        }
     }
+    F32In::Converted(v)
 }
 
 /// An integer (or bool) tensor read element by element as i64, decoding its little-endian
@@ -158,12 +202,29 @@ impl<T: Pooled> Scratch<T> {
     pub fn zeroed(len: usize) -> Self {
         Self::filled(len, T::default())
     }
+
+    /// An empty buffer with room for at least `capacity` elements (from the pool once it has
+    /// grown), for callers that push.
+    pub fn empty(capacity: usize) -> Self {
+        let mut buf = Self::spare(capacity);
+        buf.clear();
+        buf.reserve(capacity);
+        Scratch(buf)
+    }
+
+    /// The buffer itself, to push or retain (growth beyond the pooled capacity allocates once).
+    pub fn vec(&mut self) -> &mut Vec<T> {
+        &mut self.0
+    }
 }
 
 impl<T: Pooled> Drop for Scratch<T> {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.0);
-        T::with_pool(|pool| pool.push(buf));
+        // A buffer taken out (`F32In::into_owned`) leaves nothing worth keeping.
+        if buf.capacity() > 0 {
+            T::with_pool(|pool| pool.push(buf));
+        }
     }
 }
 
@@ -180,7 +241,6 @@ impl<T: Pooled> DerefMut for Scratch<T> {
     }
 }
 
-/// Values of an integer (or bool) tensor as i64.
 /// Integer (or bool) elements of `t` into `dst` (`numel` long): `i64_in` without allocating.
 pub fn i64_fill(t: &TensorRef<'_>, dst: &mut [i64]) -> Result<()> {
     match t.dtype {

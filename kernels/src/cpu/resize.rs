@@ -17,13 +17,25 @@
 //!   Keys cubic with a = -0.5 (PyTorch uses -0.5 here for PIL compatibility). With
 //!   align_corners only the scale changes (PyTorch's behaviour).
 
-use super::common::{f32_in, with_f32_out};
+use super::common::{f32_in, with_f32_out, Scratch};
 use crate::error::Result;
 use crate::tensor::{TensorMut, TensorRef};
 use focus_graph::*;
 use rayon::prelude::*;
 
-type Taps = Vec<Vec<(usize, f32)>>;
+/// Taps of one axis, flat: output `i` reads `tap[i * width..][..count[i]]` as (weight, source
+/// index). Pooled, so re-running a plan allocates nothing.
+struct Taps {
+    width: usize,
+    count: Scratch<usize>,
+    tap: Scratch<(f32, usize)>,
+}
+
+impl Taps {
+    fn of(&self, i: usize) -> &[(f32, usize)] {
+        &self.tap[i * self.width..][..self.count[i]]
+    }
+}
 
 fn cubic1(x: f64, a: f64) -> f64 {
     ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
@@ -55,17 +67,30 @@ pub fn nearest_index(inp: usize, out: usize, i: usize) -> usize {
 fn taps(mode: ResizeMode, align: bool, aa: bool, inp: usize, out: usize) -> Taps {
     let last = inp as i64 - 1;
     let clampi = |i: i64| i.clamp(0, last) as usize;
-    (0..out)
-        .map(|i| match mode {
-            ResizeMode::Nearest => vec![(nearest_index(inp, out, i), 1.0)],
-            _ if aa => aa_taps(mode, align, inp, out, i),
+    let width = match mode {
+        ResizeMode::Nearest => 1,
+        _ if aa => aa_width(mode, align, inp, out),
+        ResizeMode::Bilinear => 2,
+        ResizeMode::Bicubic => 4,
+    };
+    let mut t = Taps { width, count: Scratch::stale(out), tap: Scratch::stale(out * width) };
+    for i in 0..out {
+        let slot = &mut t.tap[i * width..(i + 1) * width];
+        t.count[i] = match mode {
+            ResizeMode::Nearest => {
+                slot[0] = (1.0, nearest_index(inp, out, i));
+                1
+            }
+            _ if aa => aa_taps(mode, align, inp, out, i, slot),
             ResizeMode::Bilinear => {
                 let scale = scale_of(inp, out, align);
                 let src = if align { scale * i as f32 } else { (scale * (i as f32 + 0.5) - 0.5).max(0.0) };
                 let i0 = (src.floor() as i64).min(last);
                 let l = (src - i0 as f32).clamp(0.0, 1.0);
                 let i1 = if i0 < last { i0 + 1 } else { i0 };
-                vec![(clampi(i0), 1.0 - l), (clampi(i1), l)]
+                slot[0] = (1.0 - l, clampi(i0));
+                slot[1] = (l, clampi(i1));
+                2
             }
             ResizeMode::Bicubic => {
                 let scale = scale_of(inp, out, align);
@@ -74,15 +99,19 @@ fn taps(mode: ResizeMode, align: bool, aa: bool, inp: usize, out: usize) -> Taps
                 let t = (src - i0 as f32).clamp(0.0, 1.0) as f64;
                 let a = -0.75;
                 let w = [cubic2(t + 1.0, a), cubic1(t, a), cubic1(1.0 - t, a), cubic2(2.0 - t, a)];
-                (0..4).map(|j| (clampi(i0 - 1 + j as i64), w[j] as f32)).collect()
+                for (j, s) in slot.iter_mut().enumerate() {
+                    *s = (w[j] as f32, clampi(i0 - 1 + j as i64));
+                }
+                4
             }
-        })
-        .collect()
+        };
+    }
+    t
 }
 
-fn aa_taps(mode: ResizeMode, align: bool, inp: usize, out: usize, i: usize) -> Vec<(usize, f32)> {
-    let scale = scale_of(inp, out, align) as f64;
-    let (half_width, filter): (f64, fn(f64) -> f64) = match mode {
+/// The antialiased filter of `mode`: half width and kernel.
+fn aa_filter(mode: ResizeMode) -> (f64, fn(f64) -> f64) {
+    match mode {
         ResizeMode::Bicubic => (2.0, |x| {
             let x = x.abs();
             if x < 1.0 {
@@ -94,18 +123,51 @@ fn aa_taps(mode: ResizeMode, align: bool, inp: usize, out: usize, i: usize) -> V
             }
         }),
         _ => (1.0, |x| (1.0 - x.abs()).max(0.0)),
-    };
+    }
+}
+
+/// Support and filter-argument scale of the antialiased filter.
+fn aa_support(mode: ResizeMode, align: bool, inp: usize, out: usize) -> (f64, f64, f64) {
+    let scale = scale_of(inp, out, align) as f64;
+    let half_width = aa_filter(mode).0;
     let (support, invscale) =
         if scale >= 1.0 { (half_width * scale, 1.0 / scale) } else { (half_width, 1.0) };
+    (scale, support, invscale)
+}
+
+/// Most taps any output index can have: the window `[center - support + 0.5, center + support
+/// + 0.5)` truncated at both ends holds at most `ceil(2 * support) + 1` integers.
+fn aa_width(mode: ResizeMode, align: bool, inp: usize, out: usize) -> usize {
+    let (_, support, _) = aa_support(mode, align, inp, out);
+    ((2.0 * support).ceil() as usize + 1).min(inp.max(1))
+}
+
+/// Writes output `i`'s taps into `slot`, returns how many.
+fn aa_taps(
+    mode: ResizeMode,
+    align: bool,
+    inp: usize,
+    out: usize,
+    i: usize,
+    slot: &mut [(f32, usize)],
+) -> usize {
+    let filter = aa_filter(mode).1;
+    let (scale, support, invscale) = aa_support(mode, align, inp, out);
     let center = scale * (i as f64 + 0.5);
     // `as i64` truncates toward zero, as PyTorch's static_cast does.
     let xmin = ((center - support + 0.5) as i64).max(0);
     let xmax = ((center + support + 0.5) as i64).min(inp as i64);
-    let w: Vec<(usize, f64)> =
-        (xmin..xmax).map(|j| (j as usize, filter((j as f64 - center + 0.5) * invscale))).collect();
-    let total: f64 = w.iter().map(|p| p.1).sum();
+    debug_assert!((xmax - xmin).max(0) as usize <= slot.len());
+    let weight = |j: i64| filter((j as f64 - center + 0.5) * invscale);
+    let total: f64 = (xmin..xmax).map(weight).sum();
     let norm = if total != 0.0 { total } else { 1.0 };
-    w.into_iter().map(|(j, v)| (j, (v / norm) as f32)).collect()
+    let taps = (xmin..xmax).map(|j| ((weight(j) / norm) as f32, j as usize));
+    let mut n = 0;
+    for (s, t) in slot.iter_mut().zip(taps) {
+        *s = t;
+        n += 1;
+    }
+    n
 }
 
 pub fn resize(
@@ -124,11 +186,11 @@ pub fn resize(
     let tw = taps(mode, align_corners, antialias, w, wo);
     let th = taps(mode, align_corners, antialias, h, ho);
     // Pass 1 along W: tmp [N, H, Wo, C].
-    let mut tmp = vec![0f32; n * h * wo * c];
+    let mut tmp = Scratch::<f32>::zeroed(n * h * wo * c);
     tmp.par_chunks_mut(wo * c).enumerate().for_each(|(row, dst)| {
         let src = &xs[row * w * c..(row + 1) * w * c];
         for (ox, d) in dst.chunks_exact_mut(c).enumerate() {
-            for &(ix, wt) in &tw[ox] {
+            for &(wt, ix) in tw.of(ox) {
                 for (y, v) in d.iter_mut().zip(&src[ix * c..(ix + 1) * c]) {
                     *y += wt * v;
                 }
@@ -140,7 +202,7 @@ pub fn resize(
         o.par_chunks_mut(wo * c).enumerate().for_each(|(row, dst)| {
             let (b, oy) = (row / ho, row % ho);
             dst.fill(0.0);
-            for &(iy, wt) in &th[oy] {
+            for &(wt, iy) in th.of(oy) {
                 let src = &tmp[(b * h + iy) * wo * c..(b * h + iy + 1) * wo * c];
                 for (y, v) in dst.iter_mut().zip(src) {
                     *y += wt * v;
