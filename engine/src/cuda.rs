@@ -471,11 +471,12 @@ impl CudaBackend {
 
     fn addr(&self, g: &Graph, id: NodeId) -> u64 {
         let root = g.storage_root(id).0;
+        let at = g.storage_offset(id) as u64;
         match self.locs[root] {
-            Some(DevLoc::Arena(off)) => self.dev.ptr(&self.arena) + off as u64,
-            Some(DevLoc::Const(off)) => self.dev.ptr(&self.consts) + off as u64,
-            Some(DevLoc::Shared) => self.dev.ptr(&self.shared[&root]),
-            Some(DevLoc::State) => self.dev.ptr(&self.states[&root]),
+            Some(DevLoc::Arena(off)) => self.dev.ptr(&self.arena) + off as u64 + at,
+            Some(DevLoc::Const(off)) => self.dev.ptr(&self.consts) + off as u64 + at,
+            Some(DevLoc::Shared) => self.dev.ptr(&self.shared[&root]) + at,
+            Some(DevLoc::State) => self.dev.ptr(&self.states[&root]) + at,
             None => 0,
         }
     }

@@ -133,7 +133,7 @@ pub fn steps(g: &Graph, is_static: &[bool]) -> Vec<NodeId> {
         .filter(|id| {
             let op = &g.node(*id).op;
             let in_place = matches!(op, Op::WriteSlice { .. });
-            !is_static[id.0] && !op.is_leaf() && (!op.is_alias() || in_place)
+            !is_static[id.0] && !op.is_leaf() && (!g.is_alias(*id) || in_place)
         })
         .collect()
 }
@@ -265,7 +265,7 @@ fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool) -> 
             }
             Op::Constant { data } => Storage::Resident(AlignedBuf::from_bytes(data)),
             Op::State { .. } => Storage::State(AlignedBuf::zeroed(n.bytes())),
-            _ if n.op.is_alias() => Storage::Alias,
+            _ if g.is_alias(id) => Storage::Alias,
             _ if is_static[id.0] => {
                 let mut buf = AlignedBuf::zeroed(n.bytes());
                 {
@@ -341,6 +341,12 @@ fn device_consts<'a>(
     (consts, states)
 }
 
+/// `len` bytes of `data` from `at` (a view inside its root's storage); empty where the root has
+/// no bytes (a weight source without the tensor, reported when the plan was compiled).
+fn window(data: &[u8], at: usize, len: usize) -> &[u8] {
+    data.get(at..at + len).unwrap_or(&[])
+}
+
 /// View of a node's bytes outside `execute` (compile time and output reads).
 fn view_of<'a>(
     g: &'a Graph,
@@ -351,13 +357,13 @@ fn view_of<'a>(
 ) -> TensorRef<'a> {
     let n = g.node(id);
     let data: &[u8] = match &storage[g.storage_root(id).0] {
-        Storage::Arena(off) => &arena[*off..*off + n.bytes()],
+        Storage::Arena(off) => &arena[*off..],
         Storage::Resident(b) => b.as_slice(),
         Storage::Weight(name) => weights.and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[]),
         Storage::State(b) => b.as_slice(),
         Storage::Alias => unreachable!("roots are never aliases"),
     };
-    TensorRef::new(n.dtype, n.shape.dims(), data)
+    TensorRef::new(n.dtype, n.shape.dims(), window(data, g.storage_offset(id), n.bytes()))
 }
 
 impl Plan {
@@ -490,18 +496,25 @@ impl Plan {
             let view = |i: NodeId| -> TensorRef<'_> {
                 let m = &self.graph.nodes[i.0];
                 let root = self.graph.storage_root(i).0;
+                let at = self.graph.storage_offset(i);
                 let data: &[u8] = match &self.storage[root] {
                     // SAFETY: the planner gives every value live at this step a disjoint range of
-                    // the arena, so this shared view never overlaps the output written below.
-                    Storage::Arena(off) => unsafe { std::slice::from_raw_parts(base.add(*off), m.bytes()) },
+                    // the arena (a view lies inside its root's), so this shared view never
+                    // overlaps the output written below.
+                    Storage::Arena(off) => unsafe {
+                        std::slice::from_raw_parts(base.add(off + at), m.bytes())
+                    },
                     // SAFETY: a state is written only by WriteSlice steps, which never read it
-                    // (their destination input is replaced by an empty view below).
+                    // (their destination input is replaced by an empty view below); views of
+                    // states are never made.
                     Storage::State(_) => unsafe { std::slice::from_raw_parts(states(root), m.bytes()) },
                     Storage::Alias => unreachable!("roots are never aliases"),
-                    Storage::Resident(b) => b.as_slice(),
-                    Storage::Weight(name) => {
-                        self.weights.as_deref().and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[])
-                    }
+                    Storage::Resident(b) => window(b.as_slice(), at, m.bytes()),
+                    Storage::Weight(name) => window(
+                        self.weights.as_deref().and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[]),
+                        at,
+                        m.bytes(),
+                    ),
                 };
                 TensorRef::new(m.dtype, m.shape.dims(), data)
             };

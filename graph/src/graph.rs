@@ -3,6 +3,7 @@
 use crate::cost::{cost, Cost};
 use crate::dtype::DType;
 use crate::op::Op;
+use crate::passes::memory::ARENA_ALIGN;
 use crate::shape::Shape;
 
 /// Index of a node in its graph.
@@ -103,16 +104,54 @@ impl Graph {
         uses
     }
 
-    /// The node whose storage `id` shares (follows reshape aliases).
+    /// Whether `id` shares its first input's storage instead of owning any: a reshape, an
+    /// in-place write, or a slice that is a [view](Self::view_offset).
+    pub fn is_alias(&self, id: NodeId) -> bool {
+        self.node(id).op.is_alias() || self.view_offset(id).is_some()
+    }
+
+    /// Byte offset of a slice's output inside its input's storage, when the slice needs no
+    /// copy: step 1 (or one element) and every axis before the sliced one of extent 1, so it
+    /// selects one contiguous range; starting on an arena-aligned byte, so every kernel sees
+    /// the alignment it would see on its own buffer; and not of a state, which changes during
+    /// a run while a slice keeps the value it read.
+    pub fn view_offset(&self, id: NodeId) -> Option<usize> {
+        let n = self.node(id);
+        let Op::Slice { axis, start, end, step } = n.op else {
+            return None;
+        };
+        let src = self.node(n.inputs[0]);
+        let dims = src.shape.dims();
+        let contiguous = (step == 1 || end - start <= 1) && dims[..axis].iter().all(|&d| d == 1);
+        let offset = start * dims[axis + 1..].iter().product::<usize>() * n.dtype.size_in_bytes();
+        let root = self.storage_root(n.inputs[0]);
+        let fixed = !matches!(self.node(root).op, Op::State { .. });
+        (contiguous && fixed && offset.is_multiple_of(ARENA_ALIGN)).then_some(offset)
+    }
+
+    /// The node whose storage `id` shares (follows aliases).
     pub fn storage_root(&self, mut id: NodeId) -> NodeId {
-        while self.node(id).op.is_alias() {
+        while self.is_alias(id) {
             id = self.node(id).inputs[0];
         }
         id
     }
 
+    /// Byte offset of `id`'s data inside its storage root's (non-zero only through views).
+    pub fn storage_offset(&self, mut id: NodeId) -> usize {
+        let mut off = 0;
+        while self.is_alias(id) {
+            off += self.view_offset(id).unwrap_or(0);
+            id = self.node(id).inputs[0];
+        }
+        off
+    }
+
     pub fn node_cost(&self, id: NodeId) -> Cost {
         let n = self.node(id);
+        if self.view_offset(id).is_some() {
+            return Cost::default();
+        }
         let ins: Vec<(&[usize], usize)> = n
             .inputs
             .iter()
@@ -151,5 +190,48 @@ impl Graph {
         }
         feed(&format!("{:?}", self.outputs));
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, GraphBuilder};
+
+    #[test]
+    fn contiguous_aligned_slices_are_views() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, [1, 3, 64]).unwrap();
+        let rows = b.slice(x, 1, 1, 3).unwrap(); // one range from byte 256
+        let cols = b.slice(x, 2, 16, 32).unwrap(); // 3 separate ranges
+        let row = b.slice(x, 1, 2, 3).unwrap();
+        let part = b.slice(row, 2, 32, 48).unwrap(); // one range inside a view
+        let odd = b.slice(row, 2, 4, 20).unwrap(); // starts 16 bytes into an arena line
+        let strided = b.slice_step(x, 1, 0, 3, 2).unwrap();
+        let one = b.slice_step(x, 1, 1, 2, 2).unwrap(); // one element of a strided slice
+        let s = b.state("s", DType::F32, [1, 3, 64]).unwrap();
+        let of_state = b.slice(s, 1, 1, 2).unwrap();
+        for (i, id) in [rows, cols, row, part, odd, strided, one, of_state].into_iter().enumerate() {
+            b.output(&format!("o{i}"), id).unwrap();
+        }
+        let g = b.finish().unwrap();
+        let views: Vec<_> = [rows, cols, row, part, odd, strided, one, of_state]
+            .into_iter()
+            .map(|id| (g.view_offset(id), g.storage_offset(id), g.storage_root(id)))
+            .collect();
+        assert_eq!(
+            views,
+            vec![
+                (Some(256), 256, x),
+                (None, 0, cols),
+                (Some(512), 512, x),
+                (Some(128), 640, x),
+                (None, 0, odd),
+                (None, 0, strided),
+                (Some(256), 256, x),
+                (None, 0, of_state),
+            ]
+        );
+        assert_eq!(g.node_cost(part), Default::default());
+        assert!(g.node_cost(cols).bytes > 0);
     }
 }

@@ -82,9 +82,10 @@ fn run_on_emulator(
         let base = emu.addr(arena);
         let addr = |id: NodeId| {
             let root = g.storage_root(id);
+            let view = g.storage_offset(id) as u64;
             match off.arena_offsets[root.0] {
-                Some(at) => base + at as u64,
-                None => loc.get(&root).copied().unwrap_or(0),
+                Some(at) => base + at as u64 + view,
+                None => loc.get(&root).map_or(0, |a| a + view),
             }
         };
         let need = off.schedule.scratch_bytes(g, &off.steps, &addr);
@@ -107,13 +108,13 @@ fn run_on_emulator(
         let arena_bytes = emu.read(arena)?;
         for (name, id) in &g.outputs {
             let root = g.storage_root(*id);
-            let n = g.node(*id).bytes();
+            let (n, view) = (g.node(*id).bytes(), g.storage_offset(*id));
             let bytes = match off.arena_offsets[root.0] {
-                Some(at) => arena_bytes[at..at + n].to_vec(),
+                Some(at) => arena_bytes[at + view..at + view + n].to_vec(),
                 None => {
                     let k = off.states.iter().position(|s| *s == root).map(|p| state_idx[p]);
                     let k = k.or_else(|| off.consts.iter().position(|c| c.0 == root).map(|p| const_idx[p]));
-                    emu.read(k.expect("outputs live somewhere"))?[..n].to_vec()
+                    emu.read(k.expect("outputs live somewhere"))?[view..view + n].to_vec()
                 }
             };
             outs.insert(name.clone(), bytes);

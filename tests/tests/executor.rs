@@ -63,7 +63,7 @@ fn random_graph(rng: &mut StdRng) -> (Graph, Vec<(String, Vec<usize>)>) {
         };
         let x = pick(rng, &vals, &b);
         let y = pick(rng, &vals, &b);
-        let v = match rng.gen_range(0..9) {
+        let v = match rng.gen_range(0..10) {
             0 => b.unary(UnaryOp::Tanh, x).unwrap(),
             1 => b.add(x, y).unwrap(),
             2 => b.mul(x, bias).unwrap(),
@@ -81,6 +81,14 @@ fn random_graph(rng: &mut StdRng) -> (Graph, Vec<(String, Vec<usize>)>) {
                 let t = b.concat(&[x, y], 1).unwrap();
                 b.slice(t, 1, c, 2 * c).unwrap()
             }
+            8 => {
+                // A view 64 bytes in (or, when r·c < 16, a copy unless it happens to align).
+                let t = b.concat(&[x, y], 0).unwrap();
+                let f = b.reshape(t, [2 * r * c]).unwrap();
+                let at = (r * c).min(16);
+                let s = b.slice(f, 0, at, at + r * c).unwrap();
+                b.reshape(s, [r, c]).unwrap()
+            }
             _ => b.linear(x, square, Some(bias)).unwrap(),
         };
         vals.push(v);
@@ -95,8 +103,10 @@ fn random_graph(rng: &mut StdRng) -> (Graph, Vec<(String, Vec<usize>)>) {
 #[test]
 fn planned_equals_unplanned_on_random_graphs() {
     let mut rng = StdRng::seed_from_u64(0xC0FFEE);
+    let mut views = 0;
     for case in 0..60 {
         let (g, ins) = random_graph(&mut rng);
+        views += g.ids().filter(|id| g.view_offset(*id).is_some_and(|o| o > 0)).count();
         let w = MemoryWeights::random_for(&g, case);
         let tensors: Vec<(String, Tensor)> =
             ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
@@ -114,6 +124,7 @@ fn planned_equals_unplanned_on_random_graphs() {
         }
         assert!(plan.memory().arena_bytes <= plan.memory().naive_bytes);
     }
+    assert!(views > 0, "no slice was a view at a nonzero offset");
 }
 
 fn small_graph() -> Graph {

@@ -10,7 +10,7 @@ pub const ARENA_ALIGN: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryPlan {
     /// Arena offset of each node's storage; `None` for static (resident) nodes and states.
-    /// Reshape aliases carry their root's offset.
+    /// Aliases carry their root's offset plus their own offset inside it.
     pub offsets: Vec<Option<usize>>,
     /// Live interval `[first, last]` (node indices) of each arena-resident storage root.
     pub lifetimes: Vec<Option<(usize, usize)>>,
@@ -98,7 +98,7 @@ pub fn plan_memory_spans(g: &Graph, is_static: &[bool], spans: &[Vec<NodeId>]) -
         offset_of[i] = Some(off);
         arena = arena.max(off + size);
     }
-    let offsets = (0..n).map(|i| offset_of[root[i].0]).collect();
+    let offsets = g.ids().map(|id| offset_of[root[id.0].0].map(|o| o + g.storage_offset(id))).collect();
     MemoryPlan { offsets, lifetimes: life, arena_bytes: arena, naive_bytes: naive }
 }
 
@@ -136,7 +136,11 @@ mod tests {
                     0 => b.unary(UnaryOp::Exp, a).unwrap(),
                     1 => b.add(a, c).unwrap(),
                     2 => b.reshape(a, [1, len]).and_then(|r| b.reshape(r, [len])).unwrap(),
-                    _ => b.concat(&[a, c], 0).and_then(|r| b.slice(r, 0, 0, len)).unwrap(),
+                    // A view (a contiguous slice, at byte 0 or 64) or, unaligned, a copy.
+                    _ => {
+                        let at = rng.gen_range(0..3) * 16 % (len + 1);
+                        b.concat(&[a, c], 0).and_then(|r| b.slice(r, 0, at, at + len)).unwrap()
+                    }
                 };
                 vals.push(v);
             }
@@ -175,6 +179,14 @@ mod tests {
                     if let Some((first, last)) = p.lifetimes[r] {
                         assert!(first <= j && j <= last, "node {j} reads {r} outside {first}..={last}");
                     }
+                }
+            }
+            // Aliases address inside their root's range.
+            for id in g.ids() {
+                let r = g.storage_root(id);
+                if let (Some(o), Some(ro)) = (p.offsets[id.0], p.offsets[r.0]) {
+                    assert_eq!(o, ro + g.storage_offset(id));
+                    assert!(o + g.node(id).bytes() <= ro + g.node(r).bytes());
                 }
             }
             let roots: Vec<usize> = (0..g.len()).filter(|&i| p.lifetimes[i].is_some()).collect();
