@@ -221,6 +221,35 @@ pub fn cuda_offline(graph: &Graph, weights: Option<Arc<dyn WeightSource>>) -> Re
     })
 }
 
+/// What a CUDA plan of `graph` launches per run (kernels, GEMMs, memsets and copies), planned
+/// as the device would plan it but without a device or weights: each step that launches
+/// anything, with its launch count. Arena addresses are the planner's; weights, constants and
+/// states get distinct 256-byte-aligned addresses, as the device allocator gives them.
+pub fn cuda_launches(graph: &Graph) -> Result<Vec<(NodeId, usize)>> {
+    let (g, _) = eliminate_dead_code(graph);
+    let is_static = static_nodes(&g);
+    let steps = steps(&g, &is_static);
+    let fusions = Fusions::of(&g, &steps);
+    let memory = plan_memory_spans(&g, &is_static, &fusions.spans());
+    let schedule = CudaSchedule::new(&g, &fusions);
+    const ARENA: u64 = 1 << 40;
+    const OTHER: u64 = 1 << 44;
+    let mut other = vec![0u64; g.len()];
+    let mut at = OTHER;
+    for id in g.ids().filter(|id| memory.offsets[id.0].is_none() && !g.is_alias(*id)) {
+        other[id.0] = at;
+        at += (g.node(id).bytes() as u64).next_multiple_of(256).max(256);
+    }
+    let addr = |id: NodeId| match memory.offsets[id.0] {
+        Some(off) => ARENA + off as u64,
+        None => other[g.storage_root(id).0] + g.storage_offset(id) as u64,
+    };
+    let need = schedule.scratch_bytes(&g, &steps, &addr);
+    let scratch = focus_kernels::cuda::launch::Scratch { ptr: at + 256, bytes: need, flag: at };
+    let calls = schedule.calls(&g, &steps, &addr, scratch)?;
+    Ok(steps.iter().zip(calls).filter(|(_, c)| !c.is_empty()).map(|(id, c)| (*id, c.len())).collect())
+}
+
 fn arena_offsets(g: &Graph, storage: &[Storage]) -> Vec<Option<usize>> {
     g.ids().map(|id| if let Storage::Arena(off) = storage[id.0] { Some(off) } else { None }).collect()
 }

@@ -275,6 +275,19 @@ impl GraphBuilder {
         }
         self.op(Op::GatedLinear { act }, &ins)
     }
+    /// Projections of `x` by each weight (and bias, all or none) as flat consecutive blocks
+    /// (`Op::MultiLinear`).
+    pub fn multi_linear(
+        &mut self,
+        x: NodeId,
+        weights: &[NodeId],
+        biases: Option<&[NodeId]>,
+    ) -> Result<NodeId> {
+        let mut ins = vec![x];
+        ins.extend_from_slice(weights);
+        ins.extend_from_slice(biases.unwrap_or_default());
+        self.op(Op::MultiLinear { parts: weights.len() }, &ins)
+    }
     pub fn conv2d(&mut self, x: NodeId, w: NodeId, bias: Option<NodeId>, p: Conv2dParams) -> Result<NodeId> {
         let mut ins = vec![x, w];
         ins.extend(bias);

@@ -44,6 +44,10 @@ pub fn cost(op: &Op, ins: &[(&[usize], usize)], out: &[usize], out_elem: usize) 
             let k = *ins[0].0.last().unwrap() as u64;
             2 * 2 * n_out * k + n_out * (act.flops_per_elem() + 1) + if ins.len() > 3 { 2 * n_out } else { 0 }
         }
+        Op::MultiLinear { parts } => {
+            let k = *ins[0].0.last().unwrap() as u64;
+            2 * n_out * k + if ins.len() > 1 + parts { n_out } else { 0 }
+        }
         Op::Conv2d(_) => {
             let w = ins[1].0;
             2 * n_out * (w[1] * w[2] * w[3]) as u64 + if ins.len() > 2 { n_out } else { 0 }

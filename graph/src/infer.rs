@@ -203,6 +203,37 @@ pub fn infer(op: &Op, ins: &[In]) -> R {
             *out.last_mut().unwrap() = n;
             Ok((out, x.dtype))
         }
+        Op::MultiLinear { parts } => {
+            let p = *parts;
+            if p == 0 || (ins.len() != 1 + p && ins.len() != 1 + 2 * p) {
+                return Err(format!(
+                    "expects x, {p} weights and optionally {p} biases, got {} inputs",
+                    ins.len()
+                ));
+            }
+            let x = ins[0];
+            float(x, "x")?;
+            let k = *x.shape.last().ok_or("x must have rank >= 1")?;
+            let rows = x.shape.iter().product::<usize>() / k.max(1);
+            let mut total = 0;
+            for (i, w) in ins[1..=p].iter().enumerate() {
+                same_dtype(x, *w, "weight")?;
+                rank(*w, 2, "weight")?;
+                if w.shape[1] != k {
+                    return Err(format!(
+                        "x {} last dim {k} != weight {i} {} in-features",
+                        sh(x.shape),
+                        sh(w.shape)
+                    ));
+                }
+                if let Some(b) = ins.get(1 + p + i) {
+                    same_dtype(x, *b, "bias")?;
+                    vec_of(*b, w.shape[0], "bias")?;
+                }
+                total += w.shape[0];
+            }
+            Ok((vec![rows * total], x.dtype))
+        }
         Op::Conv2d(p) => {
             arity(ins, 2, 3)?;
             let (x, w) = (ins[0], ins[1]);

@@ -230,6 +230,14 @@ pub enum Op {
     GatedLinear {
         act: UnaryOp,
     },
+    /// `parts` projections of one input: `x [..., K]`, weights `w_i [N_i, K]`, then optionally
+    /// biases `b_i [N_i]` (all or none). The outputs `x·w_iᵀ + b_i` (`[rows, N_i]` row-major,
+    /// rows = numel(x) / K) follow one another in a flat `[rows · ΣN_i]`, so each is one
+    /// contiguous block a slice can view without a copy: a decode step's q, k and v from their
+    /// separate checkpoint weights in one launch, with no concatenated weight copy.
+    MultiLinear {
+        parts: usize,
+    },
     /// `x [N, H, W, Cin]`, `w [Cout, KH, KW, Cin/g]`, optional `bias [Cout]` → `[N, Ho, Wo, Cout]`.
     Conv2d(Conv2dParams),
 
@@ -405,6 +413,7 @@ impl Op {
             Op::MatMul { .. } => "matmul",
             Op::Linear => "linear",
             Op::GatedLinear { .. } => "gated_linear",
+            Op::MultiLinear { .. } => "multi_linear",
             Op::Conv2d(_) => "conv2d",
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
@@ -483,6 +492,7 @@ impl Op {
             Op::MatMul { trans_a: false, trans_b: false },
             Op::Linear,
             Op::GatedLinear { act: UnaryOp::Silu },
+            Op::MultiLinear { parts: 3 },
             Op::Conv2d(Conv2dParams::default()),
         ];
         v.extend(UnaryOp::ALL.iter().map(|&u| Op::Unary(u)));

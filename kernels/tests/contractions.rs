@@ -206,6 +206,52 @@ fn gated_linear_is_act_of_one_projection_times_the_other() {
     }
 }
 
+#[test]
+fn multi_linear_writes_each_projection_as_its_own_block() {
+    let cases: [(&[usize], &[usize]); 3] =
+        [(&[1, 1, 24], &[16, 8, 8]), (&[3, 17], &[5, 9]), (&[2, 2, 12], &[7])];
+    let mut seed = 900;
+    for dtype in FLOATS {
+        for &(xs, ns) in &cases {
+            for with_bias in [false, true] {
+                seed += 10;
+                let k = *xs.last().unwrap();
+                let rows = xs.iter().product::<usize>() / k;
+                let (x, xv) = input(seed, xs, dtype);
+                let ws: Vec<_> =
+                    ns.iter().enumerate().map(|(i, &n)| input(seed + 1 + i as u64, &[n, k], dtype)).collect();
+                let bs: Vec<_> =
+                    ns.iter().enumerate().map(|(i, &n)| input(seed + 5 + i as u64, &[n], dtype)).collect();
+                let mut ins: Vec<&Owned> = vec![&x];
+                ins.extend(ws.iter().map(|w| &w.0));
+                if with_bias {
+                    ins.extend(bs.iter().map(|b| &b.0));
+                }
+                let got = run_op(&Op::MultiLinear { parts: ns.len() }, &ins).unwrap();
+                let mut want = Vec::new();
+                for (p, &n) in ns.iter().enumerate() {
+                    for r in 0..rows {
+                        for j in 0..n {
+                            let b = if with_bias { bs[p].1[j] as f64 } else { 0.0 };
+                            want.push(
+                                b + (0..k)
+                                    .map(|q| xv[r * k + q] as f64 * ws[p].1[j * k + q] as f64)
+                                    .sum::<f64>(),
+                            );
+                        }
+                    }
+                }
+                check_f64(
+                    &got,
+                    &want,
+                    dtype,
+                    &format!("multi_linear {dtype:?} x{xs:?} n={ns:?} bias={with_bias}"),
+                );
+            }
+        }
+    }
+}
+
 /// erf by its Maclaurin series in f64 (cancellation stays below 1e-6 for |x| < 6; ±1 beyond).
 fn erf_series(x: f64) -> f64 {
     if x.abs() >= 6.0 {

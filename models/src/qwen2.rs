@@ -207,15 +207,22 @@ pub fn build_step(
         b.push_scope(format!("layers.{l}"));
         let w = param(b, &format!("{p}input_layernorm.weight"), dt, [hid])?;
         let h = b.rms_norm(x, w, c.rms_norm_eps)?;
-        let proj = |b: &mut GraphBuilder, name: &str, heads: usize| -> Result<NodeId> {
-            let w = param(b, &format!("{p}self_attn.{name}.weight"), dt, [heads * hd, hid])?;
-            let bias = param(b, &format!("{p}self_attn.{name}.bias"), dt, [heads * hd])?;
-            let y = b.scoped(name, |b| b.linear(h, w, Some(bias)))?;
+        // q, k and v as one op writing three blocks, each then read in place (a view).
+        let (mut ws, mut bs) = (Vec::new(), Vec::new());
+        for (name, heads) in [("q_proj", nh), ("k_proj", nkv), ("v_proj", nkv)] {
+            ws.push(param(b, &format!("{p}self_attn.{name}.weight"), dt, [heads * hd, hid])?);
+            bs.push(param(b, &format!("{p}self_attn.{name}.bias"), dt, [heads * hd])?);
+        }
+        let qkv = b.scoped("qkv_proj", |b| b.multi_linear(h, &ws, Some(&bs)))?;
+        let mut at = 0;
+        let mut part = |b: &mut GraphBuilder, heads: usize| -> Result<NodeId> {
+            let y = b.slice(qkv, 0, at, at + t * heads * hd)?;
+            at += t * heads * hd;
             b.reshape(y, [1, t, heads, hd])
         };
-        let q = proj(b, "q_proj", nh)?;
-        let k = proj(b, "k_proj", nkv)?;
-        let v = proj(b, "v_proj", nkv)?;
+        let q = part(b, nh)?;
+        let k = part(b, nkv)?;
+        let v = part(b, nkv)?;
         let q = b.rope(q, pos, RopeKind::OneD, c.rope_theta)?;
         let k = b.rope(k, pos, RopeKind::OneD, c.rope_theta)?;
         let kc = b.state(&k_cache_name(l), dt, [1, cap, nkv, hd])?;

@@ -44,6 +44,13 @@ enum Cmd {
         /// List the models and configs.
         #[arg(long)]
         list: bool,
+        /// Storage dtype of activations and weights (f32, f16, bf16).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Also print what a CUDA plan of the graph launches per run, by op kind (planned
+        /// offline: no GPU and no weights needed).
+        #[arg(long)]
+        launches: bool,
     },
     /// List the CUDA kernels; with --check, compile each with NVRTC and print registers,
     /// shared memory and spills (needs libnvrtc: tools/setup-nvrtc.sh installs it locally).
@@ -212,8 +219,17 @@ fn main() -> ExitCode {
         }),
         Cmd::Parity { fixture, tol, dtype, device } => commands::parity::run(&fixture, tol, &dtype, &device),
         Cmd::Kernels { check, arch, src } => commands::kernels::run(check, &arch, src.as_deref()),
-        Cmd::Graph { model, config, size, dot, summary, list } => {
-            commands::graph::run(&model, &config, size, dot, summary, list)
+        Cmd::Graph { model, config, size, dot, summary, list, dtype, launches } => {
+            commands::graph::run(&commands::graph::GraphArgs {
+                model: &model,
+                config: &config,
+                size,
+                dtype: &dtype,
+                dot,
+                summary,
+                list,
+                launches,
+            })
         }
         Cmd::Edit { image, sampling, out, mask_out } => commands::edit::run(commands::edit::EditArgs {
             image: image.as_deref(),

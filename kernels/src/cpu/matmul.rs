@@ -201,6 +201,27 @@ pub fn gated_linear(
     })
 }
 
+/// `Op::MultiLinear`: each projection into its own block of `out`.
+pub fn multi_linear(
+    x: &TensorRef,
+    weights: &[TensorRef],
+    biases: &[TensorRef],
+    out: &mut TensorMut,
+) -> Result<()> {
+    let k = x.shape.last().copied().unwrap_or(1);
+    let rows = x.data.len() / x.dtype.size_in_bytes() / k.max(1);
+    let es = out.dtype.size_in_bytes();
+    let mut at = 0;
+    for (i, w) in weights.iter().enumerate() {
+        let shape = [rows, w.shape[0]];
+        let bytes = rows * w.shape[0] * es;
+        let block = &mut out.data[at..at + bytes];
+        linear(x, w, biases.get(i), &mut TensorMut::new(out.dtype, &shape, block))?;
+        at += bytes;
+    }
+    Ok(())
+}
+
 pub fn linear(x: &TensorRef, w: &TensorRef, bias: Option<&TensorRef>, out: &mut TensorMut) -> Result<()> {
     let (n, k) = (w.shape[0], w.shape[1]);
     let rows = out.numel().checked_div(n).unwrap_or(0);

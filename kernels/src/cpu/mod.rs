@@ -43,6 +43,10 @@ pub fn run(op: &Op, ins: &[TensorRef<'_>], out: &mut TensorMut<'_>) -> Result<()
             let biases = if ins.len() == 5 { Some((&ins[3], &ins[4])) } else { None };
             matmul::gated_linear(*act, &ins[0], (&ins[1], &ins[2]), biases, out)
         }
+        Op::MultiLinear { parts } => {
+            let biases = if ins.len() > 1 + parts { &ins[1 + parts..] } else { &[] };
+            matmul::multi_linear(&ins[0], &ins[1..=*parts], biases, out)
+        }
         Op::Conv2d(p) => conv::conv2d(&ins[0], &ins[1], opt(2).as_ref(), out, p),
         Op::Unary(u) => unary::unary(*u, &ins[0], out),
         Op::Glu { act } => unary::glu(*act, &ins[0], out),

@@ -8,21 +8,27 @@ pub fn mib(b: usize) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-pub fn run(
-    model: &str,
-    config: &str,
-    size: usize,
-    dot: bool,
-    summary: bool,
-    list: bool,
-) -> Result<(), String> {
-    if list {
+pub struct GraphArgs<'a> {
+    pub model: &'a str,
+    pub config: &'a str,
+    pub size: usize,
+    pub dtype: &'a str,
+    pub dot: bool,
+    pub summary: bool,
+    pub list: bool,
+    pub launches: bool,
+}
+
+pub fn run(a: &GraphArgs) -> Result<(), String> {
+    let GraphArgs { model, config, size, dot, summary, .. } = *a;
+    if a.list {
         for m in MODELS {
             println!("{:<12} configs: {:<16} {}", m.name, m.configs.join(", "), m.about);
         }
         return Ok(());
     }
-    let g = build_named(model, config, size, focus_graph::DType::F32)?;
+    let dtype = super::float_dtype(a.dtype)?;
+    let g = build_named(model, config, size, dtype)?;
     let (g, _) = eliminate_dead_code(&g);
     if !summary {
         print!("{}", if dot { dump::to_dot(&g) } else { dump::to_text(&g) });
@@ -47,5 +53,28 @@ pub fn run(
         mem.naive_bytes as f64 / mem.arena_bytes.max(1) as f64,
         fusion_groups(&g).len()
     );
+    if a.launches {
+        print_launches(&g)?;
+    }
+    Ok(())
+}
+
+/// CUDA launches per run by op kind (a fused pair or group counts under the node that plans it).
+fn print_launches(g: &focus_graph::Graph) -> Result<(), String> {
+    let steps = focus_engine::executor::cuda_launches(g).map_err(|e| e.to_string())?;
+    let mut by_kind: Vec<(&str, usize, usize)> = Vec::new();
+    for (id, n) in &steps {
+        let kind = g.node(*id).op.kind();
+        match by_kind.iter_mut().find(|k| k.0 == kind) {
+            Some(k) => (k.1, k.2) = (k.1 + n, k.2 + 1),
+            None => by_kind.push((kind, *n, 1)),
+        }
+    }
+    by_kind.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let total: usize = steps.iter().map(|s| s.1).sum();
+    println!("CUDA launches per run: {total} from {} launching steps (planned offline)", steps.len());
+    for (kind, n, s) in by_kind {
+        println!("  {kind:<22} {n:>6} launches {s:>6} steps");
+    }
     Ok(())
 }

@@ -174,12 +174,63 @@ fn gated(
     ])
 }
 
+/// Parts the `Op::MultiLinear` GEMV takes (its weight and bias pointer slots in gemv.cu).
+const MULTI_GEMV_PARTS: usize = 4;
+
+/// `Op::MultiLinear`: one GEMV launch over every part for a few rows; otherwise one GEMM per
+/// part (bias as its epilogue) into the part's block.
+fn multi(op: &Op, parts: usize, ins: &[DevTensor], out: &DevTensor) -> Result<Vec<Call>, CudaError> {
+    if ins.iter().any(|t| t.dtype != out.dtype) {
+        return Err(unsupported(op, "inputs and output must share a dtype"));
+    }
+    let x = &ins[0];
+    let (ws, bs) = (&ins[1..=parts], ins.get(1 + parts..).unwrap_or_default());
+    let k = *x.shape.last().expect("rank >= 1");
+    let m = x.numel() / k.max(1);
+    let es = out.dtype.size_in_bytes();
+    let bias = |i: usize| bs.get(i).map_or(0, |b| b.ptr);
+    if parts <= MULTI_GEMV_PARTS && gemv_applies(m, k) {
+        let sfx = float_kernel(op, out.dtype)?;
+        let i = |v: usize, what: &str| i32_arg(op, v, what);
+        let n: usize = ws.iter().map(|w| w.shape[0]).sum();
+        let vec8 = k.is_multiple_of(8) && ws.iter().all(|w| w.ptr.is_multiple_of(16)) && (k * es).is_multiple_of(16);
+        const WARPS: usize = 8;
+        let mut args = vec![Arg::Ptr(x.ptr)];
+        args.extend((0..MULTI_GEMV_PARTS).map(|p| Arg::Ptr(ws.get(p).map_or(0, |w| w.ptr))));
+        args.extend((0..MULTI_GEMV_PARTS).map(|p| Arg::Ptr(bias(p))));
+        args.extend([Arg::Ptr(out.ptr), i(m, "rows")?, i(k, "in-features")?]);
+        for p in 0..MULTI_GEMV_PARTS {
+            args.push(i(ws.get(p).map_or(0, |w| w.shape[0]), "out-features")?);
+        }
+        args.push(Arg::I32(vec8 as i32));
+        return Ok(vec![Call::Kernel(KernelCall {
+            file: "gemv.cu",
+            entry: format!("multi_gemv_{sfx}"),
+            grid: (u32::try_from(n.div_ceil(WARPS)).map_err(|_| unsupported(op, "too many columns"))?, 1, 1),
+            block: ((32 * WARPS) as u32, 1, 1),
+            smem: (m * k * 4) as u32,
+            args,
+        })]);
+    }
+    let dtype = gemm_type(op, out.dtype)?;
+    let mut at = out.ptr;
+    let mut calls = Vec::with_capacity(parts);
+    for (p, w) in ws.iter().enumerate() {
+        let n = w.shape[0];
+        calls.push(Call::Gemm(linear_gemm(dtype, (m, n, k), x.ptr, (w.ptr, bias(p)), at)));
+        at += (m * n * es) as u64;
+    }
+    Ok(calls)
+}
+
 pub(super) fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, s: Scratch) -> Result<Vec<Call>, CudaError> {
     if out.numel() == 0 {
         return Ok(Vec::new());
     }
-    if let Op::GatedLinear { act } = op {
-        return gated(op, *act, ins, out, s);
+    match op {
+        Op::GatedLinear { act } => return gated(op, *act, ins, out, s),
+        Op::MultiLinear { parts } => return multi(op, *parts, ins, out),
+        _ => {}
     }
     let (a, b) = (&ins[0], &ins[1]);
     let dtype = gemm_type(op, out.dtype)?;
@@ -278,6 +329,24 @@ pub fn cases() -> Vec<Case> {
             format!("gated_linear many rows bias silu {dt}"),
             gl(UnaryOp::Silu),
             vec![x(&[37, 96]), w(130, 96), w(130, 96), b(130), b(130)],
+        ));
+        // q, k, v as one op: the decode GEMV (Qwen2-like widths, biases), odd K (scalar loads),
+        // and many rows (a GEMM per part into its block).
+        let ml = |parts| Op::MultiLinear { parts };
+        v.push(Case::new(
+            format!("multi_linear decode qkv bias {dt}"),
+            ml(3),
+            vec![x(&[1, 1, 512]), w(512, 512), w(64, 512), w(64, 512), b(512), b(64), b(64)],
+        ));
+        v.push(Case::new(
+            format!("multi_linear 3 rows odd k {dt}"),
+            ml(2),
+            vec![x(&[3, 77]), w(45, 77), w(19, 77)],
+        ));
+        v.push(Case::new(
+            format!("multi_linear many rows bias {dt}"),
+            ml(3),
+            vec![x(&[2, 21, 96]), w(96, 96), w(32, 96), w(32, 96), b(96), b(32), b(32)],
         ));
         let ins = vec![
             Input::uniform(dt, &[3, 37, 129], -1.0, 1.0),

@@ -42,7 +42,9 @@ pub fn plan(op: &Op, ins: &[DevTensor], out: &DevTensor, scratch: Scratch) -> Re
         },
         Op::Conv2d(p) if conv_dw::applies(p, ins) => conv_dw::plan(op, ins, out, scratch),
         Op::Conv2d(_) => conv::plan(op, ins, out, scratch),
-        Op::MatMul { .. } | Op::Linear | Op::GatedLinear { .. } => matmul::plan(op, ins, out, scratch),
+        Op::MatMul { .. } | Op::Linear | Op::GatedLinear { .. } | Op::MultiLinear { .. } => {
+            matmul::plan(op, ins, out, scratch)
+        }
         Op::Reduce { .. } | Op::ArgReduce { .. } | Op::TopK { .. } | Op::TakeAlongAxis { .. } => {
             reduce::plan(op, ins, out, scratch)
         }
