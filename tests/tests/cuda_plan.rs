@@ -93,3 +93,21 @@ fn every_model_graph_plans_on_cuda() {
     }
     assert!(bad.is_empty(), "{} node(s) without a CUDA plan:\n{}", bad.len(), bad.join("\n"));
 }
+
+/// A decode step projects q, k and v in one launch and reads them back in place (no slice
+/// copies); a prefill step beyond the GEMV's 8 rows runs one GEMM per projection into its block.
+#[test]
+fn qkv_projection_is_one_launch_per_decode_step() {
+    for dt in [DType::F32, DType::BF16] {
+        for (tokens, per_proj) in [(1, 1), (12, 3)] {
+            let g = build_named("qwen2", "tiny", tokens, dt).unwrap();
+            let launches = focus_engine::executor::cuda_launches(&g).unwrap();
+            let count = |kind: &str| -> Vec<usize> {
+                launches.iter().filter(|(id, _)| g.node(*id).op.kind() == kind).map(|s| s.1).collect()
+            };
+            // The registry's tiny config has two layers.
+            assert_eq!(count("multi_linear"), vec![per_proj; 2], "{dt} tokens {tokens}");
+            assert!(count("slice").is_empty(), "{dt} tokens {tokens}: q/k/v copied out of their blocks");
+        }
+    }
+}

@@ -193,7 +193,8 @@ fn multi(op: &Op, parts: usize, ins: &[DevTensor], out: &DevTensor) -> Result<Ve
         let sfx = float_kernel(op, out.dtype)?;
         let i = |v: usize, what: &str| i32_arg(op, v, what);
         let n: usize = ws.iter().map(|w| w.shape[0]).sum();
-        let vec8 = k.is_multiple_of(8) && ws.iter().all(|w| w.ptr.is_multiple_of(16)) && (k * es).is_multiple_of(16);
+        let vec8 =
+            k.is_multiple_of(8) && ws.iter().all(|w| w.ptr.is_multiple_of(16)) && (k * es).is_multiple_of(16);
         const WARPS: usize = 8;
         let mut args = vec![Arg::Ptr(x.ptr)];
         args.extend((0..MULTI_GEMV_PARTS).map(|p| Arg::Ptr(ws.get(p).map_or(0, |w| w.ptr))));
