@@ -133,11 +133,19 @@ pub fn block(
     let (nh, hd) = (c.num_heads, d / c.num_heads);
     let scale = 1.0 / (hd as f32).sqrt();
     let hn = norm(b, c, x, &format!("{bp}.norm1"))?;
-    let qkv = linear(b, c, hn, &format!("{bp}.attn.qkv"), 3 * d, d)?;
-    let qkv = b.reshape(qkv, [1, t, 3, nh, hd])?;
-    let parts = b.split(qkv, 2, &[1, 1, 1])?;
+    // The checkpoint's fused qkv weight read as three row blocks (views of the weight), so the
+    // projections land as three contiguous blocks that q, k and v read in place.
+    let w = param(b, &format!("{bp}.attn.qkv.weight"), c.dtype, [3 * d, d])?;
+    let bias = param(b, &format!("{bp}.attn.qkv.bias"), c.dtype, [3 * d])?;
+    let (mut ws, mut bs) = (Vec::with_capacity(3), Vec::with_capacity(3));
+    for i in 0..3 {
+        ws.push(b.slice(w, 0, i * d, (i + 1) * d)?);
+        bs.push(b.slice(bias, 0, i * d, (i + 1) * d)?);
+    }
+    let qkv = b.scoped("attn.qkv", |b| b.multi_linear(hn, &ws, Some(&bs)))?;
     let mut qkv4 = Vec::with_capacity(3);
-    for part in parts {
+    for i in 0..3 {
+        let part = b.slice(qkv, 0, i * t * d, (i + 1) * t * d)?;
         qkv4.push(b.reshape(part, [1, t, nh, hd])?);
     }
     let q = b.rope(qkv4[0], pos, RopeKind::TwoD, 10000.0)?;
