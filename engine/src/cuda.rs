@@ -62,7 +62,8 @@ pub(crate) enum DevLoc {
 
 pub(crate) struct CudaBackend {
     pub dev: Arc<GpuDevice>,
-    arena: CudaSlice<u8>,
+    /// The plan's activations: its own buffer, or a shared arena's (see `SharedArena`).
+    arena: Arc<CudaSlice<u8>>,
     consts: CudaSlice<u8>,
     /// Weights by node, shared with other plans of the same source on this device.
     shared: HashMap<usize, Arc<CudaSlice<u8>>>,
@@ -400,8 +401,7 @@ impl CudaBackend {
     pub fn new(
         dev: Arc<GpuDevice>,
         g: &Graph,
-        arena_bytes: usize,
-        arena_offsets: &[Option<usize>],
+        (arena, arena_offsets): (Arc<CudaSlice<u8>>, &[Option<usize>]),
         (source, consts): (usize, &[ConstData]),
         states: &[NodeId],
         (steps, fusions): (&[NodeId], &Fusions),
@@ -442,7 +442,6 @@ impl CudaBackend {
             locs[id.0] = Some(DevLoc::State);
             state_bufs.insert(id.0, dev.zeros(g.node(*id).bytes()).map_err(cuda)?);
         }
-        let arena = dev.alloc(arena_bytes).map_err(cuda)?;
         let mirrors = outputs.iter().map(|id| (*id, 0, AlignedBuf::zeroed(g.node(*id).bytes()))).collect();
         let schedule = CudaSchedule::new(g, fusions);
         for (entry, src) in schedule.generated() {
@@ -504,7 +503,22 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Write an input's bytes into its arena slot.
+    /// Run in `arena` from now on (a shared arena that grew): the launches hold its address, so
+    /// they are planned again, and a captured graph is captured again.
+    pub fn use_arena(&mut self, g: &Graph, steps: &[NodeId], arena: Arc<CudaSlice<u8>>) -> Result<()> {
+        if Arc::ptr_eq(&arena, &self.arena) {
+            return Ok(());
+        }
+        let captured = self.graph.is_some();
+        self.arena = arena;
+        self.plan_steps(g, steps)?;
+        if captured {
+            self.capture()?;
+        }
+        Ok(())
+    }
+
+    /// Write an input's bytes into its slot (in the arena, or its own buffer).
     pub fn set_input(&self, g: &Graph, id: NodeId, data: &[u8]) -> Result<()> {
         let dst = self.addr(g, id);
         // SAFETY: the input's planned range in the arena; the stream is synchronised before

@@ -3,6 +3,7 @@
 //! source holds them (zero-copy) unless they need a dtype or alignment fix; constant subgraphs
 //! (weight layout conversions) are computed once here, at compile time.
 
+use crate::arena::SharedArena;
 use crate::buffer::AlignedBuf;
 use crate::cuda::{ConstData, CudaBackend, CudaSchedule, Fusions};
 use crate::device::Device;
@@ -10,6 +11,7 @@ use crate::error::{EngineError, Result};
 use crate::profiler::{NodeProfile, Profile};
 use crate::source::WeightSource;
 use crate::tensor::Tensor;
+use cudarc::driver::CudaSlice;
 use focus_graph::passes::{
     eliminate_dead_code, fusion_groups, plan_memory, plan_memory_spans, static_nodes, FusionGroup, MemoryPlan,
 };
@@ -31,6 +33,8 @@ enum Storage {
     Weight(String),
     /// A persistent buffer, kept across runs.
     State(AlignedBuf),
+    /// An input or output of a plan in a shared arena: a buffer of the plan's own.
+    Own(AlignedBuf),
     /// Shares the storage of its root (see `Graph::storage_root`).
     Alias,
 }
@@ -54,6 +58,8 @@ pub struct PlanStats {
     pub state_bytes: usize,
     /// CUDA plans: bytes of weights and constants uploaded to the device.
     pub device_const_bytes: usize,
+    /// A plan in a shared arena: its own input and output buffers.
+    pub own_bytes: usize,
 }
 
 pub struct Plan {
@@ -61,15 +67,17 @@ pub struct Plan {
     device: Device,
     memory: MemoryPlan,
     storage: Vec<Storage>,
+    /// The plan's own arena, empty when it runs in `shared`.
     arena: AlignedBuf,
+    shared: Option<SharedArena>,
     steps: Vec<NodeId>,
     weights: Option<Arc<dyn WeightSource>>,
     fusion: Vec<FusionGroup>,
     inputs: HashMap<String, NodeId>,
     input_set: Vec<bool>,
     unused_weights: Vec<String>,
-    /// Addresses of the state buffers per node (0 elsewhere), refreshed whenever a buffer
-    /// moves (compile, `swap_state`), so `execute` needs no allocation to reach them.
+    /// Addresses of the state and own buffers per node (0 elsewhere), refreshed whenever a
+    /// buffer moves (compile, `swap_state`), so `execute` needs no allocation to reach them.
     state_addrs: Vec<usize>,
     /// The device side of a CUDA plan (the host-side storage then holds only weights, folded
     /// constants and host mirrors of the states).
@@ -150,8 +158,28 @@ struct Front {
 
 /// Compile `graph` for `device`, binding its parameters to `weights`.
 pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: Device) -> Result<Plan> {
+    compile_in(graph, weights, device, None)
+}
+
+/// As [`compile`], with the activations in `arena`, which plans that run one after another
+/// share (see [`SharedArena`]).
+pub fn compile_shared(
+    graph: &Graph,
+    weights: Option<Arc<dyn WeightSource>>,
+    device: Device,
+    arena: &SharedArena,
+) -> Result<Plan> {
+    compile_in(graph, weights, device, Some(arena))
+}
+
+fn compile_in(
+    graph: &Graph,
+    weights: Option<Arc<dyn WeightSource>>,
+    device: Device,
+    shared: Option<&SharedArena>,
+) -> Result<Plan> {
     let Front { g, steps, fusions, memory, storage } =
-        front(graph, weights.as_ref(), matches!(device, Device::Cuda(_)))?;
+        front(graph, weights.as_ref(), matches!(device, Device::Cuda(_)), shared.is_some())?;
     let inputs: HashMap<String, NodeId> = g.inputs().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
     let fusion = fusion_groups(&g);
     let used: std::collections::HashSet<&str> = g.params().into_iter().map(|(n, _)| n).collect();
@@ -164,14 +192,20 @@ pub fn compile(graph: &Graph, weights: Option<Arc<dyn WeightSource>>, device: De
         Device::Cpu => None,
         Device::Cuda(ordinal) => {
             let fusions = fusions.as_ref().expect("planned for CUDA");
-            Some(cuda_backend(gpu(ordinal)?, &g, &storage, &memory, weights.as_ref(), &steps, fusions)?)
+            let dev = gpu(ordinal)?;
+            let arena = shared.map(|a| a.reserve_device(&dev, memory.arena_bytes)).transpose()?;
+            Some(cuda_backend(dev, &g, (&storage, &memory, arena), weights.as_ref(), &steps, fusions)?)
         }
     };
+    if let (None, Some(a)) = (&cuda, shared) {
+        a.reserve_host(memory.arena_bytes)?;
+    }
     let mut plan = Plan {
         state_addrs: Vec::new(),
         unused_weights,
-        // A CUDA plan's intermediates live in its device arena.
-        arena: AlignedBuf::zeroed(if cuda.is_some() { 0 } else { memory.arena_bytes }),
+        // A CUDA plan's intermediates live in its device arena, a sharing plan's in `shared`.
+        arena: AlignedBuf::zeroed(if cuda.is_some() || shared.is_some() { 0 } else { memory.arena_bytes }),
+        shared: shared.cloned(),
         cuda,
         input_set: vec![false; g.len()],
         graph: g,
@@ -205,7 +239,7 @@ pub struct CudaOffline {
 }
 
 pub fn cuda_offline(graph: &Graph, weights: Option<Arc<dyn WeightSource>>) -> Result<CudaOffline> {
-    let Front { g, steps, fusions, memory, storage } = front(graph, weights.as_ref(), true)?;
+    let Front { g, steps, fusions, memory, storage } = front(graph, weights.as_ref(), true, false)?;
     let schedule = CudaSchedule::new(&g, fusions.as_ref().expect("planned for CUDA"));
     let (consts, states) = device_consts(&g, &storage, weights.as_deref(), &steps);
     let consts = consts.into_iter().map(|(id, bytes, _)| (id, bytes.to_vec())).collect();
@@ -254,7 +288,9 @@ fn arena_offsets(g: &Graph, storage: &[Storage]) -> Vec<Option<usize>> {
     g.ids().map(|id| if let Storage::Arena(off) = storage[id.0] { Some(off) } else { None }).collect()
 }
 
-fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool) -> Result<Front> {
+/// `own_io`: inputs and outputs get buffers of their own instead of arena slots (a plan in a
+/// shared arena).
+fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool, own_io: bool) -> Result<Front> {
     let weights = weights.cloned();
     let (g, _) = eliminate_dead_code(graph);
     check_params(&g, weights.as_deref())?;
@@ -266,9 +302,21 @@ fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool) -> 
     let steps = steps(&g, &is_static);
     // A CUDA plan runs fused spans as one launch sequence; their values stay live across them.
     let fusions = cuda.then(|| Fusions::of(&g, &steps));
+    // Outside the arena: folded constants, and with `own_io` the inputs and output roots.
+    let mut own = vec![false; g.len()];
+    if own_io {
+        for id in g.ids() {
+            own[id.0] = matches!(g.node(id).op, Op::Input { .. });
+        }
+        for (_, o) in &g.outputs {
+            let r = g.storage_root(*o);
+            own[r.0] |= !is_static[r.0] && !g.node(r).op.is_leaf();
+        }
+    }
+    let outside: Vec<bool> = is_static.iter().zip(&own).map(|(s, o)| *s || *o).collect();
     let memory = match &fusions {
-        Some(f) => plan_memory_spans(&g, &is_static, &f.spans()),
-        None => plan_memory(&g, &is_static),
+        Some(f) => plan_memory_spans(&g, &outside, &f.spans()),
+        None => plan_memory(&g, &outside),
     };
     let mut storage: Vec<Storage> = Vec::with_capacity(g.len());
     for id in g.ids() {
@@ -295,6 +343,7 @@ fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool) -> 
             Op::Constant { data } => Storage::Resident(AlignedBuf::from_bytes(data)),
             Op::State { .. } => Storage::State(AlignedBuf::zeroed(n.bytes())),
             _ if g.is_alias(id) => Storage::Alias,
+            _ if own[id.0] => Storage::Own(AlignedBuf::zeroed(n.bytes())),
             _ if is_static[id.0] => {
                 let mut buf = AlignedBuf::zeroed(n.bytes());
                 {
@@ -321,8 +370,7 @@ fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool) -> 
 fn cuda_backend(
     dev: Arc<GpuDevice>,
     g: &Graph,
-    storage: &[Storage],
-    memory: &MemoryPlan,
+    (storage, memory, arena): (&[Storage], &MemoryPlan, Option<Arc<CudaSlice<u8>>>),
     weights: Option<&Arc<dyn WeightSource>>,
     steps: &[NodeId],
     fusions: &crate::cuda::Fusions,
@@ -332,11 +380,16 @@ fn cuda_backend(
     let source_id = weights.map_or(0, |w| Arc::as_ptr(w) as *const () as usize);
     let (consts, states) = device_consts(g, storage, weights.map(|w| w.as_ref()), steps);
     let offsets = arena_offsets(g, storage);
-    CudaBackend::new(dev, g, memory.arena_bytes, &offsets, (source_id, &consts), &states, (steps, fusions))
+    let arena = match arena {
+        Some(a) => a,
+        None => Arc::new(dev.alloc(memory.arena_bytes)?),
+    };
+    CudaBackend::new(dev, g, (arena, &offsets), (source_id, &consts), &states, (steps, fusions))
 }
 
 /// What a device plan uploads (weights and folded constants the steps or outputs read, with
-/// the parameter name of weights) and its state nodes.
+/// the parameter name of weights) and the nodes with device buffers of their own (states, and
+/// a sharing plan's inputs and outputs).
 fn device_consts<'a>(
     g: &'a Graph,
     storage: &'a [Storage],
@@ -363,7 +416,7 @@ fn device_consts<'a>(
                 };
                 consts.push((id, view_of(g, storage, &[], weights, id).data, key))
             }
-            Storage::State(_) => states.push(id),
+            Storage::State(_) | Storage::Own(_) => states.push(id),
             _ => {}
         }
     }
@@ -389,7 +442,7 @@ fn view_of<'a>(
         Storage::Arena(off) => &arena[*off..],
         Storage::Resident(b) => b.as_slice(),
         Storage::Weight(name) => weights.and_then(|w| w.tensor(name)).map(|t| t.2).unwrap_or(&[]),
-        Storage::State(b) => b.as_slice(),
+        Storage::State(b) | Storage::Own(b) => b.as_slice(),
         Storage::Alias => unreachable!("roots are never aliases"),
     };
     TensorRef::new(n.dtype, n.shape.dims(), window(data, g.storage_offset(id), n.bytes()))
@@ -418,12 +471,13 @@ impl Plan {
     }
 
     pub fn stats(&self) -> PlanStats {
-        let (mut mapped, mut resident, mut state) = (0, 0, 0);
+        let (mut mapped, mut resident, mut state, mut own) = (0, 0, 0, 0);
         for (i, s) in self.storage.iter().enumerate() {
             match s {
                 Storage::Weight(_) => mapped += self.graph.nodes[i].bytes(),
                 Storage::Resident(b) => resident += b.len(),
                 Storage::State(b) => state += b.len(),
+                Storage::Own(b) => own += b.len(),
                 Storage::Arena(_) | Storage::Alias => {}
             }
         }
@@ -439,6 +493,7 @@ impl Plan {
             unused_weights: self.unused_weights.len(),
             state_bytes: state,
             device_const_bytes: self.cuda.as_ref().map_or(0, |c| c.const_bytes),
+            own_bytes: own,
         }
     }
 
@@ -474,10 +529,13 @@ impl Plan {
             EngineError::UnknownInput { name: name.into(), known: known.join(", ") }
         })?;
         let want = self.check_tensor(id, name, t)?;
-        let Storage::Arena(off) = self.storage[id.0] else { unreachable!("inputs live in the arena") };
-        match &self.cuda {
-            Some(c) => c.set_input(&self.graph, id, t.data)?,
-            None => self.arena.as_mut_slice()[off..off + want].copy_from_slice(t.data),
+        match (&self.cuda, &mut self.storage[id.0]) {
+            (Some(c), _) => c.set_input(&self.graph, id, t.data)?,
+            (None, Storage::Arena(off)) => {
+                self.arena.as_mut_slice()[*off..*off + want].copy_from_slice(t.data)
+            }
+            (None, Storage::Own(b)) => b.as_mut_slice().copy_from_slice(t.data),
+            _ => unreachable!("inputs live in the arena or a buffer of their own"),
         }
         self.input_set[id.0] = true;
         Ok(())
@@ -506,6 +564,10 @@ impl Plan {
             }
         }
         if let Some(c) = self.cuda.as_mut() {
+            if let Some(Some(a)) = self.shared.as_ref().map(|s| s.device(c.dev.ctx.ordinal())).transpose()? {
+                // A no-op unless a larger plan joined since the last run and the arena grew.
+                c.use_arena(&self.graph, &self.steps, a)?;
+            }
             let t0 = Instant::now();
             c.execute(&self.graph, profile.as_deref_mut().map(|p| &mut p.nodes), &self.steps)?;
             if let Some(p) = profile {
@@ -514,7 +576,12 @@ impl Plan {
             }
             return Ok(());
         }
-        let base = self.arena.as_mut_ptr();
+        // A shared arena stays locked for the run: plans sharing it run one at a time.
+        let mut lock = self.shared.as_ref().map(|a| a.lock()).transpose()?;
+        let base = match lock.as_mut() {
+            Some(a) => a.host.as_mut_ptr(),
+            None => self.arena.as_mut_ptr(),
+        };
         // State buffers are reached through their exposed addresses, for reads and in-place
         // writes alike, so no shared borrow of a state is alive while it is written.
         let states = |i: usize| std::ptr::with_exposed_provenance_mut::<u8>(self.state_addrs[i]);
@@ -537,6 +604,9 @@ impl Plan {
                     // (their destination input is replaced by an empty view below); views of
                     // states are never made.
                     Storage::State(_) => unsafe { std::slice::from_raw_parts(states(root), m.bytes()) },
+                    // SAFETY: an own buffer is an input (never written by a step) or an output
+                    // root, written only by its own step, which never reads itself.
+                    Storage::Own(_) => unsafe { std::slice::from_raw_parts(states(root).add(at), m.bytes()) },
                     Storage::Alias => unreachable!("roots are never aliases"),
                     Storage::Resident(b) => window(b.as_slice(), at, m.bytes()),
                     Storage::Weight(name) => window(
@@ -558,11 +628,12 @@ impl Plan {
                 // SAFETY: `off..off+bytes` is this node's own arena range; no input aliases it
                 // (inputs are live at this step, so their ranges are disjoint from it).
                 Storage::Arena(off) => unsafe { std::slice::from_raw_parts_mut(base.add(off), n.bytes()) },
-                // SAFETY: the in-place destination; no view of it exists during this step.
-                Storage::State(_) => unsafe {
+                // SAFETY: the in-place destination, or this output's own buffer; no view of it
+                // exists during this step.
+                Storage::State(_) | Storage::Own(_) => unsafe {
                     std::slice::from_raw_parts_mut(states(self.graph.storage_root(id).0), n.bytes())
                 },
-                _ => unreachable!("steps write to the arena or a state"),
+                _ => unreachable!("steps write to the arena, a state or their own buffer"),
             };
             let mut out = TensorMut::new(n.dtype, n.shape.dims(), out_bytes);
             let start = Instant::now();
@@ -594,7 +665,10 @@ impl Plan {
         self.state_addrs = self
             .storage
             .iter_mut()
-            .map(|s| if let Storage::State(b) = s { b.as_mut_ptr().expose_provenance() } else { 0 })
+            .map(|s| match s {
+                Storage::State(b) | Storage::Own(b) => b.as_mut_ptr().expose_provenance(),
+                _ => 0,
+            })
             .collect();
     }
 

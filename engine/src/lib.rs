@@ -1,6 +1,7 @@
 //! focus-engine: the runtime. Devices, host tensors, weight sources (memory-mapped safetensors
 //! or in memory), the executor that compiles a graph into a plan and runs it, and the profiler.
 
+pub mod arena;
 pub mod buffer;
 mod cuda;
 pub mod device;
@@ -12,10 +13,11 @@ pub mod source;
 pub mod tensor;
 pub mod weights;
 
+pub use arena::SharedArena;
 pub use cuda::{CudaSchedule, Fusions};
 pub use device::Device;
 pub use error::{EngineError, Result};
-pub use executor::{compile, Plan, PlanStats};
+pub use executor::{compile, compile_shared, Plan, PlanStats};
 pub use profiler::Profile;
 pub use source::{MemoryWeights, WeightSource};
 pub use tensor::Tensor;

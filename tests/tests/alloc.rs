@@ -169,5 +169,28 @@ fn rerunning_a_plan_allocates_nothing() {
             failures.push(format!("{name}: {n}"));
         }
     }
+    // Plans sharing one arena, run in turn.
+    let arena = focus_engine::SharedArena::new();
+    let mut plans = Vec::new();
+    for (_, build) in &CASES[..4] {
+        let mut b = GraphBuilder::new();
+        let xi = b.input("x", DType::F32, [6, 32]).unwrap();
+        let y = build(&mut b, xi);
+        b.output("y", y).unwrap();
+        let g = b.finish().unwrap();
+        let w = MemoryWeights::random_for(&g, 0);
+        let mut plan = focus_engine::compile_shared(&g, Some(Arc::new(w)), Device::Cpu, &arena).unwrap();
+        plan.set_input("x", &x.view()).unwrap();
+        plan.execute().unwrap();
+        plans.push(plan);
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        plans.iter_mut().try_for_each(|p| p.execute()).unwrap();
+    }
+    let n = ALLOCS.load(Ordering::SeqCst) - before;
+    if n > 0 {
+        failures.push(format!("plans sharing an arena: {n}"));
+    }
     assert!(failures.is_empty(), "allocations in 3 re-runs: {failures:?}");
 }

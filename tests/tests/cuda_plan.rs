@@ -85,8 +85,9 @@ fn every_model_graph_plans_on_cuda() {
         let g = prefill_graph(&c, &s).unwrap();
         add(unplannable(&g), format!("perception {dt}"));
     }
-    // ConvNeXt-L alone has ~36 blocks of ~10 steps; a silent skip would plan far fewer.
-    assert!(planned > 3000, "only {planned} nodes planned");
+    // ConvNeXt-L alone has ~36 blocks of ~10 steps, in two dtypes; a silent skip would plan far
+    // fewer (2,643 when contiguous slices became views and q/k/v one op).
+    assert!(planned > 2400, "only {planned} nodes planned");
     // Every transformer block fuses its residual adds into the next norm.
     for model in ["qwen2/tiny", "qwen25vl_vit/3b", "qwen2vl_vit/600m", "perception"] {
         assert!(pairs.get(model).copied().unwrap_or(0) > 0, "no fused add + norm in {model}: {pairs:?}");

@@ -71,6 +71,9 @@ fn an_edit_chains_tokens_masks_and_decoding() {
     let img = Image { h: HW[0], w: HW[1], data: &data };
     let opts = GenerateOptions { steps: 3, ..Default::default() };
     let e = ed.edit(&img, &instruction, &class_name, &opts).unwrap();
+    // Every stage ran in one shared activation arena, smaller than their arenas together.
+    let (shared, own, plans) = ed.arena_use();
+    assert!(plans >= 6 && shared > 0 && shared < own, "{shared} of {own} bytes over {plans} plans");
     // The block parses into grids of codes inside the codebooks.
     assert_eq!(e.codes[0].len(), 25);
     assert_eq!(e.codes[1].len(), 64);

@@ -276,3 +276,49 @@ fn write_slice_needs_a_state_destination() {
     let e = b.write_slice(x, y, p, 0).unwrap_err().to_string();
     assert!(e.contains("not a state"), "{e}");
 }
+
+#[test]
+fn plans_sharing_an_arena_equal_plans_with_their_own() {
+    use focus_engine::{compile_shared, SharedArena};
+    let mut rng = StdRng::seed_from_u64(0xA2E4A);
+    let arena = SharedArena::new();
+    let mut cases = Vec::new();
+    for case in 0..8 {
+        let (g, ins) = random_graph(&mut rng);
+        let w = Arc::new(MemoryWeights::random_for(&g, case));
+        let own = compile(&g, Some(w.clone()), Device::Cpu).unwrap();
+        // Compiled one after another, so the arena grows while earlier plans hold it.
+        let shared = compile_shared(&g, Some(w), Device::Cpu, &arena).unwrap();
+        // Inputs and outputs moved out of the arena into buffers of the plan's own.
+        assert!(shared.stats().arena_bytes <= own.stats().arena_bytes);
+        let tensors: Vec<(String, Tensor)> =
+            ins.iter().map(|(n, s)| (n.clone(), rand_tensor(&mut rng, s))).collect();
+        cases.push((g, own, shared, tensors));
+    }
+    let largest = cases.iter().map(|c| c.2.stats().arena_bytes).max().unwrap();
+    assert_eq!(arena.host_bytes(), largest, "the shared arena is the largest plan's, not the sum");
+    // Inputs are set once; the plans then run interleaved, each over the others' leftovers.
+    for (_, own, shared, tensors) in &mut cases {
+        for (name, t) in tensors.iter() {
+            own.set_input(name, &t.view()).unwrap();
+            shared.set_input(name, &t.view()).unwrap();
+        }
+        own.execute().unwrap();
+        shared.execute().unwrap();
+    }
+    for round in 0..2 {
+        for k in (0..cases.len()).rev().chain(0..cases.len()) {
+            cases[k].2.execute().unwrap();
+            // An earlier plan's outputs stay readable after a later plan has run.
+            let j = (k + 3) % cases.len();
+            let (g, own, shared, _) = &cases[j];
+            for (name, _) in &g.outputs {
+                assert_eq!(
+                    shared.output(name).unwrap().data,
+                    own.output(name).unwrap().data,
+                    "round {round}: plan {j} output {name} after plan {k} ran"
+                );
+            }
+        }
+    }
+}

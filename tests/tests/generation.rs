@@ -45,7 +45,8 @@ fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
 
 fn generator(w: &Arc<WeightStore>) -> Generator {
     let src: Arc<dyn WeightSource> = w.clone();
-    Generator::new(GenerationConfig::tiny(), src, Device::Cpu, DType::F32, [[2, 2], [4, 4]], [8, 8]).unwrap()
+    let rt = focus_pipeline::Runtime::new(src, Device::Cpu);
+    Generator::new(GenerationConfig::tiny(), &rt, DType::F32, [[2, 2], [4, 4]], [8, 8]).unwrap()
 }
 
 #[test]

@@ -9,6 +9,7 @@ use crate::generation::{
 };
 use crate::image_tokens::{ImageGrammar, ImageVocab};
 use crate::perception::{Image, Perception, PerceptionError};
+use crate::runtime::Runtime;
 use crate::segmentation::{self, Segmentation, SegmentationError, Segmenter};
 use focus_engine::sampling::SamplingParams;
 use focus_engine::{Device, EngineError, MemoryWeights, Tensor, WeightSource};
@@ -175,6 +176,7 @@ pub struct Edit {
 pub struct Editor {
     cfg: EditConfig,
     dtype: DType,
+    rt: Runtime,
     perception: Perception,
     segmenter: Segmenter,
     generator: Generator,
@@ -188,21 +190,24 @@ impl Editor {
         dtype: DType,
     ) -> Result<Self> {
         let n = cfg.mask_decoder.num_queries;
-        let perception = Perception::new(
-            cfg.perception.clone(),
-            weights.clone(),
-            device,
-            dtype,
-            cfg.vit_hw,
-            cfg.hr_hw,
-            cfg.capacity,
-        )?
-        .with_seg_queries(n);
+        // One activation arena for every stage: they run one after another.
+        let rt = Runtime::new(weights, device);
+        let perception =
+            Perception::new(cfg.perception.clone(), rt.clone(), dtype, cfg.vit_hw, cfg.hr_hw, cfg.capacity)?
+                .with_seg_queries(n);
         let (px, md) = cfg.decoders(dtype);
-        let segmenter = Segmenter::new(&px, &md, (cfg.hr_hw, 1, cfg.mask_hw()?), weights.clone(), device)?;
-        let generator =
-            Generator::new(cfg.generation.clone(), weights, device, dtype, cfg.grids, cfg.latent)?;
-        Ok(Editor { cfg, dtype, perception, segmenter, generator })
+        let segmenter = Segmenter::new(&px, &md, (cfg.hr_hw, 1, cfg.mask_hw()?), &rt)?;
+        let generator = Generator::new(cfg.generation.clone(), &rt, dtype, cfg.grids, cfg.latent)?;
+        Ok(Editor { cfg, dtype, rt, perception, segmenter, generator })
+    }
+
+    /// Activation memory: (the arena every stage shares, what the stages' own arenas would
+    /// total, the plans compiled so far).
+    pub fn arena_use(&self) -> (usize, usize, usize) {
+        let plans: Vec<&focus_engine::Plan> =
+            self.perception.plans().chain([self.segmenter.plan()]).chain(self.generator.plans()).collect();
+        let own: usize = plans.iter().map(|p| p.stats().arena_bytes).sum();
+        (self.rt.arena_bytes(), own, plans.len())
     }
 
     /// Edit `image` by `instruction` (token ids) on the object named by `class_name` (token ids,

@@ -5,14 +5,14 @@
 //! sequence → SDXL VAE decode → RGB. Three plans, built once per grid: conditioning, one
 //! denoising step (every step reuses it: its sigmas and timestep are inputs), decode.
 
-use focus_engine::{compile, Device, EngineError, Plan, Tensor, WeightSource};
+use crate::runtime::Runtime;
+use focus_engine::{EngineError, Plan, Tensor};
 use focus_graph::{DType, GraphBuilder, GraphError, NodeId, ResizeMode};
 use focus_models::euler::{self, EulerConfig, EulerSchedule};
 use focus_models::simvq::{self, SimVqConfig};
 use focus_models::unet::{self, Conditioning, Contexts, MaskConfig, UnetConfig};
 use focus_models::vae::{self, VaeConfig};
 use rand::{Rng, SeedableRng};
-use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -270,15 +270,13 @@ impl Generator {
     /// Plans for code grids `grids` = [semantic (h1, w1), pixel (h2, w2)] decoding at `latent`.
     pub fn new(
         cfg: GenerationConfig,
-        weights: Arc<dyn WeightSource>,
-        device: Device,
+        rt: &Runtime,
         dtype: DType,
         grids: [[usize; 2]; 2],
         latent: [usize; 2],
     ) -> Result<Self> {
         let [cg, sg, dg] = graphs(&cfg, dtype, grids, latent)?;
-        let plan = |g: &focus_graph::Graph| compile(g, Some(weights.clone()), device);
-        let (condition, mut step, decode) = (plan(&cg)?, plan(&sg)?, plan(&dg)?);
+        let (condition, mut step, decode) = (rt.compile(&cg)?, rt.compile(&sg)?, rt.compile(&dg)?);
         // On a GPU every denoising step replays one CUDA graph.
         step.capture_graph()?;
         Ok(Generator { cfg, dtype, grids, latent, condition, step, decode })

@@ -10,10 +10,12 @@ pub mod edit;
 pub mod generation;
 pub mod image_tokens;
 pub mod perception;
+pub mod runtime;
 pub mod segmentation;
 pub mod text;
 
 pub use edit::{Edit, EditConfig, EditError, Editor};
 pub use generation::{GenerateOptions, GeneratedImage, GenerationConfig, GenerationError, Generator};
 pub use perception::{Generation, Perception, PerceptionError};
+pub use runtime::Runtime;
 pub use text::{ChatPrompt, TextError, Tokenizer};

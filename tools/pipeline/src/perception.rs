@@ -2,13 +2,13 @@
 //! shape (built on first use and cached: static graphs), one decode plan whose KV cache is
 //! handed over from the prefill without copying, host sampling with optional constraints.
 
+use crate::runtime::Runtime;
 use focus_engine::sampling::{Allowed, Constraint, SampleError, Sampler, SamplingParams};
-use focus_engine::{compile, Device, EngineError, Plan, Profile, Tensor, WeightSource};
+use focus_engine::{EngineError, Plan, Profile, Tensor};
 use focus_graph::{DType, GraphError};
 use focus_models::perception::{self, ImageLayout, PerceptionConfig, PerceptionShape};
 use focus_models::qwen2::{self, StepOptions};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -51,8 +51,7 @@ pub struct Generation {
 
 pub struct Perception {
     cfg: PerceptionConfig,
-    weights: Arc<dyn WeightSource>,
-    device: Device,
+    rt: Runtime,
     dtype: DType,
     vit_hw: [usize; 2],
     hr_hw: [usize; 2],
@@ -77,8 +76,7 @@ impl Perception {
     /// Encoders run at `vit_hw` / `hr_hw`; the KV cache holds `capacity` positions.
     pub fn new(
         cfg: PerceptionConfig,
-        weights: Arc<dyn WeightSource>,
-        device: Device,
+        rt: Runtime,
         dtype: DType,
         vit_hw: [usize; 2],
         hr_hw: [usize; 2],
@@ -92,11 +90,10 @@ impl Perception {
             embeds_input: false,
             next_token: true,
         };
-        let decode = compile(&qwen2::step_graph(&cfg.llm, &step)?, Some(weights.clone()), device)?;
+        let decode = rt.compile(&qwen2::step_graph(&cfg.llm, &step)?)?;
         Ok(Perception {
             cfg,
-            weights,
-            device,
+            rt,
             dtype,
             vit_hw,
             hr_hw,
@@ -139,6 +136,11 @@ impl Perception {
         &self.decode
     }
 
+    /// Every compiled plan: the decode step and the prefills so far.
+    pub fn plans(&self) -> impl Iterator<Item = &Plan> {
+        std::iter::once(&self.decode).chain(self.prefills.values())
+    }
+
     fn check_ids(&self, v: &[u32]) -> Result<(), PerceptionError> {
         let vocab = self.cfg.llm.vocab_size;
         match v.iter().find(|&&id| id as usize >= vocab) {
@@ -167,7 +169,7 @@ impl Perception {
                 seg_queries: self.seg_queries,
             };
             let g = perception::prefill_graph(&self.cfg, &shape)?;
-            let plan = compile(&g, Some(self.weights.clone()), self.device)?;
+            let plan = self.rt.compile(&g)?;
             self.prefills.insert(key, plan);
         }
         Ok(self.prefills.get_mut(&key).expect("inserted above"))

@@ -3,10 +3,10 @@
 //! pooled class-name states → per-query mask probabilities at a chosen size and class scores.
 //! One plan per feature-map size.
 
-use focus_engine::{compile, Device, EngineError, Plan, Tensor, WeightSource};
+use crate::runtime::Runtime;
+use focus_engine::{EngineError, Plan, Tensor};
 use focus_graph::{DType, Graph, GraphBuilder, GraphError, ResizeMode, UnaryOp};
 use focus_models::mask2former::{self, PixelDecoderConfig, TransformerDecoderConfig};
-use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -89,15 +89,18 @@ pub fn graph(
 }
 
 impl Segmenter {
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     pub fn new(
         pixel: &PixelDecoderConfig,
         decoder: &TransformerDecoderConfig,
         (image, classes, out): ([usize; 2], usize, [usize; 2]),
-        weights: Arc<dyn WeightSource>,
-        device: Device,
+        rt: &Runtime,
     ) -> Result<Self> {
         let g = graph(pixel, decoder, (image, classes, out))?;
-        let plan = compile(&g, Some(weights), device)?;
+        let plan = rt.compile(&g)?;
         Ok(Segmenter { plan, queries: decoder.num_queries, classes, llm_hidden: decoder.llm_hidden })
     }
 

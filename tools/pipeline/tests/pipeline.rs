@@ -9,7 +9,7 @@ use focus_models::perception::{
 };
 use focus_pipeline::perception::{Image, PerceptionError};
 use focus_pipeline::text::{chat_prompt, user_with_image, TextError, Tokenizer, IMAGE_STRUCTURE_TOKENS};
-use focus_pipeline::Perception;
+use focus_pipeline::{Perception, Runtime};
 use std::sync::Arc;
 
 /// A word-level tokenizer.json with the Qwen chat special tokens.
@@ -161,7 +161,8 @@ fn runner(capacity: usize) -> (Perception, Arc<dyn WeightSource>) {
     };
     let g = perception::prefill_graph(&cfg, &shape).unwrap();
     let w: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(&g, 7));
-    (Perception::new(cfg, w.clone(), Device::Cpu, DType::F32, [56, 56], [64, 64], capacity).unwrap(), w)
+    let rt = Runtime::new(w.clone(), Device::Cpu);
+    (Perception::new(cfg, rt, DType::F32, [56, 56], [64, 64], capacity).unwrap(), w)
 }
 
 fn image() -> Vec<f32> {

@@ -11,7 +11,7 @@ use focus_engine::{Device, MemoryWeights, Plan, Tensor, WeightSource};
 use focus_graph::DType;
 use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
 use focus_pipeline::perception::Image;
-use focus_pipeline::Perception;
+use focus_pipeline::{Perception, Runtime};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,9 +91,15 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         cfg.llm.hidden_size
     );
     let t = Instant::now();
-    let mut runner =
-        Perception::new(cfg.clone(), weights, device, dtype, shape.vit_hw, shape.hr_hw, shape.capacity)
-            .map_err(err)?;
+    let mut runner = Perception::new(
+        cfg.clone(),
+        Runtime::new(weights, device),
+        dtype,
+        shape.vit_hw,
+        shape.hr_hw,
+        shape.capacity,
+    )
+    .map_err(err)?;
     summary("decode", runner.decode_plan(), ms(t));
     let t = Instant::now();
     runner.prefill_plan([img.h, img.w], n_pre, n_post).map_err(err)?;

@@ -76,6 +76,12 @@ pub fn run(args: EditArgs) -> Result<(), String> {
         e.image.decode_ms
     );
     println!("codes: semantic {:?}… pixel {:?}…", &e.codes[0][..5], &e.codes[1][..8]);
+    let (shared, own, plans) = editor.arena_use();
+    println!(
+        "activations: one {:.2} MiB arena shared by {plans} plans (their own arenas would total {:.2} MiB)",
+        shared as f64 / (1 << 20) as f64,
+        own as f64 / (1 << 20) as f64
+    );
     if let Some(p) = args.out {
         save_png(p, &e.image.rgb, (e.image.w, e.image.h), image::ColorType::Rgb8)?;
         println!("wrote the edited image to {}", p.display());

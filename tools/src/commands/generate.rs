@@ -79,7 +79,8 @@ pub fn run(a: &Sampling, out: Option<&Path>) -> Result<(), String> {
     }
     let weights: Arc<dyn WeightSource> = Arc::new(weights);
     let t = Instant::now();
-    let mut gen = Generator::new(cfg.clone(), weights, device, dtype, GRIDS, LATENT).map_err(|e| err(&e))?;
+    let rt = focus_pipeline::Runtime::new(weights, device);
+    let mut gen = Generator::new(cfg.clone(), &rt, dtype, GRIDS, LATENT).map_err(|e| err(&e))?;
     println!(
         "focus generate: FOCUS generation path, seeded random weights (seed {}), {dtype} on {device}; \
          codes {}x{} semantic + {}x{} pixel -> latent {}x{} -> image {}x{}; plans compiled in {:.1} ms",
