@@ -265,6 +265,14 @@ def sec_gemm(b: Bench):
                     torch.randn(n, k, device=b.dev, dtype=BF16)),
            lambda x, wg, wu: F.silu(x @ wg.t()) * (x @ wu.t()), flops=2 * gemm_flops(m, n, k),
            nbytes=2 * (2 * n * k + m * k + m * n))
+    # The Qwen2.5-3B decode step's q, k, v projections with biases, as transformers runs them.
+    k, nq, nkv = (128, 128, 32) if b.quick else (2048, 2048, 256)
+    n = nq + 2 * nkv
+    b.case("gemm", "qkv_decode", {"k": k, "nq": nq, "nkv": nkv},
+           lambda: tuple(torch.randn(*s, device=b.dev, dtype=BF16)
+                         for s in ((1, k), (nq, k), (nkv, k), (nkv, k), (nq,), (nkv,), (nkv,))),
+           lambda x, wq, wk, wv, bq, bk, bv: (F.linear(x, wq, bq), F.linear(x, wk, bk), F.linear(x, wv, bv)),
+           flops=2 * n * k, nbytes=2 * (n * k + k + 2 * n))
 
 
 def _sdpa_has_gqa(dev) -> bool:

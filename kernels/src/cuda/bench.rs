@@ -79,6 +79,25 @@ pub fn cases(quick: bool) -> Vec<BenchCase> {
     let op = Op::GatedLinear { act: UnaryOp::Silu };
     let bytes = 2.0 * (2 * n * k + m * k + m * n) as f64;
     v.push(case("gemm", "swiglu_decode", params, vec![op], ins, 4.0 * (m * n * k) as f64, bytes));
+    // The Qwen2.5-3B decode step's q, k and v projections (with biases) in one launch
+    // (Op::MultiLinear's GEMV), against three F.linear calls.
+    let (k, nq, nkv) = if quick { (128, 128, 32) } else { (2048, 2048, 256) };
+    let w = |n: usize| Input::uniform(DType::BF16, &[n, k], -0.05, 0.05);
+    let bias = |n: usize| Input::uniform(DType::BF16, &[n], -0.5, 0.5);
+    let x = Input::uniform(DType::BF16, &[1, k], -1.0, 1.0);
+    let ins = vec![x, w(nq), w(nkv), w(nkv), bias(nq), bias(nkv), bias(nkv)];
+    let n = nq + 2 * nkv;
+    let params = format!(r#"{{"k": {k}, "nq": {nq}, "nkv": {nkv}}}"#);
+    let bytes = 2.0 * (n * k + k + 2 * n) as f64;
+    v.push(case(
+        "gemm",
+        "qkv_decode",
+        params,
+        vec![Op::MultiLinear { parts: 3 }],
+        ins,
+        2.0 * (n * k) as f64,
+        bytes,
+    ));
     // Attention in the engine's [B, T, H, D] layout (PyTorch's "bthd" rows).
     let seqs: &[usize] = if quick { &[128] } else { &[1024, 2048, 4096, 8192] };
     for (h, d) in [(16, 128), (32, 64)] {

@@ -94,3 +94,15 @@ def test_main_json_structure(tmp_path):
     modes = {(r["name"], r["params"]["mode"]) for r in res if r["name"] in ("prefill", "decode")}
     assert modes == {("prefill", "eager"), ("decode", "eager")}
     assert any(r["name"] == "rmsnorm_F" for r in res) == hasattr(torch.nn.functional, "rms_norm")
+
+
+def test_gemm_section_runs(tmp_path):
+    rep = gb.main(["--device", "cpu", "--quick", "--sections", "gemm", "--no-compile",
+                   "--out", str(tmp_path / "g.json")])
+    res = rep["results"]
+    assert not [r for r in res if "error" in r]
+    names = {r["name"] for r in res}
+    assert {"swiglu_decode", "qkv_decode"} <= names
+    qkv = next(r for r in res if r["name"] == "qkv_decode")
+    p = qkv["params"]
+    assert qkv["tflops"] == pytest.approx(2 * (p["nq"] + 2 * p["nkv"]) * p["k"] / qkv["median_ms"] / 1e9)
