@@ -234,12 +234,18 @@ pub struct CudaOffline {
     pub arena_offsets: Vec<Option<usize>>,
     /// Weights and folded constants the steps read, by node.
     pub consts: Vec<(NodeId, Vec<u8>)>,
-    /// State nodes (zeroed device buffers).
+    /// Nodes with device buffers of their own (zeroed): states, and with `own_io` the inputs
+    /// and outputs.
     pub states: Vec<NodeId>,
 }
 
-pub fn cuda_offline(graph: &Graph, weights: Option<Arc<dyn WeightSource>>) -> Result<CudaOffline> {
-    let Front { g, steps, fusions, memory, storage } = front(graph, weights.as_ref(), true, false)?;
+/// `own_io`: plan as for a shared arena (inputs and outputs in buffers of their own).
+pub fn cuda_offline(
+    graph: &Graph,
+    weights: Option<Arc<dyn WeightSource>>,
+    own_io: bool,
+) -> Result<CudaOffline> {
+    let Front { g, steps, fusions, memory, storage } = front(graph, weights.as_ref(), true, own_io)?;
     let schedule = CudaSchedule::new(&g, fusions.as_ref().expect("planned for CUDA"));
     let (consts, states) = device_consts(&g, &storage, weights.as_deref(), &steps);
     let consts = consts.into_iter().map(|(id, bytes, _)| (id, bytes.to_vec())).collect();

@@ -47,8 +47,9 @@ fn run_on_emulator(
     graph: &Graph,
     weights: Arc<dyn WeightSource>,
     ins: &[(String, Tensor)],
+    own_io: bool,
 ) -> Result<(HashMap<String, Vec<u8>>, usize), String> {
-    let off = cuda_offline(graph, Some(weights)).map_err(|e| e.to_string())?;
+    let off = cuda_offline(graph, Some(weights), own_io).map_err(|e| e.to_string())?;
     let g = &off.graph;
     let mut emu = Emu::spawn(bin, false).map_err(|e| e.to_string())?;
     let mut outs = HashMap::new();
@@ -71,12 +72,17 @@ fn run_on_emulator(
             emu.write(k, &vec![0u8; g.node(*id).bytes()])?;
             loc.insert(*id, emu.addr(k));
         }
-        // The arena starts poisoned except for the inputs.
+        // The arena starts poisoned except for the inputs (there, or in buffers of their own).
         let mut image = vec![0xFFu8; off.arena_bytes];
         for (name, t) in ins {
             let (_, id) = g.inputs().into_iter().find(|(n, _)| n == name).expect("graph input");
-            let at = off.arena_offsets[g.storage_root(id).0].expect("inputs live in the arena");
-            image[at..at + t.bytes().len()].copy_from_slice(t.bytes());
+            match off.arena_offsets[g.storage_root(id).0] {
+                Some(at) => image[at..at + t.bytes().len()].copy_from_slice(t.bytes()),
+                None => {
+                    let p = off.states.iter().position(|s| *s == id).expect("an input's own buffer");
+                    emu.write(state_idx[p], t.bytes())?;
+                }
+            }
         }
         emu.write(arena, &image)?;
         let base = emu.addr(arena);
@@ -141,7 +147,7 @@ fn model_graphs_on_the_cuda_path_match_the_cpu() {
     let mut generated = Vec::new();
     for (_, _, g) in &models {
         let w: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(g, 1));
-        let off = cuda_offline(g, Some(w)).expect("offline CUDA plan");
+        let off = cuda_offline(g, Some(w), false).expect("offline CUDA plan");
         generated.extend(off.schedule.generated().iter().cloned());
     }
     generated.sort();
@@ -155,7 +161,9 @@ fn model_graphs_on_the_cuda_path_match_the_cpu() {
         let refs: Vec<(&str, &Tensor)> = ins.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let mut cpu = compile(g, Some(weights.clone()), Device::Cpu).expect("CPU plan");
         let want = cpu.run(&refs).expect("CPU run");
-        let (got, launched) = match run_on_emulator(&bin, g, weights, &ins) {
+        // Every other model as a plan in a shared arena (inputs and outputs on their own).
+        let own_io = k % 2 == 1;
+        let (got, launched) = match run_on_emulator(&bin, g, weights, &ins, own_io) {
             Ok(r) => r,
             Err(e) => {
                 println!("FAIL {name}: {e}");
@@ -179,10 +187,11 @@ fn model_graphs_on_the_cuda_path_match_the_cpu() {
         }
         worst.sort();
         println!(
-            "{:<4} {name:<34} {launched:>4} launching steps  {}  ({:.1} s)",
+            "{:<4} {name:<34} {launched:>4} launching steps  {}  ({:.1} s{})",
             if failed.iter().any(|f| f.starts_with(name.as_str())) { "FAIL" } else { "ok" },
             worst.join(", "),
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            if own_io { ", own i/o" } else { "" }
         );
     }
     println!("cuda-emu plans: {} models, {} failed", models.len(), failed.len());
