@@ -26,7 +26,8 @@ pub fn run(args: EditArgs) -> Result<(), String> {
     let a = args.sampling;
     let (device, dtype, opts) = a.resolve()?;
     let img = image_io::load(args.image)?;
-    let cfg = EditConfig::demo();
+    let mut cfg = EditConfig::demo();
+    cfg.generation.vae_dtype = a.vae_dtype()?;
     // An instruction and a class name as token ids (random weights: the words do not matter).
     let v = 256u32;
     let instruction: Vec<u32> = (0..6u32).map(|i| (i * 37 + 11 + a.seed as u32) % v).collect();

@@ -31,6 +31,9 @@ pub struct Sampling {
     /// Storage dtype: f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Storage dtype of the VAE decoder (f32 by the precision policy whatever --dtype is).
+    #[arg(long, default_value = "f32")]
+    pub vae_dtype: String,
 }
 
 impl Sampling {
@@ -48,6 +51,10 @@ impl Sampling {
             ..Default::default()
         };
         Ok((device, dtype, opts))
+    }
+
+    pub fn vae_dtype(&self) -> Result<DType, String> {
+        super::float_dtype(&self.vae_dtype)
     }
 }
 
@@ -70,7 +77,7 @@ const LATENT: [usize; 2] = [32, 32];
 pub fn run(a: &Sampling, out: Option<&Path>) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let (device, dtype, opts) = a.resolve()?;
-    let cfg = GenerationConfig::demo();
+    let cfg = GenerationConfig { vae_dtype: a.vae_dtype()?, ..GenerationConfig::demo() };
     let mut weights = MemoryWeights::new();
     for g in graphs(&cfg, dtype, GRIDS, LATENT).map_err(|e| err(&e))? {
         for (name, dt, shape, bytes) in MemoryWeights::random_for(&g, a.seed).sorted() {
@@ -82,9 +89,10 @@ pub fn run(a: &Sampling, out: Option<&Path>) -> Result<(), String> {
     let rt = focus_pipeline::Runtime::new(weights, device);
     let mut gen = Generator::new(cfg.clone(), &rt, dtype, GRIDS, LATENT).map_err(|e| err(&e))?;
     println!(
-        "focus generate: FOCUS generation path, seeded random weights (seed {}), {dtype} on {device}; \
+        "focus generate: FOCUS generation path, seeded random weights (seed {}), {dtype} (VAE {}) on {device}; \
          codes {}x{} semantic + {}x{} pixel -> latent {}x{} -> image {}x{}; plans compiled in {:.1} ms",
         a.seed,
+        cfg.vae_dtype,
         GRIDS[0][0],
         GRIDS[0][1],
         GRIDS[1][0],
