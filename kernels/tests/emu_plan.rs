@@ -19,18 +19,21 @@ use focus_graph::{DType, Graph, NodeId};
 use focus_kernels::cuda::case::default_tol;
 use focus_kernels::cuda::check::compare;
 use focus_kernels::cuda::launch::Scratch;
-use focus_models::checks::{check_inputs, CheckInput, PLAN_TOL_FACTOR};
+use focus_models::checks::{check_inputs, check_states, CheckInput, PLAN_TOL_FACTOR};
 use focus_pipeline::checks::check_graphs;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn inputs(g: &Graph, seed: u64) -> Vec<(String, Tensor)> {
-    check_inputs(g, seed)
+/// The check inputs (`states`: the check contents of the state buffers) as tensors.
+fn inputs(g: &Graph, seed: u64, states: bool) -> Vec<(String, Tensor)> {
+    let (values, nodes) =
+        if states { (check_states(g, seed), g.states()) } else { (check_inputs(g, seed), g.inputs()) };
+    values
         .into_iter()
         .map(|(name, v)| {
-            let n = g.node(g.inputs().into_iter().find(|(m, _)| *m == name).expect("graph input").1);
+            let n = g.node(nodes.iter().find(|(m, _)| *m == name).expect("graph node").1);
             let t = match v {
                 CheckInput::Float(v) => Tensor::from_f32(n.dtype, n.shape.clone(), &v),
                 CheckInput::Int(v) => Tensor::from_i64(n.dtype, n.shape.clone(), &v),
@@ -46,7 +49,7 @@ fn run_on_emulator(
     bin: &Path,
     graph: &Graph,
     weights: Arc<dyn WeightSource>,
-    ins: &[(String, Tensor)],
+    (ins, states): (&[(String, Tensor)], &[(String, Tensor)]),
     own_io: bool,
 ) -> Result<(HashMap<String, Vec<u8>>, usize), String> {
     let off = cuda_offline(graph, Some(weights), own_io).map_err(|e| e.to_string())?;
@@ -69,7 +72,15 @@ fn run_on_emulator(
             loc.insert(*id, emu.addr(k));
         }
         for (id, &k) in off.states.iter().zip(state_idx) {
-            emu.write(k, &vec![0u8; g.node(*id).bytes()])?;
+            // State buffers hold their check contents; buffers of a plan's own start zeroed.
+            let named = match &g.node(*id).op {
+                focus_graph::Op::State { name } => states.iter().find(|s| s.0 == *name),
+                _ => None,
+            };
+            match named {
+                Some((_, t)) => emu.write(k, t.bytes())?,
+                None => emu.write(k, &vec![0u8; g.node(*id).bytes()])?,
+            }
             loc.insert(*id, emu.addr(k));
         }
         // The arena starts poisoned except for the inputs (there, or in buffers of their own).
@@ -157,13 +168,16 @@ fn model_graphs_on_the_cuda_path_match_the_cpu() {
     for (k, (name, dt, g)) in models.iter().enumerate() {
         let t = Instant::now();
         let weights: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(g, 7 + k as u64));
-        let ins = inputs(g, 100 + k as u64);
+        let (ins, states) = (inputs(g, 100 + k as u64, false), inputs(g, 100 + k as u64, true));
         let refs: Vec<(&str, &Tensor)> = ins.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let mut cpu = compile(g, Some(weights.clone()), Device::Cpu).expect("CPU plan");
+        for (name, t) in &states {
+            cpu.set_state(name, &t.view()).expect("CPU state");
+        }
         let want = cpu.run(&refs).expect("CPU run");
         // Every other model as a plan in a shared arena (inputs and outputs on their own).
         let own_io = k % 2 == 1;
-        let (got, launched) = match run_on_emulator(&bin, g, weights, &ins, own_io) {
+        let (got, launched) = match run_on_emulator(&bin, g, weights, (&ins, &states), own_io) {
             Ok(r) => r,
             Err(e) => {
                 println!("FAIL {name}: {e}");

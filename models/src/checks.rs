@@ -6,7 +6,9 @@ use crate::perception::{prefill_graph, PerceptionConfig, PerceptionShape};
 use crate::qwen2::{self, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig, VitVariant};
 use crate::registry::build_named;
-use focus_graph::{Conv2dParams, DType, Graph, GraphBuilder, GraphError, ResizeMode, Result, UnaryOp};
+use focus_graph::{
+    Conv2dParams, DType, Graph, GraphBuilder, GraphError, NodeId, ResizeMode, Result, UnaryOp,
+};
 
 /// (name, compute dtype, graph): one small graph of every model family and fused pattern, in
 /// f32 and bf16 (the whole-plan checks run each on CUDA and on the CPU and compare).
@@ -144,12 +146,23 @@ pub enum CheckInput {
 /// range for any config; the token head's controls allow every id but 0 and draw with top-k 50,
 /// top-p 0.9.
 pub fn check_inputs(g: &Graph, seed: u64) -> Vec<(String, CheckInput)> {
+    seeded_values(g, g.inputs(), seed)
+}
+
+/// Seeded contents for a check graph's state buffers (KV caches, latents, masks), as
+/// `check_inputs` draws them, so a check never runs on zeroed state. Set before every run: a
+/// step that rewrites its state in place would otherwise read its own previous output.
+pub fn check_states(g: &Graph, seed: u64) -> Vec<(String, CheckInput)> {
+    seeded_values(g, g.states(), seed ^ 0x5747_4e53)
+}
+
+fn seeded_values(g: &Graph, nodes: Vec<(&str, NodeId)>, seed: u64) -> Vec<(String, CheckInput)> {
     let mut s = seed;
     let mut next = move || {
         s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (s >> 33) as u32
     };
-    g.inputs()
+    nodes
         .into_iter()
         .map(|(name, id)| {
             let n = g.node(id);

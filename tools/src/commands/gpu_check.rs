@@ -8,7 +8,7 @@ use focus_graph::{DType, Graph};
 use focus_kernels::cuda::case::default_tol;
 use focus_kernels::cuda::check::{compare, CheckResult};
 use focus_kernels::cuda::{check, device::GpuDevice, ops};
-use focus_models::checks::{check_inputs, CheckInput, PLAN_TOL_FACTOR};
+use focus_models::checks::{check_inputs, check_states, CheckInput, PLAN_TOL_FACTOR};
 use focus_pipeline::checks::check_graphs;
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,15 +18,34 @@ use std::time::Instant;
 /// Set the check inputs of `g` on `plan`.
 fn set_inputs(plan: &mut Plan, g: &Graph, seed: u64) -> Result<(), String> {
     for (name, v) in check_inputs(g, seed) {
-        let id = g.inputs().into_iter().find(|(m, _)| *m == name).expect("graph input").1;
-        let n = g.node(id);
-        let t = match v {
-            CheckInput::Float(v) => Tensor::from_f32(n.dtype, n.shape.clone(), &v),
-            CheckInput::Int(v) => Tensor::from_i64(n.dtype, n.shape.clone(), &v),
-        };
-        plan.set_input(&name, &t.map_err(|e| e.to_string())?.view()).map_err(|e| e.to_string())?;
+        let t = check_tensor(g, g.inputs(), &name, v)?;
+        plan.set_input(&name, &t.view()).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Set the check contents of `g`'s states on `plan` (before every run).
+fn set_states(plan: &mut Plan, g: &Graph, seed: u64) -> Result<(), String> {
+    for (name, v) in check_states(g, seed) {
+        let t = check_tensor(g, g.states(), &name, v)?;
+        plan.set_state(&name, &t.view()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn check_tensor(
+    g: &Graph,
+    nodes: Vec<(&str, focus_graph::NodeId)>,
+    name: &str,
+    v: CheckInput,
+) -> Result<Tensor, String> {
+    let id = nodes.into_iter().find(|(m, _)| *m == name).expect("graph node").1;
+    let n = g.node(id);
+    let t = match v {
+        CheckInput::Float(v) => Tensor::from_f32(n.dtype, n.shape.clone(), &v),
+        CheckInput::Int(v) => Tensor::from_i64(n.dtype, n.shape.clone(), &v),
+    };
+    t.map_err(|e| e.to_string())
 }
 
 /// An output's dtype, shape and bytes.
@@ -55,6 +74,7 @@ fn plan_check(
     let weights: Arc<dyn WeightSource> = Arc::new(MemoryWeights::random_for(g, seed));
     let mut cpu = compile(g, Some(weights.clone()), Device::Cpu).map_err(|e| e.to_string())?;
     set_inputs(&mut cpu, g, seed)?;
+    set_states(&mut cpu, g, seed)?;
     cpu.execute().map_err(|e| e.to_string())?;
     let want = outputs(&mut cpu, g)?;
     let mut gpu = compile(g, Some(weights), device).map_err(|e| e.to_string())?;
@@ -62,9 +82,11 @@ fn plan_check(
     if graph && !gpu.capture_graph().map_err(|e| e.to_string())? {
         return Err("no CUDA graph captured".into());
     }
-    // Twice: a decode step rewrites the same cache rows, so the second run must agree too.
+    // Twice, from the same states: the second run (the replay) must agree too.
+    set_states(&mut gpu, g, seed)?;
     gpu.execute().map_err(|e| e.to_string())?;
     gpu.wait().map_err(|e| e.to_string())?;
+    set_states(&mut gpu, g, seed)?;
     let t = Instant::now();
     gpu.execute().map_err(|e| e.to_string())?;
     let got = outputs(&mut gpu, g)?;
