@@ -26,6 +26,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Tensors by name.
+type Named = [(String, Tensor)];
+
 /// The check inputs (`states`: the check contents of the state buffers) as tensors.
 fn inputs(g: &Graph, seed: u64, states: bool) -> Vec<(String, Tensor)> {
     let (values, nodes) =
@@ -49,7 +52,7 @@ fn run_on_emulator(
     bin: &Path,
     graph: &Graph,
     weights: Arc<dyn WeightSource>,
-    (ins, states): (&[(String, Tensor)], &[(String, Tensor)]),
+    (ins, states): (&Named, &Named),
     own_io: bool,
 ) -> Result<(HashMap<String, Vec<u8>>, usize), String> {
     let off = cuda_offline(graph, Some(weights), own_io).map_err(|e| e.to_string())?;
