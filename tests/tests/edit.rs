@@ -7,7 +7,7 @@ use focus_graph::DType;
 use focus_models::perception::{self, PerceptionShape};
 use focus_pipeline::edit::random_weights;
 use focus_pipeline::perception::Image;
-use focus_pipeline::{EditConfig, Editor, GenerateOptions};
+use focus_pipeline::{EditConfig, Editor, GenerateOptions, Generator};
 use std::sync::Arc;
 
 const HW: [usize; 2] = [48, 64];
@@ -66,7 +66,7 @@ fn mask_tokens_follow_the_prompt_causally() {
 #[test]
 fn an_edit_chains_tokens_masks_and_decoding() {
     let (cfg, w, instruction, class_name) = setup();
-    let mut ed = Editor::new(cfg.clone(), w, Device::Cpu, DType::F32).unwrap();
+    let mut ed = Editor::new(cfg.clone(), w.clone(), Device::Cpu, DType::F32).unwrap();
     let data = image();
     let img = Image { h: HW[0], w: HW[1], data: &data };
     let opts = GenerateOptions { steps: 3, ..Default::default() };
@@ -88,6 +88,14 @@ fn an_edit_chains_tokens_masks_and_decoding() {
     assert_eq!(e.mask, masks[best * n..(best + 1) * n]);
     assert!(e.mask.iter().all(|p| (0.0..=1.0).contains(p)));
     assert_eq!((e.image.h, e.image.w), (64, 64));
+    // The generator took the segmenter's mask on the device: the same picture as a generator
+    // given that mask from the host; the inverted mask makes another.
+    let rt = focus_pipeline::Runtime::new(w, Device::Cpu);
+    let mut gen = Generator::new(cfg.generation.clone(), &rt, DType::F32, cfg.grids, cfg.latent).unwrap();
+    let host = gen.generate(&e.codes[0], &e.codes[1], Some(&e.mask), &opts).unwrap();
+    assert_eq!(host.rgb, e.image.rgb);
+    let inverted: Vec<f32> = e.mask.iter().map(|p| 1.0 - p).collect();
+    assert_ne!(gen.generate(&e.codes[0], &e.codes[1], Some(&inverted), &opts).unwrap().rgb, e.image.rgb);
     // Reproducible; another noise seed changes the picture, not the mask.
     let again = ed.edit(&img, &instruction, &class_name, &opts).unwrap();
     assert_eq!((again.image.rgb.clone(), again.mask.clone()), (e.image.rgb.clone(), e.mask.clone()));

@@ -74,15 +74,14 @@ fn conditioning_step_and_decode_match_the_reference_chain() {
         time_ids: t,
         ..Default::default()
     };
-    let next = g.step(&latents, &vq, (&sched, 0), &opts, None).unwrap();
+    let next = g.step(&latents, &vq, (&sched, 0), &opts).unwrap();
     let want = nhwc(&f32s(&w, "output.latents_next").1, [4, 8, 8], 1);
     let e = rel_l2(&next.to_f32(), &want);
     println!("guided Euler step: rel-L2 {e:.3e}");
     assert!(e < 1e-5);
 
     // Guidance acts: s = 3 moves the step.
-    let far =
-        g.step(&latents, &vq, (&sched, 0), &GenerateOptions { guidance: 3.0, ..opts.clone() }, None).unwrap();
+    let far = g.step(&latents, &vq, (&sched, 0), &GenerateOptions { guidance: 3.0, ..opts.clone() }).unwrap();
     assert!(rel_l2(&far.to_f32(), &want) > 1e-3);
 
     let want_next = Tensor::from_f32(DType::F32, [1, 8, 8, 4], &want).unwrap();

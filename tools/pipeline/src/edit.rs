@@ -263,11 +263,12 @@ impl Editor {
         let t = Instant::now();
         let segmentation = self.segmenter.segment(&feats, &seg_hidden, &class_hidden)?;
         let segment_ms = t.elapsed().as_secs_f64() * 1e3;
-        let scores = segmentation.scores.to_f32();
-        let query = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+        let query = segmentation.best;
         let [mh, mw] = self.cfg.mask_hw()?;
+        // The host copy is for the caller; the generator takes the device's.
         let mask = segmentation.masks.to_f32()[query * mh * mw..(query + 1) * mh * mw].to_vec();
-        let image = self.generator.generate(&codes[0], &codes[1], Some(&mask), opts)?;
+        self.generator.take_mask(self.segmenter.plan_mut())?;
+        let image = self.generator.generate(&codes[0], &codes[1], None, opts)?;
         Ok(Edit {
             tokens: g.tokens,
             codes,

@@ -136,6 +136,8 @@ pub struct Generator {
     condition: Plan,
     step: Plan,
     decode: Plan,
+    /// Whether the mask state holds a mask (set from the host or handed over on the device).
+    mask_set: bool,
 }
 
 /// An output of `Plan::run` (every graph here names the outputs it takes).
@@ -174,13 +176,21 @@ fn condition_graph(
     Ok(b.finish()?)
 }
 
-/// One guided Euler step: latents → latents.
+/// The state buffer holding the latents: the step updates it in place and the decode reads it,
+/// so sampling copies nothing but each step's scalars (ARCHITECTURE decision 4).
+pub const LATENTS: &str = "latents";
+/// The state buffer holding the edit mask `[1, H, W, 1]` at the mask injection's image
+/// resolution; the segmenter writes its best mask into a buffer of the same name, which the
+/// editor hands over on the device (ARCHITECTURE decision 10).
+pub const MASK: &str = "mask";
+
+/// One guided Euler step of the latents state, in place.
 fn step_graph(c: &GenerationConfig, dt: DType, latent: [usize; 2]) -> Result<focus_graph::Graph> {
     let mut b = GraphBuilder::new();
     let [h, w] = latent;
     let vq_ch = c.semantic.dim + c.pixel.dim;
     let ctx_dim = c.unet.cross_attention_dim;
-    let latents = b.input("latents", dt, [1, h, w, 4])?;
+    let latents = b.state(LATENTS, dt, [1, h, w, 4])?;
     let vq = b.input("vq", dt, [1, h, w, vq_ch])?;
     let ctx = b.input("context", dt, [1, c.context_len, ctx_dim])?;
     let text = b.input("text_embeds", dt, [1, c.text_embeds])?;
@@ -201,7 +211,7 @@ fn step_graph(c: &GenerationConfig, dt: DType, latent: [usize; 2]) -> Result<foc
     let contexts = match &c.mask {
         None => Contexts { down: ctx2, mid: ctx2, up: ctx2 },
         Some(m) => {
-            let mask = b.input("mask", dt, [1, h * m.image_scale, w * m.image_scale, 1])?;
+            let mask = b.state(MASK, dt, [1, h * m.image_scale, w * m.image_scale, 1])?;
             let seq = unet::mask_sequence(&mut b, &c.unet, m, mask, latent)?;
             let seq2 = two(&mut b, seq)?;
             let joined = b.concat(&[ctx2, seq2], 1)?;
@@ -221,14 +231,16 @@ fn step_graph(c: &GenerationConfig, dt: DType, latent: [usize; 2]) -> Result<foc
     let d = b.mul(d, g)?;
     let eps = b.add(eps_u, d)?;
     let next = euler::step(&mut b, latents, eps, (sigma, sigma_next))?;
-    b.output("latents", next)?;
+    let zero = b.constant_i32([1], &[0])?;
+    let next = b.write_slice(latents, next, zero, 0)?;
+    b.output(LATENTS, next)?;
     Ok(b.finish()?)
 }
 
-/// Latents → RGB in [0, 1] (`(x / 2 + 0.5)` clamped, as diffusers' image processor).
+/// The latents state → RGB in [0, 1] (`(x / 2 + 0.5)` clamped, as diffusers' image processor).
 fn decode_graph(c: &GenerationConfig, dt: DType, latent: [usize; 2]) -> Result<focus_graph::Graph> {
     let mut b = GraphBuilder::new();
-    let latents = b.input("latents", dt, [1, latent[0], latent[1], 4])?;
+    let latents = b.state(LATENTS, dt, [1, latent[0], latent[1], 4])?;
     let latents = if c.vae.dtype == dt { latents } else { b.cast(latents, c.vae.dtype)? };
     let (image, _) = vae::decode(&mut b, &c.vae, latents)?;
     let image = b.cast(image, DType::F32)?;
@@ -283,9 +295,37 @@ impl Generator {
     ) -> Result<Self> {
         let [cg, sg, dg] = graphs(&cfg, dtype, grids, latent)?;
         let (condition, mut step, decode) = (rt.compile(&cg)?, rt.compile(&sg)?, rt.compile(&dg)?);
-        // On a GPU every denoising step replays one CUDA graph.
-        step.capture_graph()?;
-        Ok(Generator { cfg, dtype, grids, latent, condition, step, decode })
+        // A step's result stays in the latents state: nothing comes back to the host.
+        step.copy_outputs(Some(&[]))?;
+        Ok(Generator { cfg, dtype, grids, latent, condition, step, decode, mask_set: false })
+    }
+
+    /// Set the edit mask from the host: `H × W` values in [0, 1] at the mask injection's
+    /// image resolution.
+    pub fn set_mask(&mut self, mask: &[f32]) -> Result<()> {
+        let m = self
+            .cfg
+            .mask
+            .as_ref()
+            .ok_or_else(|| invalid("a mask was given but the UNet has no mask injection"))?;
+        let (mh, mw) = (self.latent[0] * m.image_scale, self.latent[1] * m.image_scale);
+        if mask.len() != mh * mw || mask.iter().any(|x| !(0.0..=1.0).contains(x)) {
+            return Err(invalid(format!("the mask must be {mh}x{mw} values in [0, 1]")));
+        }
+        self.step.set_state(MASK, &Tensor::from_f32(self.dtype, [1, mh, mw, 1], mask)?.view())?;
+        self.mask_set = true;
+        Ok(())
+    }
+
+    /// Take the edit mask from `plan`'s state of the same name (e.g. the segmenter's best
+    /// mask), exchanging buffers on the device: no copy, no host round trip.
+    pub fn take_mask(&mut self, plan: &mut Plan) -> Result<()> {
+        if self.cfg.mask.is_none() {
+            return Err(invalid("a mask was given but the UNet has no mask injection"));
+        }
+        self.step.swap_state(plan, MASK)?;
+        self.mask_set = true;
+        Ok(())
     }
 
     /// The conditioning, step and decode plans.
@@ -313,21 +353,23 @@ impl Generator {
         Ok(take(self.condition.run(&[("sem_ids", &s), ("pix_ids", &p)])?, "vq"))
     }
 
-    /// Step `i` of `schedule` on `latents`; `mask` as the mask input when configured.
+    /// Step `i` of `schedule` on `latents` (the mask, when configured, set before).
     pub fn step(
         &mut self,
         latents: &Tensor,
         vq: &Tensor,
         (schedule, i): (&EulerSchedule, usize),
         opts: &GenerateOptions,
-        mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        self.set_run_inputs(vq, opts, mask)?;
-        self.advance(latents, (schedule, i))
+        self.set_run_inputs(vq, opts)?;
+        self.step.set_state(LATENTS, &latents.view())?;
+        self.advance((schedule, i))?;
+        let t = self.step.state(LATENTS)?;
+        Ok(Tensor::from_bytes(t.dtype, t.shape.to_vec(), t.data)?)
     }
 
     /// Set the step plan's inputs that stay fixed over a sampling run (they stay set).
-    fn set_run_inputs(&mut self, vq: &Tensor, opts: &GenerateOptions, mask: Option<&Tensor>) -> Result<()> {
+    fn set_run_inputs(&mut self, vq: &Tensor, opts: &GenerateOptions) -> Result<()> {
         let dt = self.dtype;
         let (ctx_shape, text_n) =
             ([1, self.cfg.context_len, self.cfg.unet.cross_attention_dim], self.cfg.text_embeds);
@@ -352,33 +394,28 @@ impl Generator {
         ] {
             self.step.set_input(name, &t.view())?;
         }
-        match (&self.cfg.mask, mask) {
-            (Some(_), Some(m)) => self.step.set_input("mask", &m.view())?,
-            (None, None) => {}
-            (Some(_), None) => return Err(invalid("the mask-conditioned UNet needs a mask")),
-            (None, Some(_)) => return Err(invalid("a mask was given but the UNet has no mask injection")),
+        if self.cfg.mask.is_some() && !self.mask_set {
+            return Err(invalid("the mask-conditioned UNet needs a mask"));
         }
         Ok(())
     }
 
-    /// Step `i` of `schedule` on `latents`, the run's other inputs already set.
-    fn advance(&mut self, latents: &Tensor, (schedule, i): (&EulerSchedule, usize)) -> Result<Tensor> {
+    /// Step `i` of `schedule` on the latents state, the run's other inputs already set: only
+    /// the step's four scalars go to the device.
+    fn advance(&mut self, (schedule, i): (&EulerSchedule, usize)) -> Result<()> {
         let scalar = |v: f32| Tensor::from_f32(DType::F32, [1], &[v]);
         let (t, scale) = (scalar(schedule.timesteps[i])?, scalar(schedule.input_scale(i))?);
         let (sigma, next) = (scalar(schedule.sigmas[i])?, scalar(schedule.sigmas[i + 1])?);
-        let feeds = [
-            ("latents", latents),
-            ("timestep", &t),
-            ("scale", &scale),
-            ("sigma", &sigma),
-            ("sigma_next", &next),
-        ];
-        Ok(take(self.step.run(&feeds)?, "latents"))
+        for (name, v) in [("timestep", &t), ("scale", &scale), ("sigma", &sigma), ("sigma_next", &next)] {
+            self.step.set_input(name, &v.view())?;
+        }
+        Ok(self.step.execute()?)
     }
 
     /// Latents → RGB in [0, 1], `[1, H, W, 3]` f32.
     pub fn decode(&mut self, latents: &Tensor) -> Result<Tensor> {
-        Ok(take(self.decode.run(&[("latents", latents)])?, "rgb"))
+        self.decode.set_state(LATENTS, &latents.view())?;
+        Ok(take(self.decode.run(&[])?, "rgb"))
     }
 
     /// Sample an image for the code grids from seeded Gaussian noise.
@@ -393,25 +430,13 @@ impl Generator {
             return Err(invalid(format!("guidance {} is not finite", opts.guidance)));
         }
         let schedule = EulerSchedule::new(&self.cfg.euler, opts.steps).map_err(invalid)?;
-        let mask = match mask {
-            Some(v) => {
-                let m = self
-                    .cfg
-                    .mask
-                    .as_ref()
-                    .ok_or_else(|| invalid("a mask was given but the UNet has no mask injection"))?;
-                let (mh, mw) = (self.latent[0] * m.image_scale, self.latent[1] * m.image_scale);
-                if v.len() != mh * mw || v.iter().any(|x| !(0.0..=1.0).contains(x)) {
-                    return Err(invalid(format!("the mask must be {mh}x{mw} values in [0, 1]")));
-                }
-                Some(Tensor::from_f32(self.dtype, [1, mh, mw, 1], v)?)
-            }
-            None => None,
-        };
+        if let Some(m) = mask {
+            self.set_mask(m)?;
+        }
         let t = Instant::now();
         let vq = self.condition(sem, pix)?;
         let condition_ms = ms(t);
-        self.set_run_inputs(&vq, opts, mask.as_ref())?;
+        self.set_run_inputs(&vq, opts)?;
         let [h, w] = self.latent;
         // Gaussian noise (Box-Muller) times the schedule's initial sigma.
         let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
@@ -422,15 +447,25 @@ impl Generator {
                     * schedule.init_noise_sigma
             })
             .collect();
-        let mut latents = Tensor::from_f32(self.dtype, [1, h, w, 4], &noise)?;
+        self.step.set_state(LATENTS, &Tensor::from_f32(self.dtype, [1, h, w, 4], &noise)?.view())?;
+        // On a GPU every step replays one CUDA graph (captured again after a state swap).
+        if !self.step.has_graph() {
+            self.step.capture_graph()?;
+        }
         let mut step_ms = Vec::with_capacity(opts.steps);
         for i in 0..opts.steps {
             let t = Instant::now();
-            latents = self.advance(&latents, (&schedule, i))?;
+            self.advance((&schedule, i))?;
+            // Per-step timings wait for the device (a CUDA run is asynchronous).
+            self.step.wait()?;
             step_ms.push(ms(t));
         }
         let t = Instant::now();
-        let rgb = self.decode(&latents)?;
+        // The latents move to the decode plan and back on the device.
+        self.decode.swap_state(&mut self.step, LATENTS)?;
+        let rgb = self.decode.run(&[]);
+        self.decode.swap_state(&mut self.step, LATENTS)?;
+        let rgb = take(rgb?, "rgb");
         let decode_ms = ms(t);
         let dims = rgb.shape().dims().to_vec();
         let rgb: Vec<u8> = rgb.to_f32().iter().map(|v| (v * 255.0).round() as u8).collect();

@@ -3,6 +3,7 @@
 //! pooled class-name states → per-query mask probabilities at a chosen size and class scores.
 //! One plan per feature-map size.
 
+use crate::generation::MASK;
 use crate::runtime::Runtime;
 use focus_engine::{EngineError, Plan, Tensor};
 use focus_graph::{DType, Graph, GraphBuilder, GraphError, ResizeMode, UnaryOp};
@@ -30,6 +31,9 @@ pub struct Segmentation {
     pub scores: Tensor,
     /// `[N, hidden]` normalised query states ("instance embeddings").
     pub queries: Tensor,
+    /// The query with the highest score over the classes (the first on ties), whose mask the
+    /// plan also wrote into its [`MASK`] state.
+    pub best: usize,
 }
 
 pub struct Segmenter {
@@ -41,7 +45,9 @@ pub struct Segmenter {
 
 /// The decoder graph: inputs `res2`..`res5` (channels-last, strides 4..32 of an `image`²
 /// input), `seg_hidden [N, llm]`, `class_hidden [K, llm]`; outputs `masks [N, out_h, out_w]`
-/// (sigmoid of the last layer's mask logits, bilinear to `out`), `scores`, `queries`.
+/// (sigmoid of the last layer's mask logits, bilinear to `out`), `scores`, `queries`, and
+/// `best [1]`, the best-scoring query, whose mask it writes into the [`MASK`] state
+/// `[1, out_h, out_w, 1]` for the generator to take over on the device.
 pub fn graph(
     pixel: &PixelDecoderConfig,
     decoder: &TransformerDecoderConfig,
@@ -78,10 +84,18 @@ pub fn graph(
     let m = b.reshape(last.masks, [n, mh, mw, 1])?;
     let m = if [mh, mw] != out { b.resize(m, ResizeMode::Bilinear, out, false, false)? } else { m };
     let m = b.unary(UnaryOp::Sigmoid, m)?;
+    let scores = b.reshape(last.logits, [n, classes])?;
+    let per_query = b.reduce(focus_graph::ReduceOp::Max, scores, &[1], false)?;
+    let best = b.argmax(per_query, 0, true)?;
+    let best_mask = b.index_select(m, best, 0)?;
+    let state = b.state(MASK, decoder.dtype, [1, out[0], out[1], 1])?;
+    let zero = b.constant_i32([1], &[0])?;
+    let state = b.write_slice(state, best_mask, zero, 0)?;
+    b.output("best", best)?;
+    b.output(MASK, state)?;
     let m = b.cast(m, DType::F32)?;
     let m = b.reshape(m, [n, out[0], out[1]])?;
     b.output("masks", m)?;
-    let scores = b.reshape(last.logits, [n, classes])?;
     b.output("scores", scores)?;
     let q = b.reshape(last.queries, [n, decoder.hidden])?;
     b.output("queries", q)?;
@@ -93,6 +107,11 @@ impl Segmenter {
         &self.plan
     }
 
+    /// The plan, e.g. for the generator to take its [`MASK`] state.
+    pub fn plan_mut(&mut self) -> &mut Plan {
+        &mut self.plan
+    }
+
     pub fn new(
         pixel: &PixelDecoderConfig,
         decoder: &TransformerDecoderConfig,
@@ -100,7 +119,9 @@ impl Segmenter {
         rt: &Runtime,
     ) -> Result<Self> {
         let g = graph(pixel, decoder, (image, classes, out))?;
-        let plan = rt.compile(&g)?;
+        let mut plan = rt.compile(&g)?;
+        // The best mask stays on the device, in the MASK state.
+        plan.copy_outputs(Some(&["masks", "scores", "queries", "best"]))?;
         Ok(Segmenter { plan, queries: decoder.num_queries, classes, llm_hidden: decoder.llm_hidden })
     }
 
@@ -137,6 +158,7 @@ impl Segmenter {
         feeds.push(("class_hidden", class_hidden));
         let mut out = self.plan.run(&feeds)?;
         let mut take = |name: &str| out.remove(name).expect("the graph outputs it");
-        Ok(Segmentation { masks: take("masks"), scores: take("scores"), queries: take("queries") })
+        let best = take("best").to_f32()[0] as usize;
+        Ok(Segmentation { masks: take("masks"), scores: take("scores"), queries: take("queries"), best })
     }
 }
