@@ -638,6 +638,26 @@ impl CudaBackend {
         }
     }
 
+    /// Copy `other`'s state `other_root` into this plan's `root` on the device, ordered on the
+    /// stream after both plans' enqueued runs (same device; sizes checked by the caller).
+    pub fn copy_state_from(&self, root: NodeId, other: &CudaBackend, other_root: NodeId) -> Result<()> {
+        if !Arc::ptr_eq(&self.dev, &other.dev) {
+            return Err(EngineError::Cuda(CudaError::Driver("cannot copy state between devices".into())));
+        }
+        let (dst, src) = (&self.states[&root.0], &other.states[&other_root.0]);
+        self.dev.bind().map_err(cuda)?;
+        // SAFETY: both are live state buffers of this device, of the size copied.
+        unsafe {
+            cudarc::driver::result::memcpy_dtod_async(
+                self.dev.ptr(dst),
+                other.dev.ptr(src),
+                dst.len().min(src.len()),
+                self.dev.stream.cu_stream(),
+            )
+        }
+        .map_err(|e| cuda(CudaError::Driver(e.to_string())))
+    }
+
     /// Copy a state buffer to `dst`.
     pub fn read_state(&self, root: NodeId, dst: &mut [u8]) -> Result<()> {
         let src = self.dev.ptr(&self.states[&root.0]);

@@ -737,6 +737,35 @@ impl Plan {
         Ok(())
     }
 
+    /// Copy `other`'s persistent buffer `name` into this plan's buffer of the same name, on the
+    /// device for CUDA plans (no host round trip, no re-planning): how a stage hands a small
+    /// tensor (latents, a mask, features) to the next. Both must declare it alike.
+    pub fn copy_state_from(&mut self, other: &Plan, name: &str) -> Result<()> {
+        let (a, b) = (self.state_node(name)?, other.state_node(name)?);
+        let (na, nb) = (self.graph.node(a), other.graph.node(b));
+        if na.dtype != nb.dtype || na.shape != nb.shape {
+            return Err(EngineError::InputMismatch {
+                name: name.to_string(),
+                want_dtype: na.dtype,
+                want_shape: na.shape.clone(),
+                got_dtype: nb.dtype,
+                got_shape: nb.shape.clone(),
+            });
+        }
+        match (&self.cuda, &other.cuda) {
+            (Some(x), Some(y)) => x.copy_state_from(a, y, b),
+            (None, None) => {
+                let Storage::State(src) = &other.storage[b.0] else { unreachable!("state nodes hold state") };
+                let Storage::State(dst) = &mut self.storage[a.0] else {
+                    unreachable!("state nodes hold state")
+                };
+                dst.as_mut_slice().copy_from_slice(src.as_slice());
+                Ok(())
+            }
+            _ => Err(EngineError::DeviceMismatch("copy_state_from")),
+        }
+    }
+
     /// Swap a persistent buffer with the same-named one of `other` (zero-copy), e.g. to hand
     /// the KV cache from the prefill plan to the decode plan. Both must declare it alike.
     pub fn swap_state(&mut self, other: &mut Plan, name: &str) -> Result<()> {

@@ -268,6 +268,30 @@ fn state_persists_across_runs_and_moves_between_plans() {
 }
 
 #[test]
+fn a_state_copies_between_plans_and_both_keep_their_own() {
+    let mut a = compile(&append_graph(3), None, Device::Cpu).unwrap();
+    let mut b = compile(&append_graph(1), None, Device::Cpu).unwrap();
+    let x = Tensor::from_f32(DType::F32, [1, 3, 2], &[1., 2., 3., 4., 5., 6.]).unwrap();
+    let p0 = Tensor::from_i64(DType::I32, [1], &[0]).unwrap();
+    a.run(&[("x", &x), ("pos", &p0)]).unwrap();
+    b.copy_state_from(&a, "cache").unwrap();
+    let y = Tensor::from_f32(DType::F32, [1, 1, 2], &[10., 20.]).unwrap();
+    let p3 = Tensor::from_i64(DType::I32, [1], &[3]).unwrap();
+    let out = b.run(&[("x", &y), ("pos", &p3)]).unwrap();
+    assert_eq!(out["cache"].to_f32(), vec![1., 2., 3., 4., 5., 6., 10., 20.]);
+    // A copy, not a move: the source still holds what it had.
+    let c = Tensor::from_bytes(DType::F32, [1, 4, 2], a.state("cache").unwrap().data).unwrap();
+    assert_eq!(c.to_f32(), vec![1., 2., 3., 4., 5., 6., 0., 0.]);
+    // A differently shaped or missing state is an error naming it.
+    let mut other = GraphBuilder::new();
+    let s = other.state("cache", DType::F32, [1, 5, 2]).unwrap();
+    other.output("cache", s).unwrap();
+    let other = compile(&other.finish().unwrap(), None, Device::Cpu).unwrap();
+    assert!(b.copy_state_from(&other, "cache").unwrap_err().to_string().contains("cache"));
+    assert!(b.copy_state_from(&a, "nope").unwrap_err().to_string().contains("nope"));
+}
+
+#[test]
 fn write_slice_needs_a_state_destination() {
     let mut b = GraphBuilder::new();
     let x = b.input("x", DType::F32, [4, 2]).unwrap();

@@ -267,7 +267,7 @@ impl Editor {
         let [mh, mw] = self.cfg.mask_hw()?;
         // The host copy is for the caller; the generator takes the device's.
         let mask = segmentation.masks.to_f32()[query * mh * mw..(query + 1) * mh * mw].to_vec();
-        self.generator.take_mask(self.segmenter.plan_mut())?;
+        self.generator.take_mask(self.segmenter.plan())?;
         let image = self.generator.generate(&codes[0], &codes[1], None, opts)?;
         Ok(Edit {
             tokens: g.tokens,

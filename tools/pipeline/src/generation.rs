@@ -295,8 +295,10 @@ impl Generator {
     ) -> Result<Self> {
         let [cg, sg, dg] = graphs(&cfg, dtype, grids, latent)?;
         let (condition, mut step, decode) = (rt.compile(&cg)?, rt.compile(&sg)?, rt.compile(&dg)?);
-        // A step's result stays in the latents state: nothing comes back to the host.
+        // A step's result stays in the latents state: nothing comes back to the host. On a GPU
+        // every step replays one CUDA graph.
         step.copy_outputs(Some(&[]))?;
+        step.capture_graph()?;
         Ok(Generator { cfg, dtype, grids, latent, condition, step, decode, mask_set: false })
     }
 
@@ -318,12 +320,12 @@ impl Generator {
     }
 
     /// Take the edit mask from `plan`'s state of the same name (e.g. the segmenter's best
-    /// mask), exchanging buffers on the device: no copy, no host round trip.
-    pub fn take_mask(&mut self, plan: &mut Plan) -> Result<()> {
+    /// mask), copied on the device: no host round trip, and the step stays planned.
+    pub fn take_mask(&mut self, plan: &Plan) -> Result<()> {
         if self.cfg.mask.is_none() {
             return Err(invalid("a mask was given but the UNet has no mask injection"));
         }
-        self.step.swap_state(plan, MASK)?;
+        self.step.copy_state_from(plan, MASK)?;
         self.mask_set = true;
         Ok(())
     }
@@ -448,10 +450,6 @@ impl Generator {
             })
             .collect();
         self.step.set_state(LATENTS, &Tensor::from_f32(self.dtype, [1, h, w, 4], &noise)?.view())?;
-        // On a GPU every step replays one CUDA graph (captured again after a state swap).
-        if !self.step.has_graph() {
-            self.step.capture_graph()?;
-        }
         let mut step_ms = Vec::with_capacity(opts.steps);
         for i in 0..opts.steps {
             let t = Instant::now();
@@ -461,11 +459,9 @@ impl Generator {
             step_ms.push(ms(t));
         }
         let t = Instant::now();
-        // The latents move to the decode plan and back on the device.
-        self.decode.swap_state(&mut self.step, LATENTS)?;
-        let rgb = self.decode.run(&[]);
-        self.decode.swap_state(&mut self.step, LATENTS)?;
-        let rgb = take(rgb?, "rgb");
+        // The latents go to the decode plan on the device.
+        self.decode.copy_state_from(&self.step, LATENTS)?;
+        let rgb = take(self.decode.run(&[])?, "rgb");
         let decode_ms = ms(t);
         let dims = rgb.shape().dims().to_vec();
         let rgb: Vec<u8> = rgb.to_f32().iter().map(|v| (v * 255.0).round() as u8).collect();

@@ -107,11 +107,6 @@ impl Segmenter {
         &self.plan
     }
 
-    /// The plan, e.g. for the generator to take its [`MASK`] state.
-    pub fn plan_mut(&mut self) -> &mut Plan {
-        &mut self.plan
-    }
-
     pub fn new(
         pixel: &PixelDecoderConfig,
         decoder: &TransformerDecoderConfig,
