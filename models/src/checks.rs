@@ -73,8 +73,9 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
             n_post: 2,
             capacity: 48,
             dtype: dt,
-            seg_queries: 0,
+            seg_queries: 4,
         };
+        // With FOCUS's mask tokens: the segmentation decoder's inputs written to states too.
         v.push((format!("perception prefill {dt}"), dt, prefill_graph(&c, &s)?));
         // The pipeline's decode step, with the greedy head that picks the token on the device.
         let o = StepOptions {

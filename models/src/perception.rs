@@ -29,7 +29,9 @@ use crate::convnext::{self, ConvNextConfig};
 use crate::fusion::{self, AdapterConfig, FusionConfig};
 use crate::qwen2::{self, Qwen2Config, StepOptions};
 use crate::qwen_vit::{self, QwenVitConfig};
-use focus_graph::{BinaryOp, DType, Graph, GraphBuilder, GraphError, NodeId, ResizeMode, Result, UnaryOp};
+use focus_graph::{
+    BinaryOp, DType, Graph, GraphBuilder, GraphError, NodeId, ReduceOp, ResizeMode, Result, UnaryOp,
+};
 use serde::Deserialize;
 
 /// Token ids that structure an image block (spec §2.4; ILLUME+ `special_tokens_ids`, in the
@@ -277,8 +279,14 @@ pub fn splice_image(
     b.concat(&parts, 0)
 }
 
+/// The states a prefill with mask tokens (`PerceptionShape::seg_queries`) leaves for the
+/// segmentation decoder: the mask tokens' last-layer states `[N, hidden]`, the class name's
+/// (the mean over the prompt's tokens after the image) `[1, hidden]`, ConvNeXt's stages.
+pub const SEG_STATES: [&str; 6] = ["seg_hidden", "class_hidden", "res2", "res3", "res4", "res5"];
+
 /// Inputs `image_vit [1, Hv, Wv, 3]`, `image_hr [1, Hc, Wc, 3]` (normalised, channels-last),
-/// `input_ids` i32 `[L]`, `positions` i32 `[L]`; outputs `logits` f32 `[L, V]` and `hidden`.
+/// `input_ids` i32 `[L]`, `positions` i32 `[L]`; outputs `logits` f32 `[L, V]` and `hidden`,
+/// and with mask tokens the [`SEG_STATES`] (also as outputs of the same names).
 pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph> {
     let dt = s.dtype;
     // Every branch stores in the shape's dtype.
@@ -308,6 +316,14 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
     };
     let ids = b.input("input_ids", DType::I32, [l])?;
     let pos = b.input("positions", DType::I32, [l + s.seg_queries])?;
+    if s.seg_queries > 0 && s.n_post == 0 {
+        return Err(GraphError::InvalidOp {
+            op: "prefill".into(),
+            node: ids.0,
+            name: "input_ids".into(),
+            detail: "mask tokens need the class name after the image (n_post > 0)".into(),
+        });
+    }
 
     let vit = b.scoped("vit", |b| qwen_vit::build(b, &c.vit, img_v))?;
     let feats = b.scoped("convnext", |b| convnext::build(b, &c.convnext, img_h))?;
@@ -348,10 +364,16 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
     b.output("hidden", hidden)?;
     b.output("logits", logits)?;
     if s.seg_queries > 0 {
+        // The segmentation decoder's inputs stay on the device, in state buffers the segmenter
+        // copies from (ARCHITECTURE decision 3).
         let seg = b.slice(hidden, 0, l, l + s.seg_queries)?;
-        b.output("seg_hidden", seg)?;
-        for (i, f) in feats.iter().enumerate() {
-            b.output(&format!("res{}", i + 2), *f)?;
+        let cls = b.slice(hidden, 0, l - s.n_post, l)?;
+        let cls = b.reduce(ReduceOp::Mean, cls, &[0], true)?;
+        let zero = b.constant_i32([1], &[0])?;
+        for (name, v) in SEG_STATES.iter().zip([seg, cls, feats[0], feats[1], feats[2], feats[3]]) {
+            let state = b.state(name, dt, b.shape(v).to_vec())?;
+            let state = b.write_slice(state, v, zero, 0)?;
+            b.output(name, state)?;
         }
     }
     b.finish()

@@ -54,6 +54,14 @@ fn mask_tokens_follow_the_prompt_causally() {
             let d = cfg.perception.llm.hidden_size;
             let s = focus_kernels::cpu::common::f32_in(&p.output("seg_hidden").unwrap()).into_owned();
             assert_eq!(s, hidden[hidden.len() - seg * d..], "seg_hidden is the last {seg} rows");
+            // The class name's state: the mean of its rows, just before the mask tokens.
+            let c = focus_kernels::cpu::common::f32_in(&p.output("class_hidden").unwrap()).into_owned();
+            let end = hidden.len() / d - seg;
+            let rows = &hidden[(end - class_name.len()) * d..end * d];
+            for (j, got) in c.iter().enumerate() {
+                let want = rows.chunks_exact(d).map(|r| r[j]).sum::<f32>() / class_name.len() as f32;
+                assert!((got - want).abs() < 1e-5, "class_hidden[{j}] {got} != {want}");
+            }
         }
         hidden
     };

@@ -12,7 +12,7 @@ use crate::perception::{Image, Perception, PerceptionError};
 use crate::runtime::Runtime;
 use crate::segmentation::{self, Segmentation, SegmentationError, Segmenter};
 use focus_engine::sampling::SamplingParams;
-use focus_engine::{Device, EngineError, MemoryWeights, Tensor, WeightSource};
+use focus_engine::{Device, EngineError, MemoryWeights, WeightSource};
 use focus_graph::{DType, Graph};
 use focus_models::mask2former::{PixelDecoderConfig, TransformerDecoderConfig};
 use focus_models::perception::{self, PerceptionConfig, PerceptionShape};
@@ -175,7 +175,6 @@ pub struct Edit {
 
 pub struct Editor {
     cfg: EditConfig,
-    dtype: DType,
     rt: Runtime,
     perception: Perception,
     segmenter: Segmenter,
@@ -198,7 +197,7 @@ impl Editor {
         let (px, md) = cfg.decoders(dtype);
         let segmenter = Segmenter::new(&px, &md, (cfg.hr_hw, 1, cfg.mask_hw()?), &rt)?;
         let generator = Generator::new(cfg.generation.clone(), &rt, dtype, cfg.grids, cfg.latent)?;
-        Ok(Editor { cfg, dtype, rt, perception, segmenter, generator })
+        Ok(Editor { cfg, rt, perception, segmenter, generator })
     }
 
     /// Activation memory: (the arena every stage shares, what the stages' own arenas would
@@ -240,28 +239,12 @@ impl Editor {
             .parse(&g.tokens.iter().map(|&t| t as usize).collect::<Vec<_>>())
             .map_err(EditError::Invalid)?;
 
-        // The prefill's mask-token states, class-name states (mean over its tokens) and
-        // ConvNeXt stages.
+        // The prefill left the mask-token states, the class name's (mean over its tokens) and
+        // ConvNeXt's stages in state buffers: the segmenter copies them on the device.
         let prefill =
             self.perception.prefill_plan([image.h, image.w], instruction.len(), class_name.len())?;
-        let tensor = |name: &str| -> Result<Tensor> {
-            let v = prefill.output(name)?;
-            Ok(Tensor::from_bytes(v.dtype, v.shape.to_vec(), v.data)?)
-        };
-        let hidden = tensor("hidden")?;
-        let d = hidden.shape().dims()[1];
-        let end = g.prompt_tokens - self.cfg.mask_decoder.num_queries;
-        let rows = &hidden.to_f32()[(end - class_name.len()) * d..end * d];
-        let mut pooled = vec![0f32; d];
-        for r in rows.chunks_exact(d) {
-            pooled.iter_mut().zip(r).for_each(|(p, v)| *p += v / class_name.len() as f32);
-        }
-        let class_hidden = Tensor::from_f32(self.dtype, [1, d], &pooled)?;
-        let seg_hidden = tensor("seg_hidden")?;
-        let feats = ["res2", "res3", "res4", "res5"].map(tensor);
-        let feats: Vec<Tensor> = feats.into_iter().collect::<Result<_>>()?;
         let t = Instant::now();
-        let segmentation = self.segmenter.segment(&feats, &seg_hidden, &class_hidden)?;
+        let segmentation = self.segmenter.segment_from(prefill)?;
         let segment_ms = t.elapsed().as_secs_f64() * 1e3;
         let query = segmentation.best;
         let [mh, mw] = self.cfg.mask_hw()?;

@@ -105,7 +105,7 @@ impl Perception {
     }
 
     /// Append `n` mask-token embeddings to every prompt (after `after`); the prefill plan then
-    /// also outputs `seg_hidden [n, hidden]` and ConvNeXt's `res2`..`res5`.
+    /// also leaves the segmentation decoder's inputs in its `SEG_STATES`.
     pub fn with_seg_queries(mut self, n: usize) -> Self {
         self.seg_queries = n;
         self.prefills.clear();
@@ -169,7 +169,9 @@ impl Perception {
                 seg_queries: self.seg_queries,
             };
             let g = perception::prefill_graph(&self.cfg, &shape)?;
-            let plan = self.rt.compile(&g)?;
+            let mut plan = self.rt.compile(&g)?;
+            // The segmentation decoder's inputs stay on the device (read back only on a CPU).
+            plan.copy_outputs(Some(&["hidden", "logits"]))?;
             self.prefills.insert(key, plan);
         }
         Ok(self.prefills.get_mut(&key).expect("inserted above"))

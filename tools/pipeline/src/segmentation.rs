@@ -43,8 +43,9 @@ pub struct Segmenter {
     llm_hidden: usize,
 }
 
-/// The decoder graph: inputs `res2`..`res5` (channels-last, strides 4..32 of an `image`²
-/// input), `seg_hidden [N, llm]`, `class_hidden [K, llm]`; outputs `masks [N, out_h, out_w]`
+/// The decoder graph: states `res2`..`res5` (channels-last, strides 4..32 of an `image`²
+/// input), `seg_hidden [N, llm]`, `class_hidden [K, llm]` (the perception prefill's
+/// `SEG_STATES`, copied over on the device); outputs `masks [N, out_h, out_w]`
 /// (sigmoid of the last layer's mask logits, bilinear to `out`), `scores`, `queries`, and
 /// `best [1]`, the best-scoring query, whose mask it writes into the [`MASK`] state
 /// `[1, out_h, out_w, 1]` for the generator to take over on the device.
@@ -70,12 +71,12 @@ pub fn graph(
     let mut feats = Vec::new();
     for (i, &ch) in pixel.in_channels.iter().enumerate() {
         let s = 4 << i;
-        feats.push(b.input(&format!("res{}", i + 2), pixel.dtype, [1, image[0] / s, image[1] / s, ch])?);
+        feats.push(b.state(&format!("res{}", i + 2), pixel.dtype, [1, image[0] / s, image[1] / s, ch])?);
     }
     let (n, d) = (decoder.num_queries, decoder.llm_hidden);
-    let seg = b.input("seg_hidden", decoder.dtype, [n, d])?;
+    let seg = b.state("seg_hidden", decoder.dtype, [n, d])?;
     let seg = b.reshape(seg, [1, n, d])?;
-    let cls = b.input("class_hidden", decoder.dtype, [classes, d])?;
+    let cls = b.state("class_hidden", decoder.dtype, [classes, d])?;
     let cls = b.reshape(cls, [1, classes, d])?;
     let (mf, maps, _) = mask2former::pixel_decoder(&mut b, pixel, &feats)?;
     let (preds, _) = mask2former::transformer_decoder(&mut b, decoder, mf, &maps, (seg, cls))?;
@@ -148,10 +149,25 @@ impl Segmenter {
             }
         }
         let names = ["res2", "res3", "res4", "res5"];
-        let mut feeds: Vec<(&str, &Tensor)> = names.iter().copied().zip(features).collect();
-        feeds.push(("seg_hidden", seg_hidden));
-        feeds.push(("class_hidden", class_hidden));
-        let mut out = self.plan.run(&feeds)?;
+        for (name, t) in
+            names.iter().zip(features).chain([(&"seg_hidden", seg_hidden), (&"class_hidden", class_hidden)])
+        {
+            self.plan.set_state(name, &t.view())?;
+        }
+        self.run()
+    }
+
+    /// Decode what a perception prefill with mask tokens left in its `SEG_STATES`, copied on
+    /// the device (no host round trip).
+    pub fn segment_from(&mut self, prefill: &Plan) -> Result<Segmentation> {
+        for name in focus_models::perception::SEG_STATES {
+            self.plan.copy_state_from(prefill, name)?;
+        }
+        self.run()
+    }
+
+    fn run(&mut self) -> Result<Segmentation> {
+        let mut out = self.plan.run(&[])?;
         let mut take = |name: &str| out.remove(name).expect("the graph outputs it");
         let best = take("best").to_f32()[0] as usize;
         Ok(Segmentation { masks: take("masks"), scores: take("scores"), queries: take("queries"), best })
