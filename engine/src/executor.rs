@@ -172,7 +172,7 @@ pub fn compile_shared(
     compile_in(graph, weights, device, Some(arena))
 }
 
-fn compile_in(
+pub(crate) fn compile_in(
     graph: &Graph,
     weights: Option<Arc<dyn WeightSource>>,
     device: Device,

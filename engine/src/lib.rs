@@ -3,6 +3,7 @@
 
 pub mod arena;
 pub mod buffer;
+pub mod cache;
 mod cuda;
 pub mod device;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod tensor;
 pub mod weights;
 
 pub use arena::SharedArena;
+pub use cache::PlanCache;
 pub use cuda::{CudaSchedule, Fusions};
 pub use device::Device;
 pub use error::{EngineError, Result};

@@ -10,6 +10,23 @@ use crate::shape::Shape;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub usize);
 
+/// FNV-1a, 64-bit: a stable hash (std's `DefaultHasher` may change between releases).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 impl std::fmt::Display for NodeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "%{}", self.0)
@@ -102,6 +119,36 @@ impl Graph {
             uses[o.0] += 1;
         }
         uses
+    }
+
+    /// A 64-bit FNV-1a hash of everything that defines the graph: every node's op (a
+    /// constant's bytes included), inputs, shape, dtype and name, and the named outputs. Equal
+    /// graphs hash alike in any process, so it keys plan caches and names dumps.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = Fnv::default();
+        for n in &self.nodes {
+            match &n.op {
+                Op::Constant { data } => {
+                    h.write(b"constant");
+                    h.write(data);
+                }
+                op => h.write(format!("{op:?}").as_bytes()),
+            }
+            for i in &n.inputs {
+                h.write(&i.0.to_le_bytes());
+            }
+            for d in n.shape.dims() {
+                h.write(&d.to_le_bytes());
+            }
+            h.write(n.dtype.short_name().as_bytes());
+            h.write(n.name.as_bytes());
+            h.write(&[0xff]);
+        }
+        for (name, id) in &self.outputs {
+            h.write(name.as_bytes());
+            h.write(&id.0.to_le_bytes());
+        }
+        h.0
     }
 
     /// Whether `id` shares its first input's storage instead of owning any: a reshape, an
@@ -233,5 +280,28 @@ mod tests {
         );
         assert_eq!(g.node_cost(part), Default::default());
         assert!(g.node_cost(cols).bytes > 0);
+    }
+
+    #[test]
+    fn fingerprints_tell_graphs_apart() {
+        let build = |n: usize, eps: f32, c: f32, out: &str| {
+            let mut b = GraphBuilder::new();
+            let x = b.input("x", DType::F32, [2, n]).unwrap();
+            let k = b.constant_f32([n], &vec![c; n]).unwrap();
+            let y = b.add(x, k).unwrap();
+            let y = b.layer_norm(y, None, None, eps).unwrap();
+            b.output(out, y).unwrap();
+            b.finish().unwrap()
+        };
+        let base = build(8, 1e-5, 1.0, "y");
+        assert_eq!(base.fingerprint(), build(8, 1e-5, 1.0, "y").fingerprint());
+        for other in [
+            build(9, 1e-5, 1.0, "y"),
+            build(8, 1e-6, 1.0, "y"),
+            build(8, 1e-5, 2.0, "y"),
+            build(8, 1e-5, 1.0, "z"),
+        ] {
+            assert_ne!(base.fingerprint(), other.fingerprint());
+        }
     }
 }

@@ -346,3 +346,27 @@ fn plans_sharing_an_arena_equal_plans_with_their_own() {
         }
     }
 }
+
+#[test]
+fn a_rebuilt_graph_gets_its_compiled_plan_back() {
+    let mut cache = focus_engine::PlanCache::new(None).with_arena(focus_engine::SharedArena::new());
+    let x = Tensor::from_f32(DType::F32, [1, 3, 2], &[1., 2., 3., 4., 5., 6.]).unwrap();
+    let p0 = Tensor::from_i64(DType::I32, [1], &[0]).unwrap();
+    cache.plan(&append_graph(3), Device::Cpu).unwrap().run(&[("x", &x), ("pos", &p0)]).unwrap();
+    // The same graph, built again: the same plan, its cache state still there.
+    let again = cache.plan(&append_graph(3), Device::Cpu).unwrap();
+    let c = Tensor::from_bytes(DType::F32, [1, 4, 2], again.state("cache").unwrap().data).unwrap();
+    assert_eq!(c.to_f32(), vec![1., 2., 3., 4., 5., 6., 0., 0.]);
+    assert_eq!(cache.stats(), (1, 1));
+    // Another shape is another plan.
+    cache.plan(&append_graph(1), Device::Cpu).unwrap();
+    assert_eq!((cache.len(), cache.stats()), (2, (1, 2)));
+    // A graph that does not compile (a missing weight) is an error, and nothing is cached.
+    let mut b = GraphBuilder::new();
+    let xi = b.input("x", DType::F32, [2, 3]).unwrap();
+    let w = b.param("w", DType::F32, [4, 3]).unwrap();
+    let y = b.linear(xi, w, None).unwrap();
+    b.output("y", y).unwrap();
+    assert!(cache.plan(&b.finish().unwrap(), Device::Cpu).is_err());
+    assert_eq!(cache.len(), 2);
+}
