@@ -741,17 +741,7 @@ impl Plan {
     /// device for CUDA plans (no host round trip, no re-planning): how a stage hands a small
     /// tensor (latents, a mask, features) to the next. Both must declare it alike.
     pub fn copy_state_from(&mut self, other: &Plan, name: &str) -> Result<()> {
-        let (a, b) = (self.state_node(name)?, other.state_node(name)?);
-        let (na, nb) = (self.graph.node(a), other.graph.node(b));
-        if na.dtype != nb.dtype || na.shape != nb.shape {
-            return Err(EngineError::InputMismatch {
-                name: name.to_string(),
-                want_dtype: na.dtype,
-                want_shape: na.shape.clone(),
-                got_dtype: nb.dtype,
-                got_shape: nb.shape.clone(),
-            });
-        }
+        let (a, b) = self.state_pair(other, name)?;
         match (&self.cuda, &other.cuda) {
             (Some(x), Some(y)) => x.copy_state_from(a, y, b),
             (None, None) => {
@@ -766,6 +756,22 @@ impl Plan {
         }
     }
 
+    /// The state `name` of this plan and of `other`, which must declare it alike.
+    fn state_pair(&self, other: &Plan, name: &str) -> Result<(NodeId, NodeId)> {
+        let (a, b) = (self.state_node(name)?, other.state_node(name)?);
+        let (na, nb) = (self.graph.node(a), other.graph.node(b));
+        if na.dtype != nb.dtype || na.shape != nb.shape {
+            return Err(EngineError::InputMismatch {
+                name: name.to_string(),
+                want_dtype: na.dtype,
+                want_shape: na.shape.clone(),
+                got_dtype: nb.dtype,
+                got_shape: nb.shape.clone(),
+            });
+        }
+        Ok((a, b))
+    }
+
     /// Swap a persistent buffer with the same-named one of `other` (zero-copy), e.g. to hand
     /// the KV cache from the prefill plan to the decode plan. Both must declare it alike.
     pub fn swap_state(&mut self, other: &mut Plan, name: &str) -> Result<()> {
@@ -776,21 +782,7 @@ impl Plan {
     /// plan re-plans its launches (which hold buffer addresses) once, after the last swap, and
     /// drops its captured graph.
     pub fn swap_states(&mut self, other: &mut Plan, names: &[&str]) -> Result<()> {
-        let mut pairs = Vec::with_capacity(names.len());
-        for name in names {
-            let (a, b) = (self.state_node(name)?, other.state_node(name)?);
-            let (na, nb) = (self.graph.node(a), other.graph.node(b));
-            if na.dtype != nb.dtype || na.shape != nb.shape {
-                return Err(EngineError::InputMismatch {
-                    name: name.to_string(),
-                    want_dtype: na.dtype,
-                    want_shape: na.shape.clone(),
-                    got_dtype: nb.dtype,
-                    got_shape: nb.shape.clone(),
-                });
-            }
-            pairs.push((a, b));
-        }
+        let pairs = names.iter().map(|name| self.state_pair(other, name)).collect::<Result<Vec<_>>>()?;
         match (self.cuda.as_mut(), other.cuda.as_mut()) {
             (None, None) => {
                 for (a, b) in pairs {

@@ -141,6 +141,15 @@ const CASES: &[Case] = &[
     }),
 ];
 
+/// A case's graph on `x [6, 32]`.
+fn case_graph(build: fn(&mut GraphBuilder, NodeId) -> NodeId) -> focus_graph::Graph {
+    let mut b = GraphBuilder::new();
+    let xi = b.input("x", DType::F32, [6, 32]).unwrap();
+    let y = build(&mut b, xi);
+    b.output("y", y).unwrap();
+    b.finish().unwrap()
+}
+
 #[test]
 fn rerunning_a_plan_allocates_nothing() {
     let v: Vec<f32> = (0..192).map(|i| (i as f32 * 0.1).sin()).collect();
@@ -148,11 +157,7 @@ fn rerunning_a_plan_allocates_nothing() {
     let pos = Tensor::from_i64(DType::I32, [6], &[0, 1, 2, 3, 4, 5]).unwrap();
     let mut failures = Vec::new();
     for (name, build) in CASES {
-        let mut b = GraphBuilder::new();
-        let xi = b.input("x", DType::F32, [6, 32]).unwrap();
-        let y = build(&mut b, xi);
-        b.output("y", y).unwrap();
-        let g = b.finish().unwrap();
+        let g = case_graph(*build);
         let w = MemoryWeights::random_for(&g, 0);
         let mut plan = compile(&g, Some(Arc::new(w)), Device::Cpu).unwrap();
         plan.set_input("x", &x.view()).unwrap();
@@ -173,11 +178,7 @@ fn rerunning_a_plan_allocates_nothing() {
     let arena = focus_engine::SharedArena::new();
     let mut plans = Vec::new();
     for (_, build) in &CASES[..4] {
-        let mut b = GraphBuilder::new();
-        let xi = b.input("x", DType::F32, [6, 32]).unwrap();
-        let y = build(&mut b, xi);
-        b.output("y", y).unwrap();
-        let g = b.finish().unwrap();
+        let g = case_graph(*build);
         let w = MemoryWeights::random_for(&g, 0);
         let mut plan = focus_engine::compile_shared(&g, Some(Arc::new(w)), Device::Cpu, &arena).unwrap();
         plan.set_input("x", &x.view()).unwrap();
