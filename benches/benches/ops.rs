@@ -56,10 +56,10 @@ fn conv_graph(c: usize, h: usize, k: usize, groups: usize, cout: usize) -> Graph
 }
 
 /// `x [m, k] · w [n, k]ᵀ` with `w` a weight (a decode step's projection at m = 1).
-fn linear_graph(m: usize, k: usize, n: usize) -> Graph {
+fn linear_graph(dt: DType, m: usize, k: usize, n: usize) -> Graph {
     let mut b = GraphBuilder::new();
-    let x = b.input("x", DType::F32, [m, k]).unwrap();
-    let w = b.param("w", DType::F32, [n, k]).unwrap();
+    let x = b.input("x", dt, [m, k]).unwrap();
+    let w = b.param("w", dt, [n, k]).unwrap();
     let o = b.linear(x, w, None).unwrap();
     b.output("o", o).unwrap();
     b.finish().unwrap()
@@ -68,7 +68,9 @@ fn linear_graph(m: usize, k: usize, n: usize) -> Graph {
 fn ops(c: &mut Criterion) {
     bench_plan(c, "matmul_f32", "1024x2048x2048", matmul_graph(1024, 2048, 2048));
     // Memory-bound: 90 MB of weight per run, so time × bandwidth is the floor to compare.
-    bench_plan(c, "linear_f32", "decode_1x2048x11008", linear_graph(1, 2048, 11008));
+    bench_plan(c, "linear_f32", "decode_1x2048x11008", linear_graph(DType::F32, 1, 2048, 11008));
+    // Half the bytes: bf16 weights read in place, widened in registers.
+    bench_plan(c, "linear_bf16", "decode_1x2048x11008", linear_graph(DType::BF16, 1, 2048, 11008));
     bench_plan(c, "conv2d_f32", "dw7x7_192x56x56", conv_graph(192, 56, 7, 192, 192));
     bench_plan(c, "conv2d_f32", "3x3_320x64x64", conv_graph(320, 64, 3, 1, 320));
 

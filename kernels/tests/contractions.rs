@@ -131,7 +131,9 @@ fn matmul_permuted_inputs_match_transpose_flags() {
 
 #[test]
 fn linear_with_and_without_bias() {
-    let cases: [(&[usize], usize); 4] = [(&[17], 5), (&[2, 3, 17], 9), (&[1, 33], 1), (&[65, 40], 33)];
+    // [3, 601]: a few rows over several 256-wide blocks of a half-precision weight (the GEMV).
+    let cases: [(&[usize], usize); 5] =
+        [(&[17], 5), (&[2, 3, 17], 9), (&[1, 33], 1), (&[65, 40], 33), (&[3, 601], 7)];
     let mut seed = 300;
     for dtype in FLOATS {
         for &(xs, n) in &cases {

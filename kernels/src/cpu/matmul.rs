@@ -222,9 +222,70 @@ pub fn multi_linear(
     Ok(())
 }
 
+/// Rows of `x` up to which a half-precision weight is read in place (a decode step's GEMV,
+/// widened in registers: half the bytes of f32) instead of converted whole on every call.
+const HALF_GEMV_ROWS: usize = 4;
+/// Weight elements widened at a time by the half GEMV (a stack block).
+const HALF_BLOCK: usize = 256;
+
+/// `w`'s little-endian half-precision bytes widened to f32 into `dst`.
+fn widen(dtype: DType, w: &[u8], dst: &mut [f32]) {
+    let halves = w.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    match dtype {
+        DType::BF16 => dst.iter_mut().zip(halves).for_each(|(d, h)| *d = f32::from_bits((h as u32) << 16)),
+        _ => dst.iter_mut().zip(halves).for_each(|(d, h)| *d = half::f16::from_bits(h).to_f32()),
+    }
+}
+
+/// Dot product in eight independent f32 lanes (so it vectorises; f32 adds do not reassociate).
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(p, q)| p * q).sum();
+    for (pa, pb) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += pa[i] * pb[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `out [rows, n] = x · wᵀ (+ bias)` for a few rows and an f16/bf16 `w [n, k]`: every output
+/// column reads its weight row once, in blocks widened on the stack, against every row of x.
+fn half_gemv(x: &[f32], w: &TensorRef, bias: Option<&[f32]>, rows: usize, o: &mut [f32]) {
+    let (n, k) = (w.shape[0], w.shape[1]);
+    // Column-major scratch [n, rows] so columns are written in parallel, then transposed.
+    let mut t = Scratch::<f32>::stale(n * rows);
+    t.par_chunks_mut(rows.max(1)).enumerate().for_each(|(j, acc)| {
+        acc.fill(bias.map_or(0.0, |b| b[j]));
+        let row = &w.data[j * k * 2..(j + 1) * k * 2];
+        let mut block = [0f32; HALF_BLOCK];
+        for (c, wb) in row.chunks(HALF_BLOCK * 2).enumerate() {
+            let wf = &mut block[..wb.len() / 2];
+            widen(w.dtype, wb, wf);
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a += dot8(&x[r * k + c * HALF_BLOCK..][..wf.len()], wf);
+            }
+        }
+    });
+    for j in 0..n {
+        for r in 0..rows {
+            o[r * n + j] = t[j * rows + r];
+        }
+    }
+}
+
 pub fn linear(x: &TensorRef, w: &TensorRef, bias: Option<&TensorRef>, out: &mut TensorMut) -> Result<()> {
     let (n, k) = (w.shape[0], w.shape[1]);
     let rows = out.numel().checked_div(n).unwrap_or(0);
+    if matches!(w.dtype, DType::BF16 | DType::F16) && rows <= HALF_GEMV_ROWS {
+        let xd = f32_in(x);
+        let bd = bias.map(f32_in);
+        return with_f32_out(out, |o| {
+            half_gemv(&xd, w, bd.as_deref(), rows, o);
+            Ok(())
+        });
+    }
     let xd = f32_in(x);
     let wd = f32_in(w);
     let bd = bias.map(f32_in);
