@@ -24,12 +24,6 @@ pub(crate) struct Inner {
     device: HashMap<usize, Arc<CudaSlice<u8>>>,
 }
 
-impl Default for AlignedBuf {
-    fn default() -> Self {
-        AlignedBuf::zeroed(0)
-    }
-}
-
 impl SharedArena {
     pub fn new() -> Self {
         Self::default()

@@ -47,6 +47,12 @@ impl AlignedBuf {
     }
 }
 
+impl Default for AlignedBuf {
+    fn default() -> Self {
+        AlignedBuf::zeroed(0)
+    }
+}
+
 impl std::fmt::Debug for AlignedBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "AlignedBuf({} bytes)", self.len)

@@ -236,9 +236,20 @@ impl Perception {
         let names: Vec<String> =
             (0..layers).flat_map(|l| [qwen2::k_cache_name(l), qwen2::v_cache_name(l)]).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.decode.swap_states(plan, &names)?;
-        // On a GPU the decode step replays one CUDA graph per token (the swap dropped the old one).
-        self.decode.capture_graph()?;
+        // The caches go to the decode plan. On a GPU by device-to-device copies (microseconds):
+        // a swap would plan both plans' launches again, the whole prefill's included, and drop
+        // the decode step's CUDA graph. On a CPU swapping the buffers is the cheaper.
+        if matches!(self.rt.device, focus_engine::Device::Cuda(_)) {
+            for name in &names {
+                self.decode.copy_state_from(plan, name)?;
+            }
+        } else {
+            self.decode.swap_states(plan, &names)?;
+        }
+        // On a GPU the decode step replays one CUDA graph per token, captured once.
+        if !self.decode.has_graph() {
+            self.decode.capture_graph()?;
+        }
 
         let mut sampler = Sampler::new(params.clone())?;
         // Steps whose constraint is a range, greedy or with top_k up to qwen2::DEVICE_TOP_K, pick
