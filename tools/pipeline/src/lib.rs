@@ -6,6 +6,7 @@
 //! the editor that chains them all (FOCUS end to end).
 
 pub mod checks;
+mod decode;
 pub mod edit;
 pub mod generation;
 pub mod image_tokens;

@@ -2,8 +2,9 @@
 //! shape (built on first use and cached: static graphs), one decode plan whose KV cache is
 //! handed over from the prefill without copying, host sampling with optional constraints.
 
+use crate::decode::{decode_tokens, hand_over_caches, ids, positions, DecodeRun};
 use crate::runtime::Runtime;
-use focus_engine::sampling::{Allowed, Constraint, SampleError, Sampler, SamplingParams};
+use focus_engine::sampling::{Constraint, SampleError, SamplingParams};
 use focus_engine::{EngineError, Plan, Profile, Tensor};
 use focus_graph::{DType, GraphError};
 use focus_models::perception::{self, ImageLayout, PerceptionConfig, PerceptionShape};
@@ -60,16 +61,6 @@ pub struct Perception {
     seg_queries: usize,
     prefills: HashMap<([usize; 2], usize, usize), Plan>,
     decode: Plan,
-}
-
-fn ids(v: &[u32]) -> Result<Tensor, EngineError> {
-    let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-    Tensor::from_i64(DType::I32, [v.len()], &v)
-}
-
-fn positions(start: usize, n: usize) -> Result<Tensor, EngineError> {
-    let v: Vec<i64> = (start as i64..(start + n) as i64).collect();
-    Tensor::from_i64(DType::I32, [n], &v)
 }
 
 impl Perception {
@@ -188,7 +179,7 @@ impl Perception {
         params: &SamplingParams,
         max_new: usize,
         stop: Option<u32>,
-        mut constraint: Option<&mut dyn Constraint>,
+        constraint: Option<&mut dyn Constraint>,
         profile: bool,
     ) -> Result<Generation, PerceptionError> {
         if image.h == 0 || image.w == 0 || image.h > MAX_IMAGE_SIDE || image.w > MAX_IMAGE_SIDE {
@@ -233,90 +224,9 @@ impl Perception {
         let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
         let logits =
             focus_kernels::cpu::common::f32_in(&plan.output("logits")?)[(len - 1) * vocab..].to_vec();
-        let names: Vec<String> =
-            (0..layers).flat_map(|l| [qwen2::k_cache_name(l), qwen2::v_cache_name(l)]).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        // The caches go to the decode plan. On a GPU by device-to-device copies (microseconds):
-        // a swap would plan both plans' launches again, the whole prefill's included, and drop
-        // the decode step's CUDA graph. On a CPU swapping the buffers is the cheaper.
-        if matches!(self.rt.device, focus_engine::Device::Cuda(_)) {
-            for name in &names {
-                self.decode.copy_state_from(plan, name)?;
-            }
-        } else {
-            self.decode.swap_states(plan, &names)?;
-        }
-        // On a GPU the decode step replays one CUDA graph per token, captured once.
-        if !self.decode.has_graph() {
-            self.decode.capture_graph()?;
-        }
-
-        let mut sampler = Sampler::new(params.clone())?;
-        // Steps whose constraint is a range, greedy or with top_k up to qwen2::DEVICE_TOP_K, pick
-        // their token on the device (the decode graph's token head, drawing with this sampler's
-        // next uniform) and copy back 8 bytes instead of the logits.
-        let greedy = params.temperature == 0.0 || params.top_k == 1;
-        let device_draw = greedy || (1..=qwen2::DEVICE_TOP_K).contains(&params.top_k);
-        let mut allowed_for = |tokens: &[u32]| match constraint.as_deref_mut() {
-            Some(c) => c.allowed(&tokens.iter().map(|&t| t as usize).collect::<Vec<_>>()),
-            None => Allowed::All,
-        };
-        let mut tokens: Vec<u32> = Vec::new();
-        let mut decode_ms = Vec::new();
-        let mut allowed = allowed_for(&tokens);
-        let mut picked: Option<usize> = None;
-        let mut next_logits = logits;
-        while tokens.len() < max_new {
-            let tok = match picked.take() {
-                Some(t) => t as u32,
-                None => sampler.sample(&next_logits, &allowed)? as u32,
-            };
-            tokens.push(tok);
-            if Some(tok) == stop || tokens.len() == max_new {
-                break;
-            }
-            allowed = allowed_for(&tokens);
-            let range = match &allowed {
-                Allowed::All => Some((0, vocab)),
-                Allowed::Range(a, b) => Some(((*a).min(vocab), (*b).min(vocab))),
-                Allowed::Set(_) => None,
-            };
-            let on_device = device_draw && range.is_some();
-            if let Some((lo, hi)) = range.filter(|_| on_device) {
-                if lo >= hi {
-                    return Err(SampleError::NothingAllowed(vocab).into());
-                }
-            }
-            let (lo, hi) = range.unwrap_or((0, vocab));
-            let bounds = Tensor::from_i64(DType::I32, [2], &[lo as i64, hi as i64])?;
-            self.decode.set_input("allowed", &bounds.view())?;
-            let u = if on_device && !greedy { sampler.next_uniform() } else { 0.0 };
-            let draw = [
-                params.temperature,
-                params.top_k as f32,
-                params.top_p,
-                u as f32,
-                (u - u as f32 as f64) as f32,
-            ];
-            self.decode.set_input("sampling", &Tensor::from_f32(DType::F32, [1, 5], &draw)?.view())?;
-            let wanted: &[&str] = if on_device { &["next_token", "nan_logits"] } else { &["logits"] };
-            self.decode.copy_outputs(Some(wanted))?;
-            self.decode.set_input("input_ids", &ids(&[tok])?.view())?;
-            self.decode.set_input("positions", &positions(len + tokens.len() - 1, 1)?.view())?;
-            let t = Instant::now();
-            self.decode.execute()?;
-            if on_device {
-                if focus_kernels::cpu::common::f32_in(&self.decode.output("nan_logits")?)[0] > 0.0 {
-                    return Err(SampleError::NaN.into());
-                }
-                let t = self.decode.output("next_token")?;
-                let tok = i64::from_le_bytes(t.data[..8].try_into().expect("[1] i64"));
-                picked = Some(usize::try_from(tok).map_err(|_| SampleError::NothingAllowed(vocab))?);
-            } else {
-                next_logits = focus_kernels::cpu::common::f32_in(&self.decode.output("logits")?).into_owned();
-            }
-            decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
+        hand_over_caches(&mut self.decode, plan, layers)?;
+        let run = DecodeRun { logits, start: len, vocab, params, max_new, stop, constraint };
+        let (tokens, decode_ms) = decode_tokens(&mut self.decode, run)?;
         Ok(Generation { tokens, prompt_tokens: len, prefill_ms, decode_ms, prefill_profile })
     }
 }
