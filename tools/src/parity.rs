@@ -731,22 +731,24 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     // Greedy tokens are compared in f32 only: in half precision a near-tie may flip legitimately.
     if gen > 0 && fx.dtype == DType::F32 {
         let v = c.vocab_size;
-        out.push(greedy(fx, &c, &mut prefill, &logits[(t - 1) * v..t * v], t, gen, capacity)?);
+        out.extend(greedy(fx, &c, &mut prefill, &logits[(t - 1) * v..t * v], (t, gen, capacity), tol)?);
     }
     Ok(out)
 }
 
 /// Greedy decoding after a prefill of `start` tokens: the KV cache moves from the prefill plan
 /// to a one-token decode plan; compares with `output.tokens` exactly.
+/// Greedy decoding on the KV cache `prefill` filled: the tokens against the reference's, and
+/// (where the fixture has them) every step's logits against the reference's recomputation of
+/// the whole prefix, so the cached decode is checked by value and not only by its argmax.
 fn greedy(
     fx: &Fixture,
     c: &Qwen2Config,
     prefill: &mut Plan,
     last_logits: &[f32],
-    start: usize,
-    gen: usize,
-    capacity: usize,
-) -> Result<Comparison, String> {
+    (start, gen, capacity): (usize, usize, usize),
+    tol: f64,
+) -> Result<Vec<Comparison>, String> {
     let o = StepOptions {
         tokens: 1,
         capacity,
@@ -765,22 +767,29 @@ fn greedy(
     let argmax = |x: &[f32]| x.iter().enumerate().fold(0, |b, (i, &y)| if y > x[b] { i } else { b });
     let mut next = argmax(last_logits);
     let mut tokens = vec![next as i64];
+    let mut steps = last_logits.to_vec();
     for p in start..start + gen - 1 {
         let id = Tensor::from_i64(DType::I32, [1], &[next as i64]).map_err(|e| e.to_string())?;
         let pt = Tensor::from_i64(DType::I32, [1], &[p as i64]).map_err(|e| e.to_string())?;
         decode.run(&[("input_ids", &id), ("positions", &pt)]).map_err(|e| e.to_string())?;
-        next = argmax(&output_f32(&decode, "logits")?.1);
+        let logits = output_f32(&decode, "logits")?.1;
+        next = argmax(&logits);
         tokens.push(next as i64);
+        steps.extend(logits);
     }
     let (_, want) = fx.i64("output.tokens")?;
     let same = tokens == want;
-    Ok(Comparison {
+    let mut out = vec![Comparison {
         name: format!("greedy tokens {tokens:?} vs {want:?}"),
         numel: want.len(),
         rel_l2: if same { 0.0 } else { 1.0 },
         max_abs: if same { 0.0 } else { 1.0 },
         pass: same,
-    })
+    }];
+    if fx.store.tensor("output.step_logits").is_some() {
+        out.push(compare("step_logits (cached decode)", &steps, &fx.f32("output.step_logits")?.1, tol));
+    }
+    Ok(out)
 }
 
 fn vit_cfg(cfg: &Value, dtype: DType) -> Result<QwenVitConfig, String> {
@@ -1089,7 +1098,7 @@ fn run_perception(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     ];
     if gen > 0 && fx.dtype == DType::F32 {
         let v = c.llm.vocab_size;
-        out.push(greedy(fx, &c.llm, &mut prefill, &logits[(l - 1) * v..l * v], l, gen, l + gen)?);
+        out.extend(greedy(fx, &c.llm, &mut prefill, &logits[(l - 1) * v..l * v], (l, gen, l + gen), tol)?);
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@
 //! VAE decode); the segmentation runner (mask-token states → masks and class scores) and
 //! the editor that chains them all (FOCUS end to end).
 
+pub mod chat;
 pub mod checks;
 mod decode;
 pub mod edit;
@@ -15,6 +16,7 @@ pub mod runtime;
 pub mod segmentation;
 pub mod text;
 
+pub use chat::{Chat, ChatError};
 pub use edit::{Edit, EditConfig, EditError, Editor};
 pub use generation::{GenerateOptions, GeneratedImage, GenerationConfig, GenerationError, Generator};
 pub use perception::{Generation, Perception, PerceptionError};

@@ -127,22 +127,43 @@ impl ChatPrompt {
     }
 }
 
-/// Render `system` + `user` (which holds [`IMAGE_PLACEHOLDER`] once) in the Qwen2.5 Instruct
-/// chat format and tokenize both sides of the image.
-pub fn chat_prompt(tok: &Tokenizer, system: &str, user: &str) -> Result<ChatPrompt, TextError> {
+/// `<|im_end|>`, after checking the tokenizer has both chat-template specials.
+fn end_of_turn(tok: &Tokenizer) -> Result<u32, TextError> {
     for t in ["<|im_start|>", "<|im_end|>"] {
         tok.token_id(t).ok_or_else(|| TextError::MissingSpecial(t.into()))?;
     }
+    Ok(tok.token_id("<|im_end|>").expect("checked above"))
+}
+
+/// The Qwen2.5 Instruct template around one user turn, split where the user text is: (the
+/// system turn and the user header, the user turn's end and the assistant header).
+fn template(system: &str) -> (String, &'static str) {
+    (
+        format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"),
+        "<|im_end|>\n<|im_start|>assistant\n",
+    )
+}
+
+/// Render `system` + `user` (which holds [`IMAGE_PLACEHOLDER`] once) in the Qwen2.5 Instruct
+/// chat format and tokenize both sides of the image.
+pub fn chat_prompt(tok: &Tokenizer, system: &str, user: &str) -> Result<ChatPrompt, TextError> {
+    let end_of_turn = end_of_turn(tok)?;
     let found = user.matches(IMAGE_PLACEHOLDER).count();
     if found != 1 {
         return Err(TextError::Placeholder { placeholder: IMAGE_PLACEHOLDER, found });
     }
     let (u0, u1) = user.split_once(IMAGE_PLACEHOLDER).expect("counted above");
-    let before = format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{u0}");
-    let after = format!("{u1}<|im_end|>\n<|im_start|>assistant\n");
+    let (head, tail) = template(system);
     Ok(ChatPrompt {
-        before: tok.encode(&before)?,
-        after: tok.encode(&after)?,
-        end_of_turn: tok.token_id("<|im_end|>").expect("checked above"),
+        before: tok.encode(&format!("{head}{u0}"))?,
+        after: tok.encode(&format!("{u1}{tail}"))?,
+        end_of_turn,
     })
+}
+
+/// A text-only user turn in the Qwen2.5 Instruct format: (prompt tokens, `<|im_end|>`).
+pub fn chat_text(tok: &Tokenizer, system: &str, user: &str) -> Result<(Vec<u32>, u32), TextError> {
+    let end_of_turn = end_of_turn(tok)?;
+    let (head, tail) = template(system);
+    Ok((tok.encode(&format!("{head}{user}{tail}"))?, end_of_turn))
 }

@@ -1,19 +1,28 @@
-//! Text handling and the perception runner: chat template with special tokens, KV-cache
-//! decoding equal to recomputing the whole prefix, constraints, and clear errors.
+//! Text handling, the perception runner and text chat from a checkpoint directory: chat
+//! template with special tokens, KV-cache decoding equal to recomputing the whole prefix,
+//! constraints, and clear errors.
 
-use focus_engine::sampling::{Allowed, Constraint, SampleError, SamplingParams};
+use focus_engine::sampling::{Allowed, Constraint, SampleError, Sampler, SamplingParams};
 use focus_engine::{compile, Device, MemoryWeights, Tensor, WeightSource};
 use focus_graph::{DType, GraphBuilder};
 use focus_models::perception::{
     self, splice_image, ImageLayout, ImageSlot, ImageTokenIds, PerceptionConfig, PerceptionShape,
 };
+use focus_models::qwen2;
 use focus_pipeline::perception::{Image, PerceptionError};
-use focus_pipeline::text::{chat_prompt, user_with_image, TextError, Tokenizer, IMAGE_STRUCTURE_TOKENS};
+use focus_pipeline::text::{
+    chat_prompt, chat_text, user_with_image, TextError, Tokenizer, IMAGE_STRUCTURE_TOKENS,
+};
 use focus_pipeline::{Perception, Runtime};
 use std::sync::Arc;
 
-/// A word-level tokenizer.json with the Qwen chat special tokens.
+/// A word-level tokenizer with the Qwen chat special tokens.
 fn tokenizer() -> Tokenizer {
+    Tokenizer::from_json(&tokenizer_json()).unwrap()
+}
+
+/// The tokenizer's `tokenizer.json`.
+fn tokenizer_json() -> String {
     let words = [
         "[UNK]",
         "system",
@@ -49,7 +58,7 @@ fn tokenizer() -> Tokenizer {
         added.join(", "),
         vocab.join(", ")
     );
-    Tokenizer::from_json(&json).unwrap()
+    json
 }
 
 #[test]
@@ -175,15 +184,21 @@ fn cached_decoding_equals_recomputing_the_prefix() {
     let data = image();
     let img = Image { h: 40, w: 48, data: &data };
     let (before, after) = (vec![5, 6, 7], vec![8, 9]);
-    let g = p.generate(&img, &before, &after, &SamplingParams::default(), 4, None, None, false).unwrap();
-    assert_eq!(g.tokens.len(), 4);
-    // Reference: a fresh prefill over prompt + tokens so far, no cache reuse.
+    // Sampled at temperature 1 with no cut (drawn on the host from each step's logits), so the
+    // tokens vary and every step's logits matter (greedy tokens on random weights repeat).
+    let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 3 };
+    let g = p.generate(&img, &before, &after, &params, 6, None, None, false).unwrap();
+    assert_eq!(g.tokens.len(), 6);
+    let distinct: std::collections::BTreeSet<_> = g.tokens.iter().collect();
+    assert!(distinct.len() > 2, "{:?}", g.tokens);
+    // Reference: a fresh prefill over prompt + tokens so far, no cache reuse, the same draws.
     let vocab = p.config().llm.vocab_size;
     let span = p.image_ids();
     assert_eq!(span.len(), p.image_tokens());
-    for k in 0..3 {
+    let mut sampler = Sampler::new(params.clone()).unwrap();
+    for k in 0..6 {
         let mut post = after.clone();
-        post.extend_from_slice(&g.tokens[..=k]);
+        post.extend_from_slice(&g.tokens[..k]);
         let len = before.len() + span.len() + post.len();
         let ids: Vec<i64> = [&before[..], &span, &post].concat().iter().map(|&t| t as i64).collect();
         let pos: Vec<i64> = (0..len as i64).collect();
@@ -195,11 +210,10 @@ fn cached_decoding_equals_recomputing_the_prefix() {
         plan.execute().unwrap();
         let l =
             focus_kernels::cpu::common::f32_in(&plan.output("logits").unwrap())[(len - 1) * vocab..].to_vec();
-        let best = l.iter().enumerate().fold(0, |b, (i, &v)| if v > l[b] { i } else { b });
-        assert_eq!(best as u32, g.tokens[k + 1], "step {k}");
+        assert_eq!(sampler.sample(&l, &Allowed::All).unwrap() as u32, g.tokens[k], "step {k}");
     }
     // Same request again: same tokens (the cache is rewritten from position 0).
-    let g2 = p.generate(&img, &before, &after, &SamplingParams::default(), 4, None, None, false).unwrap();
+    let g2 = p.generate(&img, &before, &after, &params, 6, None, None, false).unwrap();
     assert_eq!(g.tokens, g2.tokens);
 }
 
@@ -302,4 +316,109 @@ fn generated_image_blocks_follow_the_grammar() {
     let [sem, pix] = g.parse(&toks).unwrap();
     assert_eq!((sem.len(), pix.len()), (4, 6));
     assert!(sem.iter().all(|&c| c < 50) && pix.iter().all(|&c| c < 100));
+}
+
+/// A Qwen2.5 checkpoint directory in the Hugging Face layout with seeded random weights: the
+/// tokenizer above, a tiny config, one safetensors file.
+fn checkpoint_dir(tag: &str, vocab: usize) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("focus-chat-{}-{tag}-{vocab}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        r#"{{"architectures": ["Qwen2ForCausalLM"], "vocab_size": {vocab}, "hidden_size": 64,
+            "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "tie_word_embeddings": true, "max_position_embeddings": 256}}"#
+    );
+    std::fs::write(dir.join("config.json"), &config).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), tokenizer_json()).unwrap();
+    let cfg = qwen2::Qwen2Config::from_json(&config).unwrap();
+    let o = qwen2::StepOptions {
+        tokens: 1,
+        capacity: 8,
+        dtype: DType::F32,
+        all_logits: false,
+        embeds_input: false,
+        next_token: false,
+    };
+    let w = MemoryWeights::random_for(&qwen2::step_graph(&cfg, &o).unwrap(), 5);
+    focus_engine::weights::save(dir.join("model.safetensors"), &w.sorted(), None).unwrap();
+    dir
+}
+
+#[test]
+fn chat_with_a_checkpoint_directory_decodes_as_recomputing_from_scratch() {
+    let dir = checkpoint_dir("decode", 24);
+    let mut chat = focus_pipeline::Chat::open(&dir, Device::Cpu, DType::F32, 64).unwrap();
+    let (prompt, end) = chat_text(chat.tokenizer(), "you are helpful", "describe the image").unwrap();
+    // Sampled at temperature 1 with no cut (drawn on the host from the decode step's logits),
+    // so the tokens vary and every step's logits matter.
+    let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 7 };
+    let got = chat.generate(&prompt, &params, 12, None).unwrap();
+    assert_eq!((got.tokens.len(), got.prompt_tokens), (12, prompt.len()));
+    let distinct: std::collections::BTreeSet<_> = got.tokens.iter().collect();
+    assert!(distinct.len() > 3, "{:?}", got.tokens);
+    // Without a KV cache: the whole sequence through a fresh plan per token, drawn by the same
+    // sampler from the last position's logits.
+    let cfg = chat.config().clone();
+    let w: Arc<dyn WeightSource> = Arc::new(focus_engine::weights::WeightStore::open(&dir).unwrap());
+    let mut sampler = Sampler::new(params.clone()).unwrap();
+    let mut seq = prompt.clone();
+    for _ in 0..12 {
+        let o = qwen2::StepOptions {
+            tokens: seq.len(),
+            capacity: seq.len(),
+            dtype: DType::F32,
+            all_logits: false,
+            embeds_input: false,
+            next_token: false,
+        };
+        let mut p = compile(&qwen2::step_graph(&cfg, &o).unwrap(), Some(w.clone()), Device::Cpu).unwrap();
+        let ids: Vec<i64> = seq.iter().map(|&t| t as i64).collect();
+        let pos: Vec<i64> = (0..seq.len() as i64).collect();
+        let ids = Tensor::from_i64(DType::I32, [ids.len()], &ids).unwrap();
+        let pos = Tensor::from_i64(DType::I32, [pos.len()], &pos).unwrap();
+        let logits = p.run(&[("input_ids", &ids), ("positions", &pos)]).unwrap()["logits"].to_f32();
+        seq.push(sampler.sample(&logits, &Allowed::All).unwrap() as u32);
+    }
+    assert_eq!(got.tokens, seq[prompt.len()..]);
+    let greedy = SamplingParams { temperature: 0.0, ..SamplingParams::default() };
+    // A second turn of another length compiles one more prefill; the reply stops at <|im_end|>.
+    let (text, g) = chat.reply("you are helpful", "what is in it", &greedy, 6).unwrap();
+    assert!(g.tokens.len() <= 6 && (g.tokens.len() == 6 || g.tokens.last() == Some(&end)), "{:?}", g.tokens);
+    assert_eq!(text, chat.tokenizer().decode(&g.tokens, true).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn chat_checkpoint_problems_are_named() {
+    let dir = checkpoint_dir("errors", 20); // fewer ids than the tokenizer has
+    let e = focus_pipeline::Chat::open(&dir, Device::Cpu, DType::F32, 64).err().unwrap().to_string();
+    assert!(e.contains("config.json") && e.contains("vocab_size 20"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let dir = checkpoint_dir("errors", 24);
+    let e = focus_pipeline::Chat::open(&dir, Device::Cpu, DType::F32, 1000).err().unwrap().to_string();
+    assert!(e.contains("1000"), "{e}");
+    // A checkpoint without the final norm: the missing tensor is named.
+    let store = focus_engine::weights::WeightStore::open(&dir).unwrap();
+    let kept: Vec<(String, DType, Vec<usize>, Vec<u8>)> = store
+        .names()
+        .into_iter()
+        .filter(|n| *n != "model.norm.weight")
+        .map(|n| {
+            let (dt, shape, bytes) = WeightSource::tensor(&store, n).unwrap();
+            (n.to_string(), dt, shape.to_vec(), bytes.to_vec())
+        })
+        .collect();
+    drop(store);
+    let tensors: Vec<_> =
+        kept.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.as_slice(), b.as_slice())).collect();
+    focus_engine::weights::save(dir.join("model.safetensors"), &tensors, None).unwrap();
+    let e = focus_pipeline::Chat::open(&dir, Device::Cpu, DType::F32, 64).err().unwrap().to_string();
+    assert!(e.contains("missing tensor 'model.norm.weight'"), "{e}");
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let e = focus_pipeline::Chat::open(&dir, Device::Cpu, DType::F32, 64).err().unwrap().to_string();
+    assert!(e.contains("no .safetensors"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = focus_pipeline::Chat::open(&dir, Device::Cpu, DType::F32, 64).err().unwrap().to_string();
+    assert!(e.contains("config.json"), "{e}");
 }

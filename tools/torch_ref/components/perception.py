@@ -150,12 +150,15 @@ def run(model, inputs, cfg):
     span = image_span(model, cfg, fused, queries)
     emb = splice(model, cfg, inputs["input_ids"], span)
     out = model.llm(inputs_embeds=emb, output_hidden_states=True, use_cache=False)
-    seq, toks = emb, []
+    seq, toks, steps = emb, [], []
     for _ in range(cfg["gen_tokens"]):
-        nxt = model.llm(inputs_embeds=seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+        logits = model.llm(inputs_embeds=seq, use_cache=False).logits[:, -1]
+        nxt = logits.argmax(-1, keepdim=True)
         toks.append(nxt)
+        steps.append(logits)
         seq = torch.cat([seq, model.llm.model.embed_tokens(nxt)], 1)
-    outputs = {"logits": out.logits, "last_hidden_state": out.hidden_states[-1], "tokens": torch.cat(toks, 1)}
+    outputs = {"logits": out.logits, "last_hidden_state": out.hidden_states[-1], "tokens": torch.cat(toks, 1),
+               "step_logits": torch.cat(steps, 0)}
     inter = {"vit_embeds": vit_out["embeds"], "res5": feats["res5"], "fused": fused, "adapter_tokens": queries,
              "image_span": span}
     return outputs, inter

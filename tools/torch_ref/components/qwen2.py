@@ -55,13 +55,16 @@ def run(model, inputs, cfg):
     inter = {"embeddings": hs[0]}
     for i in range(1, len(hs) - 1):
         inter[f"layer.{i - 1}"] = hs[i]
-    # greedy generation without cache: recompute full prefix each step
+    # greedy generation without cache: recompute full prefix each step; every step's last
+    # logits too, so a cached decode is checked by value, not only by its argmax
     seq = ids
-    toks = []
+    toks, steps = [], []
     for _ in range(cfg["gen_tokens"]):
         logits = model(input_ids=seq, use_cache=False).logits[:, -1]
         nxt = logits.argmax(-1, keepdim=True)
         toks.append(nxt)
+        steps.append(logits)
         seq = torch.cat([seq, nxt], 1)
     outputs["tokens"] = torch.cat(toks, 1)
+    outputs["step_logits"] = torch.cat(steps, 0)
     return outputs, inter

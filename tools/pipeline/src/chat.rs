@@ -1,0 +1,146 @@
+//! Text chat with a Qwen2.5 checkpoint directory in the Hugging Face layout (`config.json`,
+//! `tokenizer.json`, `model.safetensors` or a sharded index): the Instruct template, a prefill
+//! plan per prompt length (compiled once, `PlanCache`), the shared KV-cache decode loop.
+
+use crate::decode::{decode_tokens, hand_over_caches, ids, positions, DecodeRun};
+use crate::perception::{Generation, PerceptionError};
+use crate::runtime::Runtime;
+use crate::text::{chat_text, TextError, Tokenizer};
+use focus_engine::sampling::SamplingParams;
+use focus_engine::weights::WeightStore;
+use focus_engine::{Device, EngineError, Plan, PlanCache, WeightSource};
+use focus_graph::{DType, GraphError};
+use focus_models::qwen2::{self, Qwen2Config, StepOptions};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ChatError {
+    #[error("{path}: {detail}")]
+    Checkpoint { path: String, detail: String },
+    #[error(transparent)]
+    Text(#[from] TextError),
+    #[error(transparent)]
+    Run(#[from] PerceptionError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Weights(#[from] focus_engine::weights::WeightError),
+}
+
+pub struct Chat {
+    cfg: Qwen2Config,
+    dtype: DType,
+    device: Device,
+    capacity: usize,
+    tokenizer: Tokenizer,
+    prefills: PlanCache,
+    decode: Plan,
+}
+
+impl Chat {
+    /// Open the checkpoint in `dir` on `device`, storing in `dtype`, with a KV cache of
+    /// `capacity` positions (prompt plus reply).
+    pub fn open(dir: &Path, device: Device, dtype: DType, capacity: usize) -> Result<Self, ChatError> {
+        let bad = |p: &Path, detail: String| ChatError::Checkpoint { path: p.display().to_string(), detail };
+        let config = dir.join("config.json");
+        let json = std::fs::read_to_string(&config).map_err(|e| bad(&config, e.to_string()))?;
+        let cfg = Qwen2Config::from_json(&json).map_err(|e| bad(&config, e))?;
+        let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(bad(
+                &config,
+                format!(
+                    "vocab_size {} is smaller than the tokenizer's {}",
+                    cfg.vocab_size,
+                    tokenizer.vocab_size()
+                ),
+            ));
+        }
+        if capacity == 0 || capacity > cfg.max_position_embeddings {
+            return Err(bad(
+                &config,
+                format!("a KV cache of {capacity} positions (1..={})", cfg.max_position_embeddings),
+            ));
+        }
+        let weights: Arc<dyn WeightSource> = Arc::new(WeightStore::open(dir)?);
+        let rt = Runtime::new(weights.clone(), device);
+        let step = StepOptions {
+            tokens: 1,
+            capacity,
+            dtype,
+            all_logits: false,
+            embeds_input: false,
+            next_token: true,
+        };
+        let decode = rt.compile(&qwen2::step_graph(&cfg, &step)?)?;
+        let prefills = PlanCache::new(Some(weights)).with_arena(rt.arena.clone());
+        Ok(Chat { cfg, dtype, device, capacity, tokenizer, prefills, decode })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn config(&self) -> &Qwen2Config {
+        &self.cfg
+    }
+
+    /// Up to `max_new` tokens after `prompt` (token ids), stopping after `stop`.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &SamplingParams,
+        max_new: usize,
+        stop: Option<u32>,
+    ) -> Result<Generation, ChatError> {
+        let vocab = self.cfg.vocab_size;
+        if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+            return Err(PerceptionError::TokenOutOfRange { id, vocab }.into());
+        }
+        let len = prompt.len();
+        if len == 0 || len + max_new > self.capacity {
+            return Err(
+                PerceptionError::TooLong { prompt: len, new: max_new, capacity: self.capacity }.into()
+            );
+        }
+        let step = StepOptions {
+            tokens: len,
+            capacity: self.capacity,
+            dtype: self.dtype,
+            all_logits: false,
+            embeds_input: false,
+            next_token: false,
+        };
+        let plan = self.prefills.plan(&qwen2::step_graph(&self.cfg, &step)?, self.device)?;
+        plan.set_input("input_ids", &ids(prompt)?.view())?;
+        plan.set_input("positions", &positions(0, len)?.view())?;
+        let t = Instant::now();
+        plan.execute()?;
+        plan.wait()?;
+        let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+        let logits = focus_kernels::cpu::common::f32_in(&plan.output("logits")?).into_owned();
+        hand_over_caches(&mut self.decode, plan, self.cfg.num_hidden_layers)?;
+        let run = DecodeRun { logits, start: len, vocab, params, max_new, stop, constraint: None };
+        let (tokens, decode_ms) = decode_tokens(&mut self.decode, run)?;
+        Ok(Generation { tokens, prompt_tokens: len, prefill_ms, decode_ms, prefill_profile: None })
+    }
+
+    /// Answer `user` after `system` in the Instruct format: the reply's text (special tokens
+    /// skipped) and the generation, stopping at `<|im_end|>`.
+    pub fn reply(
+        &mut self,
+        system: &str,
+        user: &str,
+        params: &SamplingParams,
+        max_new: usize,
+    ) -> Result<(String, Generation), ChatError> {
+        let (prompt, end) = chat_text(&self.tokenizer, system, user)?;
+        let g = self.generate(&prompt, params, max_new, Some(end))?;
+        Ok((self.tokenizer.decode(&g.tokens, true)?, g))
+    }
+}
