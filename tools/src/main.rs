@@ -186,6 +186,9 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// One reply from a Qwen2.5 checkpoint directory (config.json, tokenizer.json, safetensors)
+    /// with the Instruct chat template: real weights, KV-cache decoding, sampling.
+    Chat(commands::chat::ChatArgs),
 }
 
 fn main() -> ExitCode {
@@ -238,6 +241,7 @@ fn main() -> ExitCode {
             mask_out: mask_out.as_deref(),
         }),
         Cmd::Generate { sampling, out } => commands::generate::run(&sampling, out.as_deref()),
+        Cmd::Chat(a) => commands::chat::run(&a),
         Cmd::Demo { image, seed, device, dtype, tokens, profile, out } => {
             commands::demo::run(commands::demo::DemoArgs {
                 image: image.as_deref(),

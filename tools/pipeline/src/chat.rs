@@ -5,10 +5,10 @@
 use crate::decode::{decode_tokens, hand_over_caches, ids, positions, DecodeRun};
 use crate::perception::{Generation, PerceptionError};
 use crate::runtime::Runtime;
-use crate::text::{chat_text, TextError, Tokenizer};
+use crate::text::{chat_text, TextError, Tokenizer, IMAGE_STRUCTURE_TOKENS};
 use focus_engine::sampling::SamplingParams;
 use focus_engine::weights::WeightStore;
-use focus_engine::{Device, EngineError, Plan, PlanCache, WeightSource};
+use focus_engine::{Device, EngineError, MemoryWeights, Plan, PlanCache, WeightSource};
 use focus_graph::{DType, GraphError};
 use focus_models::qwen2::{self, Qwen2Config, StepOptions};
 use std::path::Path;
@@ -30,6 +30,77 @@ pub enum ChatError {
     Graph(#[from] GraphError),
     #[error(transparent)]
     Weights(#[from] focus_engine::weights::WeightError),
+}
+
+/// A word-level `tokenizer.json` with the Qwen chat and ILLUME+ image-structure special
+/// tokens and a few lowercase words: what the tests (and a smoke run of `focus chat`) use in
+/// place of Qwen's 151k-token vocabulary.
+pub fn test_tokenizer_json() -> String {
+    let words = [
+        "[UNK]",
+        "system",
+        "user",
+        "assistant",
+        "you",
+        "are",
+        "helpful",
+        "describe",
+        "the",
+        "image",
+        "what",
+        "is",
+        "in",
+        "it",
+    ];
+    let mut specials = vec!["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
+    specials.extend(IMAGE_STRUCTURE_TOKENS);
+    let mut vocab: Vec<String> = words.iter().enumerate().map(|(i, w)| format!("\"{w}\": {i}")).collect();
+    let mut added = Vec::new();
+    for (k, s) in specials.iter().enumerate() {
+        let id = words.len() + k;
+        vocab.push(format!("\"{s}\": {id}"));
+        added.push(format!(
+            r#"{{"id": {id}, "content": "{s}", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}}"#
+        ));
+    }
+    format!(
+        r#"{{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [{}],
+            "normalizer": {{"type": "Lowercase"}}, "pre_tokenizer": {{"type": "Whitespace"}},
+            "post_processor": null, "decoder": null,
+            "model": {{"type": "WordLevel", "vocab": {{{}}}, "unk_token": "[UNK]"}}}}"#,
+        added.join(", "),
+        vocab.join(", ")
+    )
+}
+
+/// Write a Qwen2.5-architecture checkpoint directory at test size into `dir`: a `config.json`
+/// with `vocab` ids (2 layers, 64 wide), [`test_tokenizer_json`], and seeded random weights in
+/// `model.safetensors`.
+pub fn write_test_checkpoint(dir: &Path, vocab: usize, seed: u64) -> Result<(), ChatError> {
+    let io =
+        |e: std::io::Error| ChatError::Checkpoint { path: dir.display().to_string(), detail: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let config = format!(
+        r#"{{"architectures": ["Qwen2ForCausalLM"], "vocab_size": {vocab}, "hidden_size": 64,
+            "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "tie_word_embeddings": true, "max_position_embeddings": 256}}"#
+    );
+    std::fs::write(dir.join("config.json"), &config).map_err(io)?;
+    std::fs::write(dir.join("tokenizer.json"), test_tokenizer_json()).map_err(io)?;
+    let cfg = Qwen2Config::from_json(&config)
+        .map_err(|detail| ChatError::Checkpoint { path: dir.display().to_string(), detail })?;
+    let step = StepOptions {
+        tokens: 1,
+        capacity: 8,
+        dtype: DType::F32,
+        all_logits: false,
+        embeds_input: false,
+        next_token: false,
+    };
+    let w = MemoryWeights::random_for(&qwen2::step_graph(&cfg, &step)?, seed);
+    focus_engine::weights::save(dir.join("model.safetensors"), &w.sorted(), None)?;
+    Ok(())
 }
 
 pub struct Chat {

@@ -10,55 +10,13 @@ use focus_models::perception::{
 };
 use focus_models::qwen2;
 use focus_pipeline::perception::{Image, PerceptionError};
-use focus_pipeline::text::{
-    chat_prompt, chat_text, user_with_image, TextError, Tokenizer, IMAGE_STRUCTURE_TOKENS,
-};
+use focus_pipeline::text::{chat_prompt, chat_text, user_with_image, TextError, Tokenizer};
 use focus_pipeline::{Perception, Runtime};
 use std::sync::Arc;
 
 /// A word-level tokenizer with the Qwen chat special tokens.
 fn tokenizer() -> Tokenizer {
-    Tokenizer::from_json(&tokenizer_json()).unwrap()
-}
-
-/// The tokenizer's `tokenizer.json`.
-fn tokenizer_json() -> String {
-    let words = [
-        "[UNK]",
-        "system",
-        "user",
-        "assistant",
-        "you",
-        "are",
-        "helpful",
-        "describe",
-        "the",
-        "image",
-        "what",
-        "is",
-        "in",
-        "it",
-    ];
-    let mut specials = vec!["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
-    specials.extend(IMAGE_STRUCTURE_TOKENS);
-    let mut vocab: Vec<String> = words.iter().enumerate().map(|(i, w)| format!("\"{w}\": {i}")).collect();
-    let mut added = Vec::new();
-    for (k, s) in specials.iter().enumerate() {
-        let id = words.len() + k;
-        vocab.push(format!("\"{s}\": {id}"));
-        added.push(format!(
-            r#"{{"id": {id}, "content": "{s}", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}}"#
-        ));
-    }
-    let json = format!(
-        r#"{{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [{}],
-            "normalizer": {{"type": "Lowercase"}}, "pre_tokenizer": {{"type": "Whitespace"}},
-            "post_processor": null, "decoder": null,
-            "model": {{"type": "WordLevel", "vocab": {{{}}}, "unk_token": "[UNK]"}}}}"#,
-        added.join(", "),
-        vocab.join(", ")
-    );
-    json
+    Tokenizer::from_json(&focus_pipeline::chat::test_tokenizer_json()).unwrap()
 }
 
 #[test]
@@ -318,30 +276,10 @@ fn generated_image_blocks_follow_the_grammar() {
     assert!(sem.iter().all(|&c| c < 50) && pix.iter().all(|&c| c < 100));
 }
 
-/// A Qwen2.5 checkpoint directory in the Hugging Face layout with seeded random weights: the
-/// tokenizer above, a tiny config, one safetensors file.
+/// A test-size checkpoint directory of its own for one test.
 fn checkpoint_dir(tag: &str, vocab: usize) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("focus-chat-{}-{tag}-{vocab}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = format!(
-        r#"{{"architectures": ["Qwen2ForCausalLM"], "vocab_size": {vocab}, "hidden_size": 64,
-            "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-            "tie_word_embeddings": true, "max_position_embeddings": 256}}"#
-    );
-    std::fs::write(dir.join("config.json"), &config).unwrap();
-    std::fs::write(dir.join("tokenizer.json"), tokenizer_json()).unwrap();
-    let cfg = qwen2::Qwen2Config::from_json(&config).unwrap();
-    let o = qwen2::StepOptions {
-        tokens: 1,
-        capacity: 8,
-        dtype: DType::F32,
-        all_logits: false,
-        embeds_input: false,
-        next_token: false,
-    };
-    let w = MemoryWeights::random_for(&qwen2::step_graph(&cfg, &o).unwrap(), 5);
-    focus_engine::weights::save(dir.join("model.safetensors"), &w.sorted(), None).unwrap();
+    focus_pipeline::chat::write_test_checkpoint(&dir, vocab, 5).unwrap();
     dir
 }
 
