@@ -1,5 +1,6 @@
 //! compile(graph, weights, device) → Plan; Plan::execute runs it. Every intermediate lives at
-//! a planner-assigned offset in one arena, allocated at compile time; weights stay where the
+//! a planner-assigned offset in one arena, allocated at compile time (the plan's own, or one
+//! shared with other plans: `compile_shared`); weights stay where the
 //! source holds them (zero-copy) unless they need a dtype or alignment fix; constant subgraphs
 //! (weight layout conversions) are computed once here, at compile time.
 

@@ -1,5 +1,6 @@
 //! focus-engine: the runtime. Devices, host tensors, weight sources (memory-mapped safetensors
-//! or in memory), the executor that compiles a graph into a plan and runs it, and the profiler.
+//! or in memory), the executor that compiles a graph into a plan and runs it, activation arenas
+//! shared by plans that run in turn, a cache of compiled plans, and the profiler.
 
 pub mod arena;
 pub mod buffer;

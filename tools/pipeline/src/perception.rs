@@ -1,6 +1,7 @@
 //! The perception runner: image + prompt tokens → generated tokens. A prefill plan per prompt
-//! shape (built on first use and cached: static graphs), one decode plan whose KV cache is
-//! handed over from the prefill without copying, host sampling with optional constraints.
+//! shape (built on first use and cached: static graphs), one decode plan that takes the
+//! prefill's KV caches over (swapped on a CPU, copied on the device on a GPU), sampling on the
+//! device where it can and on the host otherwise, with optional constraints.
 
 use crate::decode::{decode_tokens, hand_over_caches, ids, positions, DecodeRun};
 use crate::runtime::Runtime;
