@@ -78,14 +78,7 @@ pub fn check_graphs() -> Result<Vec<(String, DType, Graph)>> {
         // With FOCUS's mask tokens: the segmentation decoder's inputs written to states too.
         v.push((format!("perception prefill {dt}"), dt, prefill_graph(&c, &s)?));
         // The pipeline's decode step, with the greedy head that picks the token on the device.
-        let o = StepOptions {
-            tokens: 1,
-            capacity: s.capacity,
-            dtype: dt,
-            all_logits: false,
-            embeds_input: false,
-            next_token: true,
-        };
+        let o = StepOptions::decode(s.capacity, dt);
         v.push((format!("perception decode {dt}"), dt, qwen2::step_graph(&c.llm, &o)?));
         // A decode step at a flash head dim (64) over a 300-position cache: the q RoPE folds into
         // the split-K decode kernel, k's RoPE into the cache append (the fused paths of bf16).

@@ -353,12 +353,9 @@ pub fn prefill_graph(c: &PerceptionConfig, s: &PerceptionShape) -> Result<Graph>
         x = b.concat(&[x, seg], 0)?;
     }
     let o = StepOptions {
-        tokens: l + s.seg_queries,
-        capacity: s.capacity,
-        dtype: dt,
         all_logits: true,
         embeds_input: true,
-        next_token: false,
+        ..StepOptions::prefill(l + s.seg_queries, s.capacity, dt)
     };
     let (hidden, logits) = b.scoped("llm", |b| qwen2::build_step(b, &c.llm, &o, x, pos))?;
     b.output("hidden", hidden)?;

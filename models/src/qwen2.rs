@@ -109,6 +109,18 @@ pub struct StepOptions {
     pub next_token: bool,
 }
 
+impl StepOptions {
+    /// `tokens` input ids through a cache of `capacity` positions: the last position's logits.
+    pub fn prefill(tokens: usize, capacity: usize, dtype: DType) -> Self {
+        StepOptions { tokens, capacity, dtype, all_logits: false, embeds_input: false, next_token: false }
+    }
+
+    /// One token per step, picked on the device by the token head.
+    pub fn decode(capacity: usize, dtype: DType) -> Self {
+        StepOptions { next_token: true, ..Self::prefill(1, capacity, dtype) }
+    }
+}
+
 pub fn k_cache_name(layer: usize) -> String {
     format!("kv.{layer}.k")
 }

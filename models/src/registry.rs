@@ -239,14 +239,7 @@ pub fn build_named(model: &str, config: &str, size: usize, dtype: DType) -> Resu
             if size == 0 {
                 return Err("qwen2 step needs at least one token".into());
             }
-            let o = StepOptions {
-                tokens: size,
-                capacity: (2 * size).max(if config == "3b" { 1024 } else { 16 }),
-                dtype,
-                all_logits: false,
-                embeds_input: false,
-                next_token: false,
-            };
+            let o = StepOptions::prefill(size, (2 * size).max(if config == "3b" { 1024 } else { 16 }), dtype);
             qwen2::step_graph(&c, &o).map_err(|e| e.to_string())
         }
         other => {

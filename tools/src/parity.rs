@@ -710,14 +710,8 @@ fn run_qwen2(fx: &Fixture, tol: f64) -> Result<Vec<Comparison>, String> {
     let gen: usize = field(&fx.config, "gen_tokens").unwrap_or(0);
     let t = ids.len();
     let capacity = t + gen;
-    let step = |tokens, all_logits| StepOptions {
-        tokens,
-        capacity,
-        dtype: fx.dtype,
-        all_logits,
-        embeds_input: false,
-        next_token: false,
-    };
+    let step =
+        |tokens, all_logits| StepOptions { all_logits, ..StepOptions::prefill(tokens, capacity, fx.dtype) };
     let mut prefill = fx.plan(&qwen2::step_graph(&c, &step(t, true)).map_err(|e| e.to_string())?)?;
     let ids_t = Tensor::from_i64(DType::I32, [t], &ids).map_err(|e| e.to_string())?;
     let pos: Vec<i64> = (0..t as i64).collect();
@@ -749,14 +743,7 @@ fn greedy(
     (start, gen, capacity): (usize, usize, usize),
     tol: f64,
 ) -> Result<Vec<Comparison>, String> {
-    let o = StepOptions {
-        tokens: 1,
-        capacity,
-        dtype: fx.dtype,
-        all_logits: false,
-        embeds_input: false,
-        next_token: false,
-    };
+    let o = StepOptions::prefill(1, capacity, fx.dtype);
     let mut decode = fx.plan(&qwen2::step_graph(c, &o).map_err(|e| e.to_string())?)?;
     let names: Vec<String> =
         (0..c.num_hidden_layers).flat_map(|l| [qwen2::k_cache_name(l), qwen2::v_cache_name(l)]).collect();

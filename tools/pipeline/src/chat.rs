@@ -90,14 +90,7 @@ pub fn write_test_checkpoint(dir: &Path, vocab: usize, seed: u64) -> Result<(), 
     std::fs::write(dir.join("tokenizer.json"), test_tokenizer_json()).map_err(io)?;
     let cfg = Qwen2Config::from_json(&config)
         .map_err(|detail| ChatError::Checkpoint { path: dir.display().to_string(), detail })?;
-    let step = StepOptions {
-        tokens: 1,
-        capacity: 8,
-        dtype: DType::F32,
-        all_logits: false,
-        embeds_input: false,
-        next_token: false,
-    };
+    let step = StepOptions::prefill(1, 8, DType::F32);
     let w = MemoryWeights::random_for(&qwen2::step_graph(&cfg, &step)?, seed);
     focus_engine::weights::save(dir.join("model.safetensors"), &w.sorted(), None)?;
     Ok(())
@@ -140,14 +133,7 @@ impl Chat {
         }
         let weights: Arc<dyn WeightSource> = Arc::new(WeightStore::open(dir)?);
         let rt = Runtime::new(weights.clone(), device);
-        let step = StepOptions {
-            tokens: 1,
-            capacity,
-            dtype,
-            all_logits: false,
-            embeds_input: false,
-            next_token: true,
-        };
+        let step = StepOptions::decode(capacity, dtype);
         let decode = rt.compile(&qwen2::step_graph(&cfg, &step)?)?;
         let prefills = PlanCache::new(Some(weights)).with_arena(rt.arena.clone());
         Ok(Chat { cfg, dtype, device, capacity, tokenizer, prefills, decode })
@@ -179,14 +165,7 @@ impl Chat {
                 PerceptionError::TooLong { prompt: len, new: max_new, capacity: self.capacity }.into()
             );
         }
-        let step = StepOptions {
-            tokens: len,
-            capacity: self.capacity,
-            dtype: self.dtype,
-            all_logits: false,
-            embeds_input: false,
-            next_token: false,
-        };
+        let step = StepOptions::prefill(len, self.capacity, self.dtype);
         let plan = self.prefills.plan(&qwen2::step_graph(&self.cfg, &step)?, self.device)?;
         plan.set_input("input_ids", &ids(prompt)?.view())?;
         plan.set_input("positions", &positions(0, len)?.view())?;

@@ -74,14 +74,7 @@ impl Perception {
         hr_hw: [usize; 2],
         capacity: usize,
     ) -> Result<Self, PerceptionError> {
-        let step = StepOptions {
-            tokens: 1,
-            capacity,
-            dtype,
-            all_logits: false,
-            embeds_input: false,
-            next_token: true,
-        };
+        let step = StepOptions::decode(capacity, dtype);
         let decode = rt.compile(&qwen2::step_graph(&cfg.llm, &step)?)?;
         Ok(Perception {
             cfg,

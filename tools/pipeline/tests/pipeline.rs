@@ -302,14 +302,7 @@ fn chat_with_a_checkpoint_directory_decodes_as_recomputing_from_scratch() {
     let mut sampler = Sampler::new(params.clone()).unwrap();
     let mut seq = prompt.clone();
     for _ in 0..12 {
-        let o = qwen2::StepOptions {
-            tokens: seq.len(),
-            capacity: seq.len(),
-            dtype: DType::F32,
-            all_logits: false,
-            embeds_input: false,
-            next_token: false,
-        };
+        let o = qwen2::StepOptions::prefill(seq.len(), seq.len(), DType::F32);
         let mut p = compile(&qwen2::step_graph(&cfg, &o).unwrap(), Some(w.clone()), Device::Cpu).unwrap();
         let ids: Vec<i64> = seq.iter().map(|&t| t as i64).collect();
         let pos: Vec<i64> = (0..seq.len() as i64).collect();
