@@ -267,12 +267,8 @@ pub fn cuda_offline(
 /// anything, with its launch count. Arena addresses are the planner's; weights, constants and
 /// states get distinct 256-byte-aligned addresses, as the device allocator gives them.
 pub fn cuda_launches(graph: &Graph) -> Result<Vec<(NodeId, usize)>> {
-    let (g, _) = eliminate_dead_code(graph);
-    let is_static = static_nodes(&g);
-    let steps = steps(&g, &is_static);
-    let fusions = Fusions::of(&g, &steps);
-    let memory = plan_memory_spans(&g, &is_static, &fusions.spans());
-    let schedule = CudaSchedule::new(&g, &fusions);
+    let Layout { g, steps, fusions, memory, .. } = layout(graph, true, false);
+    let schedule = CudaSchedule::new(&g, fusions.as_ref().expect("planned for CUDA"));
     const ARENA: u64 = 1 << 40;
     const OTHER: u64 = 1 << 44;
     let mut other = vec![0u64; g.len()];
@@ -297,19 +293,25 @@ fn arena_offsets(g: &Graph, storage: &[Storage]) -> Vec<Option<usize>> {
 
 /// `own_io`: inputs and outputs get buffers of their own instead of arena slots (a plan in a
 /// shared arena).
-fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool, own_io: bool) -> Result<Front> {
-    let weights = weights.cloned();
+/// What planning decides from the graph alone: the graph after dead-code elimination, its
+/// folded nodes, the steps, the fused spans (CUDA) and the memory plan; `own` marks the nodes
+/// with buffers of their own (`own_io`: a plan in a shared arena keeps its inputs and outputs
+/// out of the arena).
+struct Layout {
+    g: Graph,
+    is_static: Vec<bool>,
+    steps: Vec<NodeId>,
+    fusions: Option<Fusions>,
+    memory: MemoryPlan,
+    own: Vec<bool>,
+}
+
+fn layout(graph: &Graph, cuda: bool, own_io: bool) -> Layout {
     let (g, _) = eliminate_dead_code(graph);
-    check_params(&g, weights.as_deref())?;
-    // Start every rayon worker now: a worker's one-time setup (e.g. registering with
-    // crossbeam-epoch on its first steal) allocates, and would otherwise land in some later
-    // `execute`.
-    rayon::broadcast(|_| ());
     let is_static = static_nodes(&g);
     let steps = steps(&g, &is_static);
     // A CUDA plan runs fused spans as one launch sequence; their values stay live across them.
     let fusions = cuda.then(|| Fusions::of(&g, &steps));
-    // Outside the arena: folded constants, and with `own_io` the inputs and output roots.
     let mut own = vec![false; g.len()];
     if own_io {
         for id in g.ids() {
@@ -320,11 +322,23 @@ fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool, own
             own[r.0] |= !is_static[r.0] && !g.node(r).op.is_leaf();
         }
     }
+    // Outside the arena: folded constants and the nodes with buffers of their own.
     let outside: Vec<bool> = is_static.iter().zip(&own).map(|(s, o)| *s || *o).collect();
     let memory = match &fusions {
         Some(f) => plan_memory_spans(&g, &outside, &f.spans()),
         None => plan_memory(&g, &outside),
     };
+    Layout { g, is_static, steps, fusions, memory, own }
+}
+
+fn front(graph: &Graph, weights: Option<&Arc<dyn WeightSource>>, cuda: bool, own_io: bool) -> Result<Front> {
+    let weights = weights.cloned();
+    let Layout { g, is_static, steps, fusions, memory, own } = layout(graph, cuda, own_io);
+    check_params(&g, weights.as_deref())?;
+    // Start every rayon worker now: a worker's one-time setup (e.g. registering with
+    // crossbeam-epoch on its first steal) allocates, and would otherwise land in some later
+    // `execute`.
+    rayon::broadcast(|_| ());
     let mut storage: Vec<Storage> = Vec::with_capacity(g.len());
     for id in g.ids() {
         let n = g.node(id);
