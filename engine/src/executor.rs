@@ -77,6 +77,9 @@ pub struct Plan {
     inputs: HashMap<String, NodeId>,
     input_set: Vec<bool>,
     unused_weights: Vec<String>,
+    /// Each node's storage root and byte offset in it (aliases resolved once, at compile time,
+    /// not on every run).
+    roots: Vec<(usize, usize)>,
     /// Addresses of the state and own buffers per node (0 elsewhere), refreshed whenever a
     /// buffer moves (compile, `swap_state`), so `execute` needs no allocation to reach them.
     state_addrs: Vec<usize>,
@@ -201,7 +204,9 @@ pub(crate) fn compile_in(
     if let (None, Some(a)) = (&cuda, shared) {
         a.reserve_host(memory.arena_bytes)?;
     }
+    let roots = g.ids().map(|id| (g.storage_root(id).0, g.storage_offset(id))).collect();
     let mut plan = Plan {
+        roots,
         state_addrs: Vec::new(),
         unused_weights,
         // A CUDA plan's intermediates live in its device arena, a sharing plan's in `shared`.
@@ -612,8 +617,7 @@ impl Plan {
             let in_place = matches!(n.op, Op::WriteSlice { .. });
             let view = |i: NodeId| -> TensorRef<'_> {
                 let m = &self.graph.nodes[i.0];
-                let root = self.graph.storage_root(i).0;
-                let at = self.graph.storage_offset(i);
+                let (root, at) = self.roots[i.0];
                 let data: &[u8] = match &self.storage[root] {
                     // SAFETY: the planner gives every value live at this step a disjoint range of
                     // the arena (a view lies inside its root's), so this shared view never
@@ -645,14 +649,15 @@ impl Plan {
                 .enumerate()
                 .map(|(k, i)| if in_place && k == 0 { TensorRef::new(n.dtype, &[0], &[]) } else { view(*i) })
                 .collect();
-            let out_bytes = match self.storage[self.graph.storage_root(id).0] {
+            let root = self.roots[id.0].0;
+            let out_bytes = match self.storage[root] {
                 // SAFETY: `off..off+bytes` is this node's own arena range; no input aliases it
                 // (inputs are live at this step, so their ranges are disjoint from it).
                 Storage::Arena(off) => unsafe { std::slice::from_raw_parts_mut(base.add(off), n.bytes()) },
                 // SAFETY: the in-place destination, or this output's own buffer; no view of it
                 // exists during this step.
                 Storage::State(_) | Storage::Own(_) => unsafe {
-                    std::slice::from_raw_parts_mut(states(self.graph.storage_root(id).0), n.bytes())
+                    std::slice::from_raw_parts_mut(states(root), n.bytes())
                 },
                 _ => unreachable!("steps write to the arena, a state or their own buffer"),
             };
